@@ -1,0 +1,82 @@
+"""One typed settings object, read once from the environment."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+import platformdirs
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_API_URL = "https://api.cekura.ai"
+APP_NAME = "cekura-labs-mcp"
+
+
+def default_data_dir() -> Path:
+    return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
+
+
+class Settings(BaseSettings):
+    """Every knob of the server. The Cekura names (`CEKURA_API_KEY`, `CEKURA_API_URL`) are the
+    official SDK's, so users who already have them set need nothing new."""
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True, frozen=True)
+
+    api_key: SecretStr | None = Field(default=None, validation_alias="CEKURA_API_KEY")
+    api_url: str = Field(default=DEFAULT_API_URL, validation_alias="CEKURA_API_URL")
+    data_dir: Path = Field(default_factory=default_data_dir, validation_alias="CEKURA_LABS_DATA_DIR")
+    confirm_threshold: int = Field(
+        default=100, ge=1, validation_alias="CEKURA_LABS_CONFIRM_THRESHOLD",
+        description="Calls above which an evaluation needs the person's confirmation.",
+    )
+    guard_window_seconds: int = Field(
+        default=3600, ge=60, validation_alias="CEKURA_LABS_GUARD_WINDOW_SECONDS",
+        description="Rolling window over which evaluated calls are summed against the threshold.",
+    )
+    confirmation_ttl_seconds: int = Field(
+        default=300, ge=10, validation_alias="CEKURA_LABS_CONFIRMATION_TTL_SECONDS"
+    )
+    credits_per_judge_evaluation: float = Field(
+        default=0.2, ge=0, validation_alias="CEKURA_LABS_CREDITS_PER_EVALUATION"
+    )
+    http_timeout_seconds: float = Field(default=30.0, gt=0, validation_alias="CEKURA_LABS_HTTP_TIMEOUT")
+    max_retries: int = Field(default=3, ge=0, le=10, validation_alias="CEKURA_LABS_MAX_RETRIES")
+    max_retry_after_seconds: float = Field(
+        default=30.0, ge=0, validation_alias="CEKURA_LABS_MAX_RETRY_AFTER"
+    )
+    max_concurrency: int = Field(default=8, ge=1, le=64, validation_alias="CEKURA_LABS_MAX_CONCURRENCY")
+    poll_timeout_seconds: float = Field(default=45.0, gt=0, le=600, validation_alias="CEKURA_LABS_POLL_TIMEOUT")
+    feedback_threshold: int = Field(default=6, ge=1, validation_alias="CEKURA_LABS_FEEDBACK_THRESHOLD")
+    log_format: Literal["console", "json"] = Field(default="console", validation_alias="CEKURA_LABS_LOG_FORMAT")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", validation_alias="CEKURA_LABS_LOG_LEVEL"
+    )
+    http_bearer_token: SecretStr | None = Field(default=None, validation_alias="CEKURA_LABS_HTTP_TOKEN")
+    sandbox_seed: int = Field(default=7, validation_alias="CEKURA_LABS_SANDBOX_SEED")
+
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _blank_key_is_none(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator("log_level", "log_format", mode="before")
+    @classmethod
+    def _lowercase(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @property
+    def uses_sandbox(self) -> bool:
+        return self.api_key is None
+
+    @property
+    def ledger_path(self) -> Path:
+        return self.data_dir / "ledger.sqlite3"
+
+
+@lru_cache(maxsize=1)
+def load_settings() -> Settings:
+    return Settings()
