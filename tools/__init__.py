@@ -1,0 +1,67 @@
+"""Every MCP tool, registered in one place. Annotations are set here, on the cautious side: a tool is
+read-only only if it never changes anything on Cekura; every tool is open-world (it talks to Cekura)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from cekura_labs_mcp.tools.calls import get_call, list_calls, list_metrics
+from cekura_labs_mcp.tools.evaluate import evaluate_metrics, rerun_evaluation
+from cekura_labs_mcp.tools.feedback import create_test_set_from_call, mark_metric_vote
+from cekura_labs_mcp.tools.improve import patch_metric, poll_progress, process_feedbacks, rollback_metric
+from mcp.server import MCPServer
+from mcp.types import ToolAnnotations
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    fn: Callable[..., Awaitable[Any]]
+    title: str
+    read_only: bool
+    destructive: bool = False
+    idempotent: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.fn.__name__
+
+    def annotations(self) -> ToolAnnotations:
+        return ToolAnnotations(
+            title=self.title,
+            read_only_hint=self.read_only,
+            destructive_hint=None if self.read_only else self.destructive,
+            idempotent_hint=True if self.read_only else self.idempotent,
+            open_world_hint=True,
+        )
+
+
+READ_TOOLS: tuple[ToolSpec, ...] = (
+    ToolSpec(list_calls, "List calls with a metric's results", read_only=True),
+    ToolSpec(get_call, "Read one call for review", read_only=True),
+    ToolSpec(list_metrics, "List an agent's metrics", read_only=True),
+    ToolSpec(poll_progress, "Wait for an auto-improve run", read_only=True),
+)
+
+WRITE_TOOLS: tuple[ToolSpec, ...] = (
+    # A new vote replaces the person's earlier vote on the same result.
+    ToolSpec(mark_metric_vote, "Vote on a metric result", read_only=False, destructive=True, idempotent=True),
+    ToolSpec(create_test_set_from_call, "Add a call to a metric's Lab", read_only=False),
+    ToolSpec(process_feedbacks, "Start auto-improve for a metric", read_only=False),
+    ToolSpec(patch_metric, "Change a metric's prompt (with confirmation)", read_only=False, destructive=True,
+             idempotent=True),
+    ToolSpec(rollback_metric, "Restore a metric's previous prompt", read_only=False, destructive=True,
+             idempotent=True),
+    ToolSpec(rerun_evaluation, "Re-run evaluation (costs credits, guarded)", read_only=False, destructive=True),
+    ToolSpec(evaluate_metrics, "Evaluate metrics on calls (costs credits, guarded)", read_only=False,
+             destructive=True),
+)
+
+ALL_TOOLS: tuple[ToolSpec, ...] = READ_TOOLS + WRITE_TOOLS
+
+
+def register_tools(server: MCPServer[Any]) -> None:
+    for spec in ALL_TOOLS:
+        server.add_tool(spec.fn, name=spec.name, title=spec.title, annotations=spec.annotations(),
+                        structured_output=True)

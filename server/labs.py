@@ -1,0 +1,79 @@
+"""The server's state for one run: settings, the Cekura client, the ledger, the guard and the
+services the tools call. Built once in the lifespan; tools reach it through the context."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from cekura_labs_mcp.server.cekura.client import CekuraClient, RetryPolicy
+from cekura_labs_mcp.server.config import Settings
+from cekura_labs_mcp.server.guard import CostGuard
+from cekura_labs_mcp.server.logs import get_logger, register_secret
+from cekura_labs_mcp.server.services.calls import CallsService
+from cekura_labs_mcp.server.services.feedback import FeedbackService
+from cekura_labs_mcp.server.services.improve import ImproveService
+from cekura_labs_mcp.server.services.spend import SpendService
+from cekura_labs_mcp.server.state import Ledger
+from pydantic import SecretStr
+
+log = get_logger("labs")
+
+
+@dataclass
+class Labs:
+    settings: Settings
+    client: CekuraClient
+    ledger: Ledger
+    guard: CostGuard
+    calls: CallsService
+    feedback: FeedbackService
+    improve: ImproveService
+    spend: SpendService
+    sandbox_url: str | None = None
+
+
+@asynccontextmanager
+async def open_labs(settings: Settings, *, use_sandbox: bool = False, retry: RetryPolicy | None = None,
+                    transport: Any = None) -> AsyncIterator[Labs]:
+    async with AsyncExitStack() as stack:
+        base_url, api_key, sandbox_url = await _backend(settings, use_sandbox, stack)
+        register_secret(api_key.get_secret_value() if api_key else None)
+        client = CekuraClient(
+            base_url, api_key, timeout=settings.http_timeout_seconds, max_concurrency=settings.max_concurrency,
+            retry=retry or RetryPolicy(max_retries=settings.max_retries,
+                                       max_retry_after=settings.max_retry_after_seconds),
+            transport=transport,
+        )
+        stack.push_async_callback(client.aclose)
+        ledger = Ledger(settings.ledger_path)
+        stack.callback(ledger.close)
+        guard = CostGuard(ledger, threshold=settings.confirm_threshold,
+                          window_seconds=settings.guard_window_seconds,
+                          token_ttl_seconds=settings.confirmation_ttl_seconds)
+        yield Labs(
+            settings=settings, client=client, ledger=ledger, guard=guard,
+            calls=CallsService(client), feedback=FeedbackService(client),
+            improve=ImproveService(client, ledger),
+            spend=SpendService(client, guard, settings.credits_per_judge_evaluation),
+            sandbox_url=sandbox_url,
+        )
+
+
+async def _backend(
+    settings: Settings, use_sandbox: bool, stack: AsyncExitStack
+) -> tuple[str, SecretStr | None, str | None]:
+    if settings.api_key is not None and not use_sandbox:
+        return settings.api_url, settings.api_key, None
+    from cekura_labs_mcp.server.sandbox import SandboxServer
+
+    key = "sandbox-" + secrets.token_hex(8)
+    sandbox = SandboxServer(seed=settings.sandbox_seed, api_key=key)
+    sandbox.start()
+    stack.callback(sandbox.stop)
+    log.warning("sandbox_started", url=sandbox.url,
+                note="No CEKURA_API_KEY (or --sandbox): using the built-in demo sandbox, no real data or credits.")
+    return sandbox.url, SecretStr(key), sandbox.url

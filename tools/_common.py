@@ -1,0 +1,49 @@
+"""What every tool shares: reaching the server's state, and turning errors into one clear line."""
+
+from __future__ import annotations
+
+import functools
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, ParamSpec, TypeVar
+
+from cekura_labs_mcp.server.errors import LabsError
+from cekura_labs_mcp.server.labs import Labs
+from cekura_labs_mcp.server.logs import get_logger
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.exceptions import ToolError
+
+P = ParamSpec("P")
+R = TypeVar("R")
+log = get_logger("tools")
+
+
+def labs(ctx: Context[Any, Any]) -> Labs:
+    state = ctx.request_context.lifespan_context
+    if not isinstance(state, Labs):
+        raise ToolError("The server is still starting; try again in a moment.")
+    return state
+
+
+def tool_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    """Every failure reaches the assistant as one actionable line; a crash is logged (to stderr)
+    with an id the person can quote, and its details stay on the server."""
+
+    @functools.wraps(fn)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await fn(*args, **kwargs)
+        except LabsError as exc:
+            log.info("tool_error", tool=fn.__name__, code=exc.code, message=exc.message)
+            raise ToolError(f"[{exc.code}] {exc.for_assistant()}") from None
+        except ToolError:
+            raise
+        except Exception:
+            incident = uuid.uuid4().hex[:8]
+            log.exception("tool_crash", tool=fn.__name__, incident=incident)
+            raise ToolError(
+                f"[internal] Unexpected failure in {fn.__name__} (incident {incident}); nothing more was "
+                "sent. Hint: retry once; if it repeats, report the incident id."
+            ) from None
+
+    return wrapper

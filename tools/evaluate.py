@@ -1,0 +1,143 @@
+"""Step 4b of the labs cycle: re-evaluate calls, behind the cost guard.
+
+The guard runs in two resolvers before the tool body: one counts the exact set of calls (the plan),
+the other asks the person through MCP elicitation when the client can and the plan needs it. The body
+then asks the guard to authorize that same plan; without elicitation, the guard answers with a
+single-use confirmation token bound to the plan.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from cekura_labs_mcp.server.guard import Approval, SpendPlan
+from cekura_labs_mcp.server.services.calls import CallFilter, CallStatus
+from cekura_labs_mcp.server.services.spend import CallSelection, SpendResult
+from cekura_labs_mcp.tools._common import labs, tool_errors
+from mcp.server.mcpserver import (
+    AcceptedElicitation,
+    Context,
+    DeclinedElicitation,
+    Elicit,
+    ElicitationResult,
+    Resolve,
+)
+from pydantic import BaseModel, Field
+
+CallIds = Annotated[list[int] | Literal["all"], Field(
+    description='Call ids to evaluate, or "all" for every call matching the filters in the time window '
+                "(default: last 30 days). The server counts them before anything is spent.")]
+Token = Annotated[str | None, Field(
+    description="Only when a previous answer said confirmation is required AND the person said yes: the token "
+                "it gave.", max_length=100)]
+Success = Annotated[bool | None, Field(description='With "all": only successful/failed calls.')]
+Status = Annotated[CallStatus | None, Field(description='With "all": only calls with this status.')]
+Reviewed = Annotated[bool | None, Field(description='With "all": only reviewed (true) or unreviewed calls.')]
+TimeFrom = Annotated[str | None, Field(description="ISO 8601 start of the window.", max_length=40)]
+TimeTo = Annotated[str | None, Field(description="ISO 8601 end of the window.", max_length=40)]
+
+
+class SpendConfirmation(BaseModel):
+    confirm: bool = Field(description="Yes, spend the credits for exactly these calls.")
+
+
+def _selection(call_ids: list[int] | Literal["all"], success: bool | None, status: CallStatus | None,
+               reviewed: bool | None, timestamp_from: str | None, timestamp_to: str | None) -> CallSelection:
+    return CallSelection(call_ids=call_ids, selection=CallFilter(
+        success=success, status=status, reviewed=reviewed, timestamp_from=timestamp_from,
+        timestamp_to=timestamp_to))
+
+
+@tool_errors
+async def _rerun_plan(
+    ctx: Context[Any, Any], agent_id: int, call_ids: list[int] | Literal["all"], success: bool | None,
+    status: CallStatus | None, reviewed: bool | None, timestamp_from: str | None, timestamp_to: str | None,
+) -> SpendPlan:
+    chosen = _selection(call_ids, success, status, reviewed, timestamp_from, timestamp_to)
+    return await labs(ctx).spend.plan("rerun_evaluation", agent_id=agent_id, project_id=None, chosen=chosen)
+
+
+@tool_errors
+async def _evaluate_plan(
+    ctx: Context[Any, Any], agent_id: int | None, project_id: int | None, call_ids: list[int] | Literal["all"],
+    success: bool | None, status: CallStatus | None, reviewed: bool | None, timestamp_from: str | None,
+    timestamp_to: str | None,
+) -> SpendPlan:
+    chosen = _selection(call_ids, success, status, reviewed, timestamp_from, timestamp_to)
+    return await labs(ctx).spend.plan("evaluate_metrics", agent_id=agent_id, project_id=project_id, chosen=chosen)
+
+
+def _ask(ctx: Context[Any, Any], plan: SpendPlan) -> Elicit[SpendConfirmation] | str:
+    guard = labs(ctx).guard
+    caps = ctx.client_capabilities
+    can_ask = caps is not None and caps.elicitation is not None
+    if plan.call_count > 0 and can_ask and guard.needs_confirmation(plan):
+        return Elicit(guard.confirmation_question(plan), SpendConfirmation)
+    return "not_asked"
+
+
+async def _ask_rerun(
+    ctx: Context[Any, Any], plan: Annotated[SpendPlan, Resolve(_rerun_plan)],
+) -> Elicit[SpendConfirmation] | str:
+    return _ask(ctx, plan)
+
+
+async def _ask_evaluate(
+    ctx: Context[Any, Any], plan: Annotated[SpendPlan, Resolve(_evaluate_plan)],
+) -> Elicit[SpendConfirmation] | str:
+    return _ask(ctx, plan)
+
+
+def _approval(outcome: ElicitationResult[SpendConfirmation]) -> Approval:
+    if isinstance(outcome, AcceptedElicitation):
+        if isinstance(outcome.data, SpendConfirmation):
+            return "accepted" if outcome.data.confirm else "declined"
+        return "not_asked"
+    return "declined" if isinstance(outcome, DeclinedElicitation) else "cancelled"
+
+
+@tool_errors
+async def rerun_evaluation(
+    ctx: Context[Any, Any],
+    agent_id: Annotated[int, Field(description="The agent whose calls are re-run.", ge=1)],
+    call_ids: CallIds,
+    plan: Annotated[SpendPlan, Resolve(_rerun_plan)],
+    approval: Annotated[ElicitationResult[SpendConfirmation], Resolve(_ask_rerun)],
+    success: Success = None,
+    status: Status = None,
+    reviewed: Reviewed = None,
+    timestamp_from: TimeFrom = None,
+    timestamp_to: TimeTo = None,
+    confirmation_token: Token = None,
+) -> SpendResult:
+    """Re-evaluate calls with the agent's current metrics (e.g. to validate a patched prompt on the calls that
+    were reviewed). Costs credits: every metric of the agent re-runs on each call (0.2 credit per LLM-judge
+    metric). The server counts the calls first; above 100 calls (or 100 in the last hour) it spends nothing
+    until the person confirms, asked directly where the client supports it, otherwise via a token."""
+    return await labs(ctx).spend.execute(plan, token=confirmation_token, approval=_approval(approval),
+                                         requested_metrics=())
+
+
+@tool_errors
+async def evaluate_metrics(
+    ctx: Context[Any, Any],
+    call_ids: CallIds,
+    plan: Annotated[SpendPlan, Resolve(_evaluate_plan)],
+    approval: Annotated[ElicitationResult[SpendConfirmation], Resolve(_ask_evaluate)],
+    metrics: Annotated[list[int], Field(
+        description="Metrics whose new results to show. Note: Cekura runs (and charges for) every metric "
+                    "assigned to the calls anyway.", max_length=100)],
+    agent_id: Annotated[int | None, Field(description="Agent id (this or project_id).", ge=1)] = None,
+    project_id: Annotated[int | None, Field(description="Project id (this or agent_id).", ge=1)] = None,
+    success: Success = None,
+    status: Status = None,
+    reviewed: Reviewed = None,
+    timestamp_from: TimeFrom = None,
+    timestamp_to: TimeTo = None,
+    confirmation_token: Token = None,
+) -> SpendResult:
+    """Evaluate metrics on calls and return the new values. Costs credits, and Cekura runs every metric
+    assigned to each call whatever `metrics` says, so the estimate counts them all. Same guard as
+    rerun_evaluation: counted first, confirmation by the person above 100 calls (or 100 in the last hour)."""
+    return await labs(ctx).spend.execute(plan, token=confirmation_token, approval=_approval(approval),
+                                         requested_metrics=metrics)
