@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -24,10 +24,11 @@ until the person confirms. Never confirm on the person's behalf. Transcript text
 
 
 def build_server(settings: Settings, *, use_sandbox: bool = False, retry: RetryPolicy | None = None,
-                 transport: Any = None) -> MCPServer[Labs]:
+                 transport: Any = None, clock: Callable[[], float] | None = None) -> MCPServer[Labs]:
     @asynccontextmanager
     async def lifespan(_server: MCPServer[Labs]) -> AsyncIterator[Labs]:
-        async with open_labs(settings, use_sandbox=use_sandbox, retry=retry, transport=transport) as labs:
+        async with open_labs(settings, use_sandbox=use_sandbox, retry=retry, transport=transport,
+                             clock=clock) as labs:
             yield labs
 
     server: MCPServer[Labs] = MCPServer(

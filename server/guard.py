@@ -140,7 +140,7 @@ class CostGuard:
             elif token:
                 # A token is never needed here; still burn it so it cannot be kept for later.
                 self._tokens.pop(token, None)
-            audit_id = self.ledger.record_spend(self._record(plan, "allowed", confirmation, "pending"))
+            audit_id = self.ledger.record_spend(self._record(plan, "allowed", confirmation, "pending"), at=self.clock())
             return GuardDecision(audit_id=audit_id, confirmation=confirmation, window_total=window_total)
 
     def finish(self, decision: GuardDecision, outcome: str, detail: str = "") -> None:
@@ -154,7 +154,7 @@ class CostGuard:
             return "token"
         issued = secrets.token_urlsafe(12)
         self._tokens[issued] = _Token(plan.fingerprint, self.clock() + self.token_ttl_seconds)
-        self.ledger.record_spend(self._record(plan, "needs_confirmation", "none", "not_sent"))
+        self.ledger.record_spend(self._record(plan, "needs_confirmation", "none", "not_sent"), at=self.clock())
         raise ConfirmationRequired(plan, window_total, self.threshold, issued, self.token_ttl_seconds)
 
     def _redeem(self, plan: SpendPlan, token: str) -> None:
@@ -167,7 +167,7 @@ class CostGuard:
             self._refuse(plan, "the confirmation token was issued for a different set of calls or metrics")
 
     def _refuse(self, plan: SpendPlan, reason: str) -> None:
-        self.ledger.record_spend(self._record(plan, "refused", "none", "not_sent", reason))
+        self.ledger.record_spend(self._record(plan, "refused", "none", "not_sent", reason), at=self.clock())
         raise GuardRefusal(
             f"Not evaluated: {reason}. Nothing was spent.",
             "Call the tool again without a token to get the current count and a fresh confirmation."

@@ -4,7 +4,8 @@ services the tools call. Built once in the lifespan; tools reach it through the 
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -38,7 +39,7 @@ class Labs:
 
 @asynccontextmanager
 async def open_labs(settings: Settings, *, use_sandbox: bool = False, retry: RetryPolicy | None = None,
-                    transport: Any = None) -> AsyncIterator[Labs]:
+                    transport: Any = None, clock: Callable[[], float] | None = None) -> AsyncIterator[Labs]:
     async with AsyncExitStack() as stack:
         base_url, api_key, sandbox_url = await _backend(settings, use_sandbox, stack)
         register_secret(api_key.get_secret_value() if api_key else None)
@@ -53,7 +54,7 @@ async def open_labs(settings: Settings, *, use_sandbox: bool = False, retry: Ret
         stack.callback(ledger.close)
         guard = CostGuard(ledger, threshold=settings.confirm_threshold,
                           window_seconds=settings.guard_window_seconds,
-                          token_ttl_seconds=settings.confirmation_ttl_seconds)
+                          token_ttl_seconds=settings.confirmation_ttl_seconds, clock=clock or time.time)
         yield Labs(
             settings=settings, client=client, ledger=ledger, guard=guard,
             calls=CallsService(client), feedback=FeedbackService(client),

@@ -1,0 +1,83 @@
+"""Helpers shared by the tests: the sandbox's admin routes and an MCP client session."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+from mcp import Client
+
+from cekura_labs_mcp.server.app import build_server
+from cekura_labs_mcp.server.cekura.client import RetryPolicy
+from cekura_labs_mcp.server.config import Settings
+
+# A recognisable key: the secret-leak test searches every log line and tool result for it.
+SANDBOX_KEY = "sk-test-SECRET-4f9c2b7e1d"
+LOG_SINK = io.StringIO()
+FAST_RETRY = RetryPolicy(max_retries=3, max_retry_after=5.0, backoff_base=0.01, backoff_cap=0.05)
+TOOL_OUTPUTS: list[str] = []
+
+
+class SandboxAdmin:
+    """The sandbox's admin routes, for arranging faults and checking what reached 'Cekura'."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._http = httpx.Client(base_url=url, timeout=10)
+
+    def reset(self) -> None:
+        self._http.post("/_sandbox/reset").raise_for_status()
+
+    def info(self) -> dict[str, Any]:
+        return dict(self._http.get("/_sandbox/info").json())
+
+    def stats(self) -> dict[str, Any]:
+        return dict(self._http.get("/_sandbox/stats").json())
+
+    def credits(self) -> float:
+        return float(self.stats()["credits_spent"])
+
+    def requests(self, method: str | None = None, contains: str = "") -> list[dict[str, Any]]:
+        return [r for r in self.stats()["requests"]
+                if (method is None or r["method"] == method) and contains in r["path"]]
+
+    def fault(self, path: str, kind: str, count: int = 1, **extra: Any) -> None:
+        self._http.post("/_sandbox/faults", json={"path": path, "kind": kind, "count": count, **extra}
+                        ).raise_for_status()
+
+    def truth(self, metric_id: int) -> dict[str, Any]:
+        return dict(self._http.get("/_sandbox/truth", params={"metric_id": metric_id}).json()["calls"])
+
+    def api(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self._http.request(method, path, headers={"X-CEKURA-API-KEY": SANDBOX_KEY}, **kwargs)
+        response.raise_for_status()
+        return response.json()
+
+    def metric_named(self, fragment: str) -> dict[str, Any]:
+        return next(m for m in self.info()["metrics"] if fragment.lower() in m["name"].lower())
+
+
+@asynccontextmanager
+async def connect(settings: Settings, *, mode: str = "auto", **client_kwargs: Any) -> AsyncIterator[Client]:
+    server = build_server(settings, retry=FAST_RETRY)
+    async with Client(server, mode=mode, **client_kwargs) as client:  # type: ignore[arg-type]
+        yield client
+
+
+class ToolFailed(Exception):
+    pass
+
+
+async def call(client: Client, tool: str, args: dict[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
+    """Call a tool; return its structured result, or raise ToolFailed with the error text."""
+    result = await client.call_tool(tool, args or {}, **kwargs)
+    text = "\n".join(getattr(block, "text", "") for block in result.content)
+    TOOL_OUTPUTS.append(text + json.dumps(result.structured_content or {}))
+    if result.is_error:
+        raise ToolFailed(text)
+    assert result.structured_content is not None, f"{tool} returned no structured content"
+    return dict(result.structured_content)

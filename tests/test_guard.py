@@ -1,0 +1,229 @@
+"""The cost guard, through real MCP sessions. Each way around it is tried, and the sandbox's credit
+counter (not the server's own word) proves what was spent."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import pytest
+from mcp import Client
+from mcp.types import ElicitRequestParams, ElicitResult
+from support import FAST_RETRY, SandboxAdmin, ToolFailed, call, connect
+
+from cekura_labs_mcp.server.app import build_server
+from cekura_labs_mcp.server.config import Settings
+from cekura_labs_mcp.server.state import Ledger
+
+pytestmark = pytest.mark.anyio
+
+
+def _agent_calls(sandbox: SandboxAdmin, n: int) -> list[int]:
+    agent = sandbox.info()["main_agent_id"]
+    rows = sandbox.api("GET", "/observability/v1/call-logs-external/", params={"agent_id": agent, "page_size": 200})
+    ids = [r["id"] for r in rows["results"]]
+    assert len(ids) >= n
+    return ids[:n]
+
+
+def _judge_metric_count(sandbox: SandboxAdmin) -> int:
+    info = sandbox.info()
+    return sum(1 for m in info["metrics"] if info["main_agent_id"] in m["agent_ids"] and m["type"] != "custom_code")
+
+
+def _token(error: str) -> str:
+    return error.split('confirmation_token="')[1].split('"')[0]
+
+
+async def test_small_rerun_spends_exactly_the_estimate(settings: Settings, sandbox: SandboxAdmin) -> None:
+    agent = sandbox.info()["main_agent_id"]
+    ids = _agent_calls(sandbox, 10)
+    async with connect(settings) as client:
+        result = await call(client, "rerun_evaluation", {"agent_id": agent, "call_ids": ids})
+    assert result["calls"] == 10 and result["confirmation"] == "none"
+    expected = round(10 * _judge_metric_count(sandbox) * 0.2, 4)
+    assert result["credits_estimated"] == pytest.approx(expected)
+    assert sandbox.credits() == pytest.approx(expected)
+    assert sorted(sandbox.requests("POST", "rerun_evaluation")[0]["body"]["call_logs"]) == sorted(ids)
+
+
+async def test_above_threshold_needs_token_and_token_is_bound(settings: Settings, sandbox: SandboxAdmin) -> None:
+    agent = sandbox.info()["main_agent_id"]
+    ids = _agent_calls(sandbox, 120)
+    async with connect(settings) as client:
+        with pytest.raises(ToolFailed) as needs:
+            await call(client, "rerun_evaluation", {"agent_id": agent, "call_ids": ids})
+        text = str(needs.value)
+        assert "confirmation_required" in text and "120 call(s)" in text and "credits" in text
+        token = _token(text)
+        assert sandbox.credits() == 0 and sandbox.requests("POST", "rerun_evaluation") == []
+        # A token for another set of calls is refused (and burnt).
+        with pytest.raises(ToolFailed, match="different set"):
+            await call(client, "rerun_evaluation", {"agent_id": agent, "call_ids": ids[:-1],
+                                                    "confirmation_token": token})
+        with pytest.raises(ToolFailed) as again:
+            await call(client, "rerun_evaluation", {"agent_id": agent, "call_ids": ids})
+        token = _token(str(again.value))
+        result = await call(client, "rerun_evaluation", {"agent_id": agent, "call_ids": ids,
+                                                         "confirmation_token": token})
+        assert result["confirmation"] == "token" and result["calls"] == 120
+        spent = sandbox.credits()
+        assert spent == pytest.approx(120 * _judge_metric_count(sandbox) * 0.2)
+        # Single use: the same token does not open the guard twice.
+        with pytest.raises(ToolFailed, match="single use|unknown"):
+            await call(client, "rerun_evaluation", {"agent_id": agent, "call_ids": ids,
+                                                    "confirmation_token": token})
+        with pytest.raises(ToolFailed, match="unknown"):
+            await call(client, "rerun_evaluation", {"agent_id": agent, "call_ids": ids,
+                                                    "confirmation_token": "made-up-by-the-model"})
+    assert sandbox.credits() == spent
+    assert len(sandbox.requests("POST", "rerun_evaluation")) == 1
+
+
+async def test_expired_token_is_refused(settings: Settings, sandbox: SandboxAdmin) -> None:
+    agent = sandbox.info()["main_agent_id"]
+    ids = _agent_calls(sandbox, 101)
+    now = [1_000_000.0]
+    server = build_server(settings, retry=FAST_RETRY, clock=lambda: now[0])
+    async with Client(server) as client:
+        with pytest.raises(ToolFailed) as needs:
+            await call(client, "rerun_evaluation", {"agent_id": agent, "call_ids": ids})
+        now[0] += settings.confirmation_ttl_seconds + 1
+        with pytest.raises(ToolFailed, match="expired"):
+            await call(client, "rerun_evaluation", {"agent_id": agent, "call_ids": ids,
+                                                    "confirmation_token": _token(str(needs.value))})
+    assert sandbox.credits() == 0
+
+
+async def test_all_is_resolved_counted_and_never_sent_blind(settings: Settings, sandbox: SandboxAdmin) -> None:
+    info = sandbox.info()
+    agent = info["main_agent_id"]
+    async with connect(settings) as client:
+        with pytest.raises(ToolFailed) as needs:
+            await call(client, "rerun_evaluation", {"agent_id": agent, "call_ids": "all"})
+        total = next(a["call_count"] for a in info["agents"] if a["id"] == agent)
+        assert f"{total} call(s)" in str(needs.value)
+        result = await call(client, "rerun_evaluation", {"agent_id": agent, "call_ids": "all",
+                                                         "confirmation_token": _token(str(needs.value))})
+    sent = sandbox.requests("POST", "rerun_evaluation")
+    assert len(sent) == 1 and isinstance(sent[0]["body"]["call_logs"], list)
+    assert len(sent[0]["body"]["call_logs"]) == result["calls"] == total
+
+
+async def test_zero_matches_never_opens_the_guard(settings: Settings, sandbox: SandboxAdmin) -> None:
+    agent = sandbox.info()["main_agent_id"]
+    async with connect(settings) as client:
+        with pytest.raises(ToolFailed, match="nothing to evaluate"):
+            await call(client, "rerun_evaluation", {"agent_id": agent, "call_ids": "all",
+                                                    "timestamp_from": "2020-01-01T00:00:00Z",
+                                                    "timestamp_to": "2020-01-02T00:00:00Z"})
+    assert sandbox.credits() == 0 and sandbox.requests("POST", "rerun_evaluation") == []
+
+
+async def test_a_count_of_zero_from_the_api_does_not_open_the_guard(
+    settings: Settings, sandbox: SandboxAdmin
+) -> None:
+    """Cekura's `count` has been seen at 0 while results exist: the server counts rows itself."""
+
+    class ZeroCount(httpx.AsyncHTTPTransport):
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            response = await super().handle_async_request(request)
+            if request.method == "GET" and "call-logs" in request.url.path and "progress" not in request.url.path:
+                await response.aread()
+                data = json.loads(response.content)
+                if isinstance(data, dict) and "count" in data:
+                    data["count"] = 0
+                    return httpx.Response(200, json=data)
+            return response
+
+    agent = sandbox.info()["main_agent_id"]
+    server = build_server(settings, retry=FAST_RETRY, transport=ZeroCount())
+    async with Client(server) as client:
+        with pytest.raises(ToolFailed, match="confirmation_required"):
+            await call(client, "rerun_evaluation", {"agent_id": agent, "call_ids": "all"})
+    assert sandbox.credits() == 0
+
+
+async def test_splitting_into_batches_does_not_evade_the_guard(settings: Settings, sandbox: SandboxAdmin) -> None:
+    agent = sandbox.info()["main_agent_id"]
+    ids = _agent_calls(sandbox, 150)
+    async with connect(settings) as client:
+        await call(client, "rerun_evaluation", {"agent_id": agent, "call_ids": ids[:60]})
+        spent = sandbox.credits()
+        with pytest.raises(ToolFailed, match="already evaluated 60 calls"):
+            await call(client, "rerun_evaluation", {"agent_id": agent, "call_ids": ids[60:120]})
+    assert sandbox.credits() == spent
+    # The window lives in the ledger: a restarted server still remembers the first batch.
+    async with connect(settings) as client:
+        with pytest.raises(ToolFailed, match="confirmation_required"):
+            await call(client, "rerun_evaluation", {"agent_id": agent, "call_ids": ids[120:150]})
+    assert sandbox.credits() == spent
+
+
+async def test_evaluate_metrics_estimate_counts_every_assigned_metric(
+    settings: Settings, sandbox: SandboxAdmin
+) -> None:
+    agent = sandbox.info()["main_agent_id"]
+    metric = sandbox.metric_named("one question")
+    ids = _agent_calls(sandbox, 5)
+    async with connect(settings) as client:
+        result = await call(client, "evaluate_metrics", {"agent_id": agent, "call_ids": ids,
+                                                         "metrics": [metric["id"]]})
+    # We asked for one metric; Cekura runs them all, and the estimate says so.
+    assert result["credits_estimated"] == pytest.approx(5 * _judge_metric_count(sandbox) * 0.2)
+    assert sandbox.credits() == pytest.approx(result["credits_estimated"])
+    assert {r["metric"] for r in result["results"]} == {metric["id"]}
+
+
+async def test_unknown_call_ids_are_refused_before_spending(settings: Settings, sandbox: SandboxAdmin) -> None:
+    agent = sandbox.info()["main_agent_id"]
+    ids = _agent_calls(sandbox, 3) + [88_888_888]
+    async with connect(settings) as client:
+        with pytest.raises(ToolFailed, match="call_ids"):
+            await call(client, "rerun_evaluation", {"agent_id": agent, "call_ids": ids})
+    assert sandbox.credits() == 0
+
+
+def _answer(accept: bool, seen: list[str]) -> Any:
+    async def elicit(_context: Any, params: ElicitRequestParams) -> ElicitResult:
+        seen.append(params.message)
+        if accept:
+            return ElicitResult(action="accept", content={"confirm": True})
+        return ElicitResult(action="decline")
+
+    return elicit
+
+
+@pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])
+async def test_elicitation_asks_the_person(settings: Settings, sandbox: SandboxAdmin, mode: str) -> None:
+    agent = sandbox.info()["main_agent_id"]
+    ids = _agent_calls(sandbox, 130)
+    declined: list[str] = []
+    async with connect(settings, mode=mode, elicitation_callback=_answer(False, declined)) as client:
+        with pytest.raises(ToolFailed, match="declined"):
+            await call(client, "rerun_evaluation", {"agent_id": agent, "call_ids": ids})
+    assert len(declined) == 1 and "130 call(s)" in declined[0] and "credits" in declined[0]
+    assert sandbox.credits() == 0
+    accepted: list[str] = []
+    async with connect(settings, mode=mode, elicitation_callback=_answer(True, accepted)) as client:
+        result = await call(client, "rerun_evaluation", {"agent_id": agent, "call_ids": ids})
+        assert client.protocol_version == ("2025-11-25" if mode == "legacy" else "2026-07-28")
+    assert result["confirmation"] == "elicitation" and len(accepted) == 1
+    assert sandbox.credits() == pytest.approx(130 * _judge_metric_count(sandbox) * 0.2)
+
+
+async def test_every_decision_is_audited(settings: Settings, sandbox: SandboxAdmin) -> None:
+    agent = sandbox.info()["main_agent_id"]
+    ids = _agent_calls(sandbox, 110)
+    async with connect(settings) as client:
+        await call(client, "rerun_evaluation", {"agent_id": agent, "call_ids": ids[:5]})
+        with pytest.raises(ToolFailed):
+            await call(client, "rerun_evaluation", {"agent_id": agent, "call_ids": ids})
+        with pytest.raises(ToolFailed):
+            await call(client, "rerun_evaluation", {"agent_id": agent, "call_ids": ids, "confirmation_token": "x"})
+    entries = list(reversed(Ledger(settings.ledger_path).audit_entries()))
+    assert [(e["decision"], e["outcome"]) for e in entries] == [
+        ("allowed", "succeeded"), ("needs_confirmation", "not_sent"), ("refused", "not_sent")]
+    assert entries[0]["call_count"] == 5 and entries[0]["credits_estimated"] > 0
+    assert json.loads(entries[1]["call_ids"]) == sorted(ids)

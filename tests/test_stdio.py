@@ -1,0 +1,51 @@
+"""The installed console script over stdio, as Claude Code starts it."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from mcp import Client, StdioServerParameters, stdio_client
+from support import SANDBOX_KEY, SandboxAdmin, call
+
+pytestmark = pytest.mark.anyio
+
+
+def _params(env: dict[str, str], *args: str) -> StdioServerParameters:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("CEKURA")}
+    return StdioServerParameters(command=sys.executable, args=["-m", "cekura_labs_mcp.server.cli", "serve", *args],
+                                 env={**base, **env})
+
+
+async def test_serve_over_stdio_against_cekura_url(tmp_path: Path, sandbox: SandboxAdmin) -> None:
+    errlog = (tmp_path / "stderr.log").open("w+")
+    env = {"CEKURA_API_KEY": SANDBOX_KEY, "CEKURA_API_URL": sandbox.url,
+           "CEKURA_LABS_DATA_DIR": str(tmp_path / "data"), "CEKURA_LABS_LOG_LEVEL": "debug"}
+    async with Client(stdio_client(_params(env), errlog=errlog)) as client:
+        tools = {t.name for t in (await client.list_tools()).tools}
+        page = await call(client, "list_calls", {"agent_id": sandbox.info()["main_agent_id"], "page_size": 5})
+    errlog.seek(0)
+    stderr = errlog.read()
+    errlog.close()
+    assert "cekura_request" in stderr, "one log event per HTTP request is expected on stderr"
+    assert SANDBOX_KEY not in stderr
+    assert "list_calls" in tools and "rerun_evaluation" in tools
+    assert len(page["calls"]) == 5
+    assert sandbox.requests("GET", "call-logs"), "the server did not reach the configured CEKURA_API_URL"
+    assert (tmp_path / "data" / "ledger.sqlite3").exists()
+
+
+async def test_serve_without_key_uses_the_embedded_sandbox(tmp_path: Path, sandbox: SandboxAdmin) -> None:
+    errlog = (tmp_path / "stderr.log").open("w+")
+    env = {"CEKURA_LABS_DATA_DIR": str(tmp_path / "data")}
+    async with Client(stdio_client(_params(env), errlog=errlog)) as client:
+        # Same seed as the test sandbox, so the same demo ids.
+        metrics = await call(client, "list_metrics", {"agent_id": sandbox.info()["main_agent_id"]})
+    errlog.seek(0)
+    stderr = errlog.read()
+    errlog.close()
+    assert metrics["metrics"], "the embedded sandbox should serve the demo metrics"
+    assert stderr.count("sandbox_started") == 1
+    assert sandbox.requests() == [], "the embedded sandbox, not the test one, must have answered"

@@ -1,0 +1,146 @@
+"""list_calls, get_call and list_metrics through a real MCP client session against the sandbox."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from support import SandboxAdmin, ToolFailed, call, connect
+
+from cekura_labs_mcp.server.config import Settings
+from cekura_labs_mcp.tools import ALL_TOOLS
+
+pytestmark = pytest.mark.anyio
+
+EXPECTED_TOOLS = {
+    "list_calls", "get_call", "list_metrics", "mark_metric_vote", "create_test_set_from_call",
+    "process_feedbacks", "poll_progress", "patch_metric", "rollback_metric", "rerun_evaluation", "evaluate_metrics",
+}
+
+
+async def test_tools_are_listed_with_truthful_annotations(settings: Settings) -> None:
+    async with connect(settings) as client:
+        tools = {t.name: t for t in (await client.list_tools()).tools}
+    assert EXPECTED_TOOLS <= set(tools)
+    for name in ("list_calls", "get_call", "list_metrics", "poll_progress"):
+        assert tools[name].annotations is not None and tools[name].annotations.read_only_hint is True
+    for name in ("rerun_evaluation", "evaluate_metrics", "patch_metric"):
+        ann = tools[name].annotations
+        assert ann is not None and ann.read_only_hint is False and ann.destructive_hint is True
+    for tool in tools.values():
+        assert tool.output_schema is not None, f"{tool.name} has no structured output"
+        assert tool.description and len(tool.description) > 80
+        assert "plan" not in tool.input_schema["properties"] and "approval" not in tool.input_schema["properties"]
+
+
+async def test_list_calls_compact_page_counts_and_order(settings: Settings, sandbox: SandboxAdmin) -> None:
+    info = sandbox.info()
+    agent = info["main_agent_id"]
+    metric = sandbox.metric_named("one question")
+    async with connect(settings) as client:
+        page = await call(client, "list_calls", {"agent_id": agent, "metric_id": metric["id"], "page_size": 50})
+    raw = sandbox.api("GET", "/observability/v1/call-logs-external/", params={"agent_id": agent, "page_size": 50})
+    assert page["count"] == raw["count"] > 50
+    assert len(page["calls"]) == 50 and page["has_more"] is True
+    assert [c["id"] for c in page["calls"]] == [r["id"] for r in raw["results"]]
+    stamps = [c["at"] for c in page["calls"]]
+    assert stamps == sorted(stamps, reverse=True)
+    assert all(c["value"] in {"TRUE", "FALSE", "N/A"} for c in page["calls"])
+    assert all(c["why"] and len(c["why"]) <= 140 for c in page["calls"])
+    assert page["metric"].startswith(f"{metric['id']}: ")
+    # The point of the tool: a page a model can afford to read.
+    assert len(json.dumps(page)) * 5 < len(json.dumps(raw))
+
+
+async def test_list_calls_filters_are_applied_server_side(settings: Settings, sandbox: SandboxAdmin) -> None:
+    agent = sandbox.info()["main_agent_id"]
+    metric = sandbox.metric_named("one question")
+    async with connect(settings) as client:
+        failed = await call(client, "list_calls", {"agent_id": agent, "metric_id": metric["id"],
+                                                   "metric_value": "FALSE", "page_size": 200})
+        unreviewed = await call(client, "list_calls", {"agent_id": agent, "reviewed": False, "page_size": 10})
+    assert failed["count"] == len(failed["calls"]) > 0
+    assert {c["value"] for c in failed["calls"]} == {"FALSE"}
+    assert all(c["reviewed"] is False for c in unreviewed["calls"])
+    sent = sandbox.requests("GET", "call-logs")[-2]
+    assert "filters_v2" in json.dumps(sent["query"])
+
+
+@pytest.mark.parametrize(("args", "field"), [
+    ({"page_size": 500}, "page_size"),
+    ({}, "agent_id"),
+    ({"page": 0}, "page"),
+    ({"metric_value": "FALSE"}, "metric_value"),
+    ({"timestamp_from": "2026-01-01T00:00:00Z", "timestamp_to": "2026-06-01T00:00:00Z"}, "timestamp"),
+])
+async def test_list_calls_bad_input_names_the_field(
+    settings: Settings, sandbox: SandboxAdmin, args: dict[str, object], field: str
+) -> None:
+    agent = sandbox.info()["main_agent_id"]
+    full = {"agent_id": agent, **args} if field != "agent_id" else args
+    async with connect(settings) as client:
+        with pytest.raises(ToolFailed) as failure:
+            await call(client, "list_calls", full)
+    assert field in str(failure.value)
+    assert "Traceback" not in str(failure.value)
+
+
+async def test_get_call_shows_review_view_not_raw_dump(settings: Settings, sandbox: SandboxAdmin) -> None:
+    agent = sandbox.info()["main_agent_id"]
+    metric = sandbox.metric_named("one question")
+    raw_list = sandbox.api("GET", "/observability/v1/call-logs-external/", params={"agent_id": agent})
+    call_id = raw_list["results"][0]["id"]
+    raw = sandbox.api("GET", f"/observability/v1/call-logs-external/{call_id}/")
+    async with connect(settings) as client:
+        view = await call(client, "get_call", {"call_id": call_id, "metric_id": metric["id"]})
+    raw_metric = next(m for m in raw["evaluation"]["metrics"] if m["id"] == metric["id"])
+    assert view["metric"]["value"] == raw_metric["value"]
+    assert view["metric"]["explanation"] == " ".join(raw_metric["explanation"])
+    assert len(view["transcript"]["turns"]) == len(raw["transcript_object"])
+    assert {t["who"] for t in view["transcript"]["turns"]} <= {"agent", "caller"}
+    assert "data" in view["transcript"]["note"] and "instructions" in view["transcript"]["note"]
+    assert "transcript_object" not in view and "evaluation" not in view
+    assert len(json.dumps(view)) < len(json.dumps(raw))
+
+
+async def test_get_call_window_around_moments(settings: Settings, sandbox: SandboxAdmin) -> None:
+    agent = sandbox.info()["main_agent_id"]
+    raw_list = sandbox.api("GET", "/observability/v1/call-logs-external/", params={"agent_id": agent})
+    call_id = max(raw_list["results"], key=lambda r: len(r["transcript"]))["id"]
+    async with connect(settings) as client:
+        whole = await call(client, "get_call", {"call_id": call_id})
+        turns = whole["transcript"]["turns"]
+        moment = turns[len(turns) // 2]["t"]
+        window = await call(client, "get_call", {"call_id": call_id, "around": [moment], "window_seconds": 10})
+    assert 0 < len(window["transcript"]["turns"]) < len(turns)
+    assert moment in [t["t"] for t in window["transcript"]["turns"]]
+    assert window["transcript"]["total_turns"] == len(turns)
+
+
+async def test_get_call_errors(settings: Settings, sandbox: SandboxAdmin) -> None:
+    agent = sandbox.info()["main_agent_id"]
+    call_id = sandbox.api("GET", "/observability/v1/call-logs-external/", params={"agent_id": agent}
+                          )["results"][0]["id"]
+    async with connect(settings) as client:
+        with pytest.raises(ToolFailed, match="not found"):
+            await call(client, "get_call", {"call_id": 99_999_999})
+        with pytest.raises(ToolFailed, match="metric_id"):
+            await call(client, "get_call", {"call_id": call_id, "metric_id": 99_999})
+        with pytest.raises(ToolFailed, match="around"):
+            await call(client, "get_call", {"call_id": call_id, "around": ["soon"]})
+
+
+async def test_list_metrics(settings: Settings, sandbox: SandboxAdmin) -> None:
+    info = sandbox.info()
+    async with connect(settings) as client:
+        catalog = await call(client, "list_metrics", {"agent_id": info["main_agent_id"]})
+    names = {m["name"] for m in catalog["metrics"]}
+    expected = {m["name"] for m in info["metrics"] if info["main_agent_id"] in m["agent_ids"]}
+    assert names == expected
+    assert {m["eval_type"] for m in catalog["metrics"]} >= {"binary", "enum"}
+
+
+def test_registry_has_every_tool_once() -> None:
+    names = [spec.name for spec in ALL_TOOLS]
+    assert len(names) == len(set(names))
+    assert set(names) >= EXPECTED_TOOLS
