@@ -1,0 +1,144 @@
+"""Evaluating calls: the stand-in judge for LLM-judge metrics, the code runner for custom code."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from . import judge as judge_mod
+from .models import Agent, Call, Metric, MetricResult, VoteValue
+from .render import iso, recording_url, transcript_items, transcript_text
+from .runner import CodeRunner, LlmJudgeFn
+
+_BINARY_ALIASES = {"binary", "binary_workflow_adherence", "binary_qualitative"}
+
+
+@dataclass
+class EvalCount:
+    llm_judge: int = 0
+    custom_code: int = 0
+
+    def add(self, other: EvalCount) -> None:
+        self.llm_judge += other.llm_judge
+        self.custom_code += other.custom_code
+
+
+def assigned(metrics: Iterable[Metric], agent_id: int) -> list[Metric]:
+    """The metrics that run on an agent's production calls, in display order."""
+    chosen = [m for m in metrics if agent_id in m.agents and m.observability_enabled]
+    return sorted(chosen, key=lambda m: (m.display_order, m.id))
+
+
+def coerce(result: object, eval_type: str) -> VoteValue:
+    """A custom-code `_result` in vote form for the metric's eval type (None when unreadable)."""
+    if result is None:
+        return None
+    if eval_type == "binary":
+        return _coerce_binary(result)
+    if eval_type == "enum":
+        return str(result)
+    if isinstance(result, bool):
+        return 5.0 if result else 0.0
+    if isinstance(result, (int, float)):
+        return float(result)
+    try:
+        return float(str(result))
+    except ValueError:
+        return None
+
+
+def _coerce_binary(result: object) -> bool | None:
+    if isinstance(result, bool):
+        return result
+    if isinstance(result, (int, float)):
+        return result > 0
+    text = str(result).strip().upper()
+    if text in ("TRUE", "PASS", "YES", "5"):
+        return True
+    if text in ("FALSE", "FAIL", "NO", "0"):
+        return False
+    return None
+
+
+def _judge_value_for_code(value: VoteValue, eval_type: str) -> object:
+    """How another metric's result (or the judge helper's result) looks to custom code: binary as 5/0."""
+    if eval_type == "binary" and isinstance(value, bool):
+        return 5 if value else 0
+    return value
+
+
+class Evaluator:
+    def __init__(self, runner: CodeRunner) -> None:
+        self.runner = runner
+
+    def evaluate(self, call: Call, agent: Agent, metrics: Sequence[Metric]) -> EvalCount:
+        """Score `call` on each metric, LLM-judge ones first (custom code may read their results)."""
+        count = EvalCount()
+        for metric in metrics:
+            if metric.type != "custom_code":
+                verdict = judge_mod.judge(metric.rule, metric.description, metric.eval_type, metric.enum_values,
+                                          call)
+                call.results[metric.id] = MetricResult(metric.id, verdict.value, verdict.explanation)
+                count.llm_judge += 1
+        coded = [m for m in metrics if m.type == "custom_code"]
+        if coded:
+            data = self.code_data(call, agent, metrics)
+            for metric in coded:
+                outcome = self.runner.run(metric.custom_code, data, self._llm_judge_helper(metric, call))
+                value = coerce(outcome.result, metric.eval_type)
+                call.results[metric.id] = MetricResult(metric.id, value, outcome.explanation)
+                count.custom_code += 1
+        return count
+
+    def code_data(self, call: Call, agent: Agent, metrics: Sequence[Metric]) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "transcript": transcript_text(call),
+            "transcript_json": transcript_items(call),
+            "call_duration": call.duration_s,
+            "call_end_reason": call.call_ended_reason,
+            "voice_recording": recording_url(call),
+            "agent_description": agent.description,
+            "date": call.timestamp.date().isoformat(),
+            "timestamp": iso(call.timestamp),
+            "metadata": dict(call.metadata),
+            "recording_data": {"has_audio_data": False, "sample_rate": 8000, "shape": [0, 2],
+                               "separable_channels": True, "total_duration": call.duration_s,
+                               "main_speaking": [], "testing_speaking": []},
+            "latency_data": [],
+            "dynamic_variables": dict(call.dynamic_variables),
+            "call_log_id": call.id,
+            "topic": call.topic,
+            "explanation": {},
+        }
+        for metric in metrics:
+            result = call.results.get(metric.id)
+            if metric.type != "custom_code" and result is not None:
+                data[metric.name] = _judge_value_for_code(result.value, metric.eval_type)
+                data["explanation"][metric.name] = list(result.explanation)
+        return data
+
+    def _llm_judge_helper(self, metric: Metric, call: Call) -> LlmJudgeFn:
+        def evaluate_llm_judge_metric(
+            data: dict[str, Any], api_key: str | None = None, description: str = "",
+            eval_type: str | None = None, enum_values: list[str] | None = None,
+        ) -> dict[str, Any]:
+            kind = "binary" if (eval_type or metric.eval_type) in _BINARY_ALIASES else (eval_type or metric.eval_type)
+            rule = metric.rule if metric.rule != "generic" else judge_mod.infer_rule(metric.name, description, kind)
+            verdict = judge_mod.judge(rule, description, kind, enum_values or metric.enum_values, call)
+            return {"result": _judge_value_for_code(verdict.value, kind), "explanation": verdict.explanation}
+
+        return evaluate_llm_judge_metric
+
+
+def success_of(call: Call, metrics: dict[int, Metric], overrides: dict[int, VoteValue] | None = None) -> bool | None:
+    """A call succeeds when no binary metric failed; reviewers' expected values override the judge's."""
+    values: list[VoteValue] = []
+    for metric_id, result in call.results.items():
+        metric = metrics.get(metric_id)
+        if metric is None or metric.eval_type != "binary":
+            continue
+        values.append(overrides[metric_id] if overrides and metric_id in overrides else result.value)
+    if not call.results:
+        return None
+    return not any(v is False for v in values)

@@ -1,0 +1,154 @@
+"""Plain data records of the sandbox: the seeded data set and what the API writes on top of it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+# A metric value in "vote form", the shape a vote's `expected_value` takes: binary → True/False/None
+# (None is N/A), enum → the label (None is N/A), numeric and continuous → a float (None is N/A).
+VoteValue = bool | float | str | None
+
+EvalType = Literal["binary", "continuous_qualitative", "numeric", "enum"]
+EVAL_TYPES: tuple[str, ...] = ("binary", "continuous_qualitative", "numeric", "enum")
+METRIC_TYPES: tuple[str, ...] = ("basic", "custom_prompt", "custom_code", "llm_judge")
+TRIGGERS: tuple[str, ...] = ("always", "automatic", "custom")
+TRIGGER_TYPES: tuple[str, ...] = ("llm_judge", "custom_code")
+
+AGENT_ROLE = "Main Agent"
+CALLER_ROLE = "Testing Agent"
+
+
+@dataclass(frozen=True)
+class Turn:
+    role: str
+    content: str
+    start: float
+    end: float
+
+
+@dataclass(frozen=True)
+class Agent:
+    id: int
+    name: str
+    assistant_id: str
+    description: str
+
+
+@dataclass
+class Metric:
+    id: int
+    name: str
+    description: str
+    type: str
+    eval_type: str
+    enum_values: list[str]
+    agents: list[int]
+    project: int
+    rule: str
+    slug: str
+    display_order: int
+    custom_code: str = ""
+    audio_enabled: bool = False
+    prompt: str = ""
+    simulation_enabled: bool = False
+    observability_enabled: bool = True
+    sampling_enabled: bool = False
+    evaluation_trigger: str = "always"
+    evaluation_trigger_prompt: str = ""
+    trigger_type: str = "llm_judge"
+    evaluation_trigger_custom_code: str = ""
+    configuration: dict[str, Any] = field(default_factory=dict)
+    add_to_new_agents: bool | None = False
+    assistant_id: str = ""
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+@dataclass
+class MetricResult:
+    metric_id: int
+    value: VoteValue
+    explanation: list[str]
+
+
+@dataclass(frozen=True)
+class Truth:
+    """What a careful human reviewer would score, and the name of the judge's recurring mistake
+    this call exhibits for the metric (None when the seeded judge gets it right)."""
+
+    expected: VoteValue
+    pattern: str | None
+
+
+@dataclass
+class Call:
+    id: int
+    agent_id: int
+    project_id: int
+    provider_call_id: str
+    timestamp: datetime
+    created_at: datetime
+    updated_at: datetime
+    turns: tuple[Turn, ...]
+    duration_s: float
+    call_ended_reason: str
+    customer_number: str
+    topic: str
+    metadata: dict[str, Any]
+    dynamic_variables: dict[str, Any]
+    results: dict[int, MetricResult] = field(default_factory=dict)
+    success: bool | None = None
+    is_reviewed: bool = False
+    feedback: str = ""
+
+
+@dataclass(frozen=True)
+class Vote:
+    call_id: int
+    metric_id: int
+    thumbs_up: bool | None
+    expected: VoteValue
+    expected_given: bool
+    feedback: str | None
+    actual: VoteValue
+    created_at: datetime
+
+
+@dataclass
+class MetricReview:
+    id: int
+    metric_id: int
+    test_set_id: int
+    expected: VoteValue
+    actual: VoteValue
+    explanation: list[str]
+    feedback: str
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass
+class TestSet:
+    id: int
+    agent_id: int
+    call_id: int
+    name: str
+    reviews: dict[int, MetricReview]
+    created_at: datetime
+    updated_at: datetime
+
+    __test__ = False  # not a pytest test class, despite the name
+
+
+@dataclass
+class Job:
+    """One `process_feedbacks` run: the result is computed up front and revealed after some polls."""
+
+    id: int
+    progress_id: str
+    metric_id: int
+    result: dict[str, Any]
+    polls: int = 0
+    cancelled: bool = False
