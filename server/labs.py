@@ -17,7 +17,9 @@ from cekura_labs_mcp.server.logs import get_logger, register_secret
 from cekura_labs_mcp.server.services.calls import CallsService
 from cekura_labs_mcp.server.services.feedback import FeedbackService
 from cekura_labs_mcp.server.services.improve import ImproveService
+from cekura_labs_mcp.server.services.review import ReviewService
 from cekura_labs_mcp.server.services.spend import SpendService
+from cekura_labs_mcp.server.services.validation import ValidationService
 from cekura_labs_mcp.server.state import Ledger
 from pydantic import SecretStr
 
@@ -34,6 +36,8 @@ class Labs:
     feedback: FeedbackService
     improve: ImproveService
     spend: SpendService
+    review: ReviewService
+    validation: ValidationService
     sandbox_url: str | None = None
 
 
@@ -55,11 +59,13 @@ async def open_labs(settings: Settings, *, use_sandbox: bool = False, retry: Ret
         guard = CostGuard(ledger, threshold=settings.confirm_threshold,
                           window_seconds=settings.guard_window_seconds,
                           token_ttl_seconds=settings.confirmation_ttl_seconds, clock=clock or time.time)
+        improve = ImproveService(client, ledger)
+        spend = SpendService(client, guard, settings.credits_per_judge_evaluation)
         yield Labs(
             settings=settings, client=client, ledger=ledger, guard=guard,
-            calls=CallsService(client), feedback=FeedbackService(client),
-            improve=ImproveService(client, ledger),
-            spend=SpendService(client, guard, settings.credits_per_judge_evaluation),
+            calls=CallsService(client), feedback=FeedbackService(client), improve=improve, spend=spend,
+            review=ReviewService(client, ledger, improve, settings),
+            validation=ValidationService(client, ledger, spend, settings),
             sandbox_url=sandbox_url,
         )
 

@@ -49,6 +49,51 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX metric_versions_metric ON metric_versions(metric_id, id);
     """,
+    """
+    CREATE TABLE review_sessions (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        metric_id INTEGER NOT NULL,
+        agent_id INTEGER NOT NULL,
+        started_at REAL NOT NULL,
+        auto_improve INTEGER NOT NULL DEFAULT 0,
+        feedback_threshold INTEGER NOT NULL,
+        state TEXT NOT NULL DEFAULT 'reviewing'
+    );
+    CREATE INDEX review_sessions_metric ON review_sessions(metric_id, agent_id, id);
+    CREATE TABLE reviews (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        session_id INTEGER NOT NULL REFERENCES review_sessions(id),
+        call_id INTEGER NOT NULL,
+        metric_id INTEGER NOT NULL,
+        agreed INTEGER NOT NULL,
+        result_was TEXT,
+        expected TEXT NOT NULL,
+        feedback TEXT NOT NULL,
+        vote_state TEXT NOT NULL,
+        vote_answer TEXT NOT NULL DEFAULT '',
+        lab_state TEXT NOT NULL,
+        test_set_id INTEGER,
+        lab_answer TEXT NOT NULL DEFAULT '',
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        UNIQUE (session_id, call_id)
+    );
+    CREATE TABLE improvements (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        session_id INTEGER NOT NULL REFERENCES review_sessions(id),
+        progress_id TEXT NOT NULL,
+        test_set_ids TEXT NOT NULL,
+        state TEXT NOT NULL,
+        proposal TEXT,
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE validations (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        session_id INTEGER NOT NULL REFERENCES review_sessions(id),
+        created_at REAL NOT NULL,
+        report TEXT NOT NULL
+    );
+    """,
 )
 
 
@@ -74,6 +119,42 @@ class MetricVersion:
     reason: str
     previous: dict[str, Any]
     applied: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Session:
+    id: int
+    metric_id: int
+    agent_id: int
+    started_at: float
+    auto_improve: bool
+    feedback_threshold: int
+    state: str
+
+
+@dataclass(frozen=True)
+class Review:
+    id: int
+    session_id: int
+    call_id: int
+    metric_id: int
+    agreed: bool
+    result_was: str | None
+    expected: Any
+    feedback: str
+    vote_state: str
+    lab_state: str
+    test_set_id: int | None
+
+
+@dataclass(frozen=True)
+class Improvement:
+    id: int
+    session_id: int
+    progress_id: str
+    test_set_ids: list[int]
+    state: str
+    proposal: dict[str, Any] | None
 
 
 class Ledger:
@@ -111,9 +192,9 @@ class Ledger:
                     "Upgrade cekura-labs-mcp, or point CEKURA_LABS_DATA_DIR elsewhere.",
                 )
             for version in range(current, len(MIGRATIONS)):
-                with self._transaction():
-                    self._db.executescript(MIGRATIONS[version])
-                    self._db.execute(f"PRAGMA user_version = {version + 1}")
+                # executescript commits whatever is open, so the script carries its own transaction.
+                self._db.executescript(
+                    f"BEGIN IMMEDIATE;\n{MIGRATIONS[version]}\nPRAGMA user_version = {version + 1};\nCOMMIT;")
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -184,3 +265,94 @@ class Ledger:
             MetricVersion(int(r[0]), float(r[1]), int(r[2]), str(r[3]), json.loads(r[4]), json.loads(r[5]))
             for r in rows
         ]
+
+    # ---- review sessions (the labs loop) --------------------------------------------------
+    # A review is written as intent (vote_state "sending") before the vote is sent and updated as soon
+    # as Cekura answers, so after a crash the ledger says exactly which writes may need checking.
+
+    def open_session(self, metric_id: int, agent_id: int, feedback_threshold: int) -> Session:
+        row = self._db.execute(
+            "SELECT id FROM review_sessions WHERE metric_id = ? AND agent_id = ? AND state != 'closed'"
+            " ORDER BY id DESC LIMIT 1", (metric_id, agent_id)).fetchone()
+        if row is not None:
+            return self.session(int(row[0]))
+        with self._transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO review_sessions (metric_id, agent_id, started_at, feedback_threshold) VALUES (?,?,?,?)",
+                (metric_id, agent_id, time.time(), feedback_threshold))
+            session_id = int(cursor.lastrowid or 0)
+        return self.session(session_id)
+
+    def session(self, session_id: int) -> Session:
+        row = self._db.execute(
+            "SELECT id, metric_id, agent_id, started_at, auto_improve, feedback_threshold, state"
+            " FROM review_sessions WHERE id = ?", (session_id,)).fetchone()
+        if row is None:
+            raise LabsError(f"Review session {session_id} does not exist.", "Start one with start_review.")
+        return Session(int(row[0]), int(row[1]), int(row[2]), float(row[3]), bool(row[4]), int(row[5]), str(row[6]))
+
+    def update_session(self, session_id: int, *, auto_improve: bool | None = None, state: str | None = None) -> None:
+        with self._transaction() as db:
+            if auto_improve is not None:
+                db.execute("UPDATE review_sessions SET auto_improve = ? WHERE id = ?", (int(auto_improve), session_id))
+            if state is not None:
+                db.execute("UPDATE review_sessions SET state = ? WHERE id = ?", (state, session_id))
+
+    def begin_review(self, session_id: int, *, call_id: int, metric_id: int, agreed: bool, result_was: str | None,
+                     expected: Any, feedback: str) -> int:
+        now = time.time()
+        with self._transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO reviews (session_id, call_id, metric_id, agreed, result_was, expected, feedback,"
+                " vote_state, lab_state, created_at, updated_at) VALUES (?,?,?,?,?,?,?,'sending','waiting',?,?)",
+                (session_id, call_id, metric_id, int(agreed), result_was, json.dumps(expected), feedback, now, now))
+            return int(cursor.lastrowid or 0)
+
+    def mark_vote(self, review_id: int, state: str, answer: str = "") -> None:
+        with self._transaction() as db:
+            db.execute("UPDATE reviews SET vote_state = ?, vote_answer = ?, updated_at = ? WHERE id = ?",
+                       (state, answer, time.time(), review_id))
+
+    def mark_lab(self, review_id: int, state: str, test_set_id: int | None = None, answer: str = "") -> None:
+        with self._transaction() as db:
+            db.execute("UPDATE reviews SET lab_state = ?, test_set_id = COALESCE(?, test_set_id), lab_answer = ?,"
+                       " updated_at = ? WHERE id = ?", (state, test_set_id, answer, time.time(), review_id))
+
+    def forget_review(self, review_id: int) -> None:
+        """Only for a review whose vote provably never reached Cekura (refused before it landed)."""
+        with self._transaction() as db:
+            db.execute("DELETE FROM reviews WHERE id = ? AND vote_state IN ('sending', 'rejected')", (review_id,))
+
+    def reviews(self, session_id: int) -> list[Review]:
+        rows = self._db.execute(
+            "SELECT id, session_id, call_id, metric_id, agreed, result_was, expected, feedback, vote_state,"
+            " lab_state, test_set_id FROM reviews WHERE session_id = ? ORDER BY id", (session_id,)).fetchall()
+        return [Review(int(r[0]), int(r[1]), int(r[2]), int(r[3]), bool(r[4]), r[5], json.loads(r[6]), str(r[7]),
+                       str(r[8]), str(r[9]), None if r[10] is None else int(r[10])) for r in rows]
+
+    def add_improvement(self, session_id: int, progress_id: str, test_set_ids: Sequence[int]) -> int:
+        with self._transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO improvements (session_id, progress_id, test_set_ids, state, created_at)"
+                " VALUES (?,?,?,'running',?)", (session_id, progress_id, json.dumps(list(test_set_ids)), time.time()))
+            return int(cursor.lastrowid or 0)
+
+    def finish_improvement(self, improvement_id: int, state: str, proposal: dict[str, Any] | None) -> None:
+        with self._transaction() as db:
+            db.execute("UPDATE improvements SET state = ?, proposal = ? WHERE id = ?",
+                       (state, None if proposal is None else json.dumps(proposal), improvement_id))
+
+    def latest_improvement(self, session_id: int) -> Improvement | None:
+        row = self._db.execute(
+            "SELECT id, session_id, progress_id, test_set_ids, state, proposal FROM improvements"
+            " WHERE session_id = ? ORDER BY id DESC LIMIT 1", (session_id,)).fetchone()
+        if row is None:
+            return None
+        return Improvement(int(row[0]), int(row[1]), str(row[2]), json.loads(row[3]), str(row[4]),
+                           None if row[5] is None else json.loads(row[5]))
+
+    def add_validation(self, session_id: int, report: dict[str, Any]) -> int:
+        with self._transaction() as db:
+            cursor = db.execute("INSERT INTO validations (session_id, created_at, report) VALUES (?,?,?)",
+                                (session_id, time.time(), json.dumps(report)))
+            return int(cursor.lastrowid or 0)

@@ -7,12 +7,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pydantic import SecretStr
-from support import LOG_SINK, SANDBOX_KEY, SandboxAdmin
-
 from cekura_labs_mcp.server.config import Settings
 from cekura_labs_mcp.server.logs import configure_logging
 from cekura_labs_mcp.server.sandbox import SandboxServer
+from pydantic import SecretStr
+from support import LOG_SINK, SANDBOX_KEY, SandboxAdmin
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -9,11 +9,10 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
-from mcp import Client
-
 from cekura_labs_mcp.server.app import build_server
 from cekura_labs_mcp.server.cekura.client import RetryPolicy
 from cekura_labs_mcp.server.config import Settings
+from mcp import Client
 
 # A recognisable key: the secret-leak test searches every log line and tool result for it.
 SANDBOX_KEY = "sk-test-SECRET-4f9c2b7e1d"

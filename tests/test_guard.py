@@ -8,13 +8,12 @@ from typing import Any
 
 import httpx
 import pytest
-from mcp import Client
-from mcp.types import ElicitRequestParams, ElicitResult
-from support import FAST_RETRY, SandboxAdmin, ToolFailed, call, connect
-
 from cekura_labs_mcp.server.app import build_server
 from cekura_labs_mcp.server.config import Settings
 from cekura_labs_mcp.server.state import Ledger
+from mcp import Client
+from mcp.types import ElicitRequestParams, ElicitResult
+from support import FAST_RETRY, SandboxAdmin, ToolFailed, call, connect
 
 pytestmark = pytest.mark.anyio
 
@@ -71,7 +70,7 @@ async def test_above_threshold_needs_token_and_token_is_bound(settings: Settings
         spent = sandbox.credits()
         assert spent == pytest.approx(120 * _judge_metric_count(sandbox) * 0.2)
         # Single use: the same token does not open the guard twice.
-        with pytest.raises(ToolFailed, match="single use|unknown"):
+        with pytest.raises(ToolFailed, match=r"single use|unknown"):
             await call(client, "rerun_evaluation", {"agent_id": agent, "call_ids": ids,
                                                     "confirmation_token": token})
         with pytest.raises(ToolFailed, match="unknown"):
@@ -178,7 +177,7 @@ async def test_evaluate_metrics_estimate_counts_every_assigned_metric(
 
 async def test_unknown_call_ids_are_refused_before_spending(settings: Settings, sandbox: SandboxAdmin) -> None:
     agent = sandbox.info()["main_agent_id"]
-    ids = _agent_calls(sandbox, 3) + [88_888_888]
+    ids = [*_agent_calls(sandbox, 3), 88_888_888]
     async with connect(settings) as client:
         with pytest.raises(ToolFailed, match="call_ids"):
             await call(client, "rerun_evaluation", {"agent_id": agent, "call_ids": ids})

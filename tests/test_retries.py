@@ -5,9 +5,6 @@ from __future__ import annotations
 import time
 
 import pytest
-from pydantic import SecretStr
-from support import FAST_RETRY, SANDBOX_KEY, SandboxAdmin, ToolFailed, call, connect
-
 from cekura_labs_mcp.server.cekura.client import CekuraClient, RetryPolicy
 from cekura_labs_mcp.server.config import Settings
 from cekura_labs_mcp.server.errors import (
@@ -17,6 +14,8 @@ from cekura_labs_mcp.server.errors import (
     ServiceError,
     ValidationFailedError,
 )
+from pydantic import SecretStr
+from support import FAST_RETRY, SANDBOX_KEY, SandboxAdmin, ToolFailed, call, connect
 
 pytestmark = pytest.mark.anyio
 CALLS = "/observability/v1/call-logs-external/"

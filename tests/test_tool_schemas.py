@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-
 from cekura_labs_mcp.server.app import build_server
 from cekura_labs_mcp.server.config import Settings
 

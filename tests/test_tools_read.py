@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from support import SandboxAdmin, ToolFailed, call, connect
-
 from cekura_labs_mcp.server.config import Settings
 from cekura_labs_mcp.tools import ALL_TOOLS
+from support import SandboxAdmin, ToolFailed, call, connect
 
 pytestmark = pytest.mark.anyio
 
@@ -21,7 +20,7 @@ EXPECTED_TOOLS = {
 async def test_tools_are_listed_with_truthful_annotations(settings: Settings) -> None:
     async with connect(settings) as client:
         tools = {t.name: t for t in (await client.list_tools()).tools}
-    assert EXPECTED_TOOLS <= set(tools)
+    assert set(tools) >= EXPECTED_TOOLS
     for name in ("list_calls", "get_call", "list_metrics", "poll_progress"):
         assert tools[name].annotations is not None and tools[name].annotations.read_only_hint is True
     for name in ("rerun_evaluation", "evaluate_metrics", "patch_metric"):

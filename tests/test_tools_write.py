@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from support import SandboxAdmin, ToolFailed, call, connect
-
 from cekura_labs_mcp.server.config import Settings
 from cekura_labs_mcp.server.state import Ledger
+from support import SandboxAdmin, ToolFailed, call, connect
 
 pytestmark = pytest.mark.anyio
 

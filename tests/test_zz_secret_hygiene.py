@@ -8,11 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from support import LOG_SINK, SANDBOX_KEY, TOOL_OUTPUTS, SandboxAdmin, ToolFailed, call, connect
-
 from cekura_labs_mcp.server.config import Settings
 from cekura_labs_mcp.server.errors import LabsError
 from cekura_labs_mcp.server.logs import get_logger, register_secret, scrub
+from support import LOG_SINK, SANDBOX_KEY, TOOL_OUTPUTS, SandboxAdmin, ToolFailed, call, connect
 
 pytestmark = pytest.mark.anyio
 

@@ -11,6 +11,7 @@ from cekura_labs_mcp.tools.calls import get_call, list_calls, list_metrics
 from cekura_labs_mcp.tools.evaluate import evaluate_metrics, rerun_evaluation
 from cekura_labs_mcp.tools.feedback import create_test_set_from_call, mark_metric_vote
 from cekura_labs_mcp.tools.improve import patch_metric, poll_progress, process_feedbacks, rollback_metric
+from cekura_labs_mcp.tools.review import next_review, record_review, start_review, triage_failures, validate_metric
 from mcp.server import MCPServer
 from mcp.types import ToolAnnotations
 
@@ -42,6 +43,8 @@ READ_TOOLS: tuple[ToolSpec, ...] = (
     ToolSpec(get_call, "Read one call for review", read_only=True),
     ToolSpec(list_metrics, "List an agent's metrics", read_only=True),
     ToolSpec(poll_progress, "Wait for an auto-improve run", read_only=True),
+    ToolSpec(next_review, "Next call to review", read_only=True),
+    ToolSpec(triage_failures, "Group a metric's failures into causes", read_only=True),
 )
 
 WRITE_TOOLS: tuple[ToolSpec, ...] = (
@@ -55,6 +58,11 @@ WRITE_TOOLS: tuple[ToolSpec, ...] = (
              idempotent=True),
     ToolSpec(rerun_evaluation, "Re-run evaluation (costs credits, guarded)", read_only=False, destructive=True),
     ToolSpec(evaluate_metrics, "Evaluate metrics on calls (costs credits, guarded)", read_only=False,
+             destructive=True),
+    # Writes only to the server's own ledger (the session and its auto-improve setting).
+    ToolSpec(start_review, "Start or resume a review session", read_only=False, idempotent=True),
+    ToolSpec(record_review, "Record the person's verdict on a call", read_only=False),
+    ToolSpec(validate_metric, "Validate a changed metric (costs credits, guarded)", read_only=False,
              destructive=True),
 )
 

@@ -67,7 +67,7 @@ async def _evaluate_plan(
     return await labs(ctx).spend.plan("evaluate_metrics", agent_id=agent_id, project_id=project_id, chosen=chosen)
 
 
-def _ask(ctx: Context[Any, Any], plan: SpendPlan) -> Elicit[SpendConfirmation] | str:
+def ask_spend(ctx: Context[Any, Any], plan: SpendPlan) -> Elicit[SpendConfirmation] | str:
     guard = labs(ctx).guard
     caps = ctx.client_capabilities
     can_ask = caps is not None and caps.elicitation is not None
@@ -79,16 +79,16 @@ def _ask(ctx: Context[Any, Any], plan: SpendPlan) -> Elicit[SpendConfirmation] |
 async def _ask_rerun(
     ctx: Context[Any, Any], plan: Annotated[SpendPlan, Resolve(_rerun_plan)],
 ) -> Elicit[SpendConfirmation] | str:
-    return _ask(ctx, plan)
+    return ask_spend(ctx, plan)
 
 
 async def _ask_evaluate(
     ctx: Context[Any, Any], plan: Annotated[SpendPlan, Resolve(_evaluate_plan)],
 ) -> Elicit[SpendConfirmation] | str:
-    return _ask(ctx, plan)
+    return ask_spend(ctx, plan)
 
 
-def _approval(outcome: ElicitationResult[SpendConfirmation]) -> Approval:
+def spend_approval(outcome: ElicitationResult[SpendConfirmation]) -> Approval:
     if isinstance(outcome, AcceptedElicitation):
         if isinstance(outcome.data, SpendConfirmation):
             return "accepted" if outcome.data.confirm else "declined"
@@ -114,7 +114,7 @@ async def rerun_evaluation(
     were reviewed). Costs credits: every metric of the agent re-runs on each call (0.2 credit per LLM-judge
     metric). The server counts the calls first; above 100 calls (or 100 in the last hour) it spends nothing
     until the person confirms, asked directly where the client supports it, otherwise via a token."""
-    return await labs(ctx).spend.execute(plan, token=confirmation_token, approval=_approval(approval),
+    return await labs(ctx).spend.execute(plan, token=confirmation_token, approval=spend_approval(approval),
                                          requested_metrics=())
 
 
@@ -139,5 +139,5 @@ async def evaluate_metrics(
     """Evaluate metrics on calls and return the new values. Costs credits, and Cekura runs every metric
     assigned to each call whatever `metrics` says, so the estimate counts them all. Same guard as
     rerun_evaluation: counted first, confirmation by the person above 100 calls (or 100 in the last hour)."""
-    return await labs(ctx).spend.execute(plan, token=confirmation_token, approval=_approval(approval),
+    return await labs(ctx).spend.execute(plan, token=confirmation_token, approval=spend_approval(approval),
                                          requested_metrics=metrics)
