@@ -30,6 +30,13 @@ def assigned(metrics: Iterable[Metric], agent_id: int) -> list[Metric]:
     return sorted(chosen, key=lambda m: (m.display_order, m.id))
 
 
+def resolved_rule(metric: Metric) -> str:
+    """Seeded metrics carry their rule; metrics created through the API ("auto") get one by keywords."""
+    if metric.rule != "auto":
+        return metric.rule
+    return judge_mod.infer_rule(metric.name, metric.description, metric.eval_type)
+
+
 def coerce(result: object, eval_type: str) -> VoteValue:
     """A custom-code `_result` in vote form for the metric's eval type (None when unreadable)."""
     if result is None:
@@ -77,8 +84,8 @@ class Evaluator:
         count = EvalCount()
         for metric in metrics:
             if metric.type != "custom_code":
-                verdict = judge_mod.judge(metric.rule, metric.description, metric.eval_type, metric.enum_values,
-                                          call)
+                verdict = judge_mod.judge(resolved_rule(metric), metric.description, metric.eval_type,
+                                          metric.enum_values, call)
                 call.results[metric.id] = MetricResult(metric.id, verdict.value, verdict.explanation)
                 count.llm_judge += 1
         coded = [m for m in metrics if m.type == "custom_code"]
@@ -124,7 +131,9 @@ class Evaluator:
             eval_type: str | None = None, enum_values: list[str] | None = None,
         ) -> dict[str, Any]:
             kind = "binary" if (eval_type or metric.eval_type) in _BINARY_ALIASES else (eval_type or metric.eval_type)
-            rule = metric.rule if metric.rule != "generic" else judge_mod.infer_rule(metric.name, description, kind)
+            rule = resolved_rule(metric)
+            if rule == "generic":
+                rule = judge_mod.infer_rule(metric.name, description, kind)
             verdict = judge_mod.judge(rule, description, kind, enum_values or metric.enum_values, call)
             return {"result": _judge_value_for_code(verdict.value, kind), "explanation": verdict.explanation}
 
@@ -142,3 +151,10 @@ def success_of(call: Call, metrics: dict[int, Metric], overrides: dict[int, Vote
     if not call.results:
         return None
     return not any(v is False for v in values)
+
+
+def status_of(call: Call) -> str:
+    passed = call.success is not False
+    if call.is_reviewed:
+        return "reviewed_success" if passed else "reviewed_failure"
+    return "success" if passed else "failure"

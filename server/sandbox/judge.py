@@ -93,26 +93,26 @@ def _related_pair(question: str) -> list[str]:
 
 
 @dataclass(frozen=True)
-class _Flag:
+class QuestionFlag:
     at: str
     question: str
     follow_up: str | None = None
     details: tuple[str, ...] = ()
 
 
-def _flags(description: str, agent_turns: list[Turn]) -> tuple[list[_Flag], list[_Flag]]:
+def question_flags(description: str, agent_turns: list[Turn]) -> tuple[list[QuestionFlag], list[QuestionFlag]]:
     """Agent turns with more than one question, split into (flagged, excused by the description)."""
     excuse = excuses_related_details(description)
-    flagged: list[_Flag] = []
-    excused: list[_Flag] = []
+    flagged: list[QuestionFlag] = []
+    excused: list[QuestionFlag] = []
     for turn in agent_turns:
         asked = questions(turn.content)
         if len(asked) >= 2:
-            flagged.append(_Flag(clock(turn.start), asked[0], follow_up=asked[1]))
+            flagged.append(QuestionFlag(clock(turn.start), asked[0], follow_up=asked[1]))
             continue
         pair_q = next((q for q in asked if _related_pair(q)), None)
         if pair_q is not None:
-            flag = _Flag(clock(turn.start), pair_q, details=tuple(_related_pair(pair_q)[:2]))
+            flag = QuestionFlag(clock(turn.start), pair_q, details=tuple(_related_pair(pair_q)[:2]))
             (excused if excuse else flagged).append(flag)
     return flagged, excused
 
@@ -124,7 +124,7 @@ def _one_question(description: str, call: Call) -> Verdict:
             f"The agent spoke only {len(agent_turns)} turn(s) before the call ended, too few to assess "
             "how questions were paced; scored N/A.",
         ])
-    flagged, excused = _flags(description, agent_turns)
+    flagged, excused = question_flags(description, agent_turns)
     if flagged:
         return Verdict(False, _one_question_failure(flagged))
     explanation = [
@@ -146,7 +146,7 @@ def _one_question(description: str, call: Call) -> Verdict:
     return Verdict(True, explanation)
 
 
-def _one_question_failure(flagged: list[_Flag]) -> list[str]:
+def _one_question_failure(flagged: list[QuestionFlag]) -> list[str]:
     flag = flagged[0]
     if flag.follow_up is not None:
         lead = (f"At {flag.at} the agent asked '{flag.question}' and, in the same turn, '{flag.follow_up}' "

@@ -58,12 +58,12 @@ def value_fields(value: VoteValue, eval_type: str) -> tuple[str, float, str]:
 
 
 def same_value(expected: VoteValue, actual: VoteValue, eval_type: str) -> bool:
-    """Does a judged value match a reviewer's? Numbers agree within half a point."""
+    """Does a judged value match a reviewer's? Numbers agree when less than half a point apart."""
     if eval_type in ("numeric", "continuous_qualitative"):
         if isinstance(expected, (int, float)) and isinstance(actual, (int, float)):
             if isinstance(expected, bool) or isinstance(actual, bool):
                 return expected is actual
-            return abs(float(expected) - float(actual)) <= 0.5
+            return abs(float(expected) - float(actual)) < 0.5
         return expected is None and actual is None
     if eval_type == "enum" and isinstance(expected, str) and isinstance(actual, str):
         return expected.lower() == actual.lower()

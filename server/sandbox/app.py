@@ -1,0 +1,174 @@
+"""The Starlette application: Cekura's paths (both call-log families, with and without the trailing
+slash), the admin routes, and DRF-style error answers."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from . import admin, calls_api, labs_api, metrics_api
+from .errors import DJANGO_500_PAGE, ApiError, ServerErrorPage
+from .middleware import CekuraGate
+from .store import Store
+
+CALL_FAMILIES = ("/observability/v1/call-logs", "/observability/v1/call-logs-external")
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def _store(request: Request) -> Store:
+    store: Store = request.app.state.store
+    return store
+
+
+async def _body(request: Request) -> Any:
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise ApiError(400, {"detail": f"JSON parse error - {exc}"}) from exc
+
+
+def _query(request: Request) -> dict[str, str]:
+    return dict(request.query_params)
+
+
+async def list_calls(request: Request) -> Response:
+    return JSONResponse(calls_api.list_calls(_store(request), _query(request), request.url))
+
+
+async def create_call(request: Request) -> Response:
+    return JSONResponse(calls_api.create_call(_store(request), await _body(request)), status_code=201)
+
+
+async def get_call(request: Request) -> Response:
+    return JSONResponse(calls_api.get_call(_store(request), request.path_params["id"]))
+
+
+async def vote(request: Request) -> Response:
+    return JSONResponse(calls_api.mark_metric_vote(_store(request), request.path_params["id"], await _body(request)))
+
+
+async def evaluate_metrics(request: Request) -> Response:
+    return JSONResponse(calls_api.evaluate_metrics(_store(request), await _body(request)))
+
+
+async def rerun_evaluation(request: Request) -> Response:
+    return JSONResponse(calls_api.rerun_evaluation(_store(request), await _body(request)))
+
+
+async def create_test_set(request: Request) -> Response:
+    return JSONResponse(labs_api.create_from_call_log(_store(request), await _body(request)))
+
+
+async def process_feedbacks(request: Request) -> Response:
+    return JSONResponse(labs_api.process_feedbacks(_store(request), await _body(request)))
+
+
+async def progress(request: Request) -> Response:
+    return JSONResponse(labs_api.progress(_store(request), _query(request)))
+
+
+async def cancel(request: Request) -> Response:
+    return JSONResponse(labs_api.cancel(_store(request), await _body(request)))
+
+
+async def answer(request: Request) -> Response:
+    return JSONResponse(labs_api.answer(_store(request), await _body(request)))
+
+
+async def list_metrics(request: Request) -> Response:
+    return JSONResponse(metrics_api.list_metrics(_store(request), _query(request)))
+
+
+async def create_metric(request: Request) -> Response:
+    return JSONResponse(metrics_api.create_metric(_store(request), await _body(request)), status_code=201)
+
+
+async def metric(request: Request) -> Response:
+    key = request.path_params["key"]
+    if request.method == "PATCH":
+        return JSONResponse(metrics_api.patch_metric(_store(request), key, await _body(request)))
+    return JSONResponse(metrics_api.get_metric(_store(request), key))
+
+
+def _both(path: str, endpoint: Handler, methods: list[str]) -> list[BaseRoute]:
+    """Cekura's paths end in '/'; the official SDK drops it. Serve both, without redirects."""
+    return [Route(path + "/", endpoint, methods=methods), Route(path, endpoint, methods=methods)]
+
+
+def cekura_routes() -> list[BaseRoute]:
+    routes: list[BaseRoute] = []
+    for base in CALL_FAMILIES:
+        routes += _both(f"{base}/evaluate_metrics", evaluate_metrics, ["POST"])
+        routes += _both(f"{base}/rerun_evaluation", rerun_evaluation, ["POST"])
+        routes += _both(f"{base}/{{id:int}}/mark_metric_vote", vote, ["POST"])
+        routes += _both(f"{base}/{{id:int}}", get_call, ["GET"])
+        routes += [Route(f"{base}/", list_calls, methods=["GET"]), Route(base, list_calls, methods=["GET"])]
+        routes += [Route(f"{base}/", create_call, methods=["POST"]), Route(base, create_call, methods=["POST"])]
+    labs = "/test_framework/metric-reviews"
+    routes += _both(f"{labs}/process_feedbacks", process_feedbacks, ["POST"])
+    routes += _both(f"{labs}/process_feedbacks_progress", progress, ["GET"])
+    routes += _both(f"{labs}/process_feedbacks_cancel", cancel, ["POST"])
+    routes += _both(f"{labs}/process_feedbacks_answer", answer, ["POST"])
+    routes += _both("/test_framework/test-sets/create_from_call_log", create_test_set, ["POST"])
+    routes += _both("/test_framework/v1/metrics", list_metrics, ["GET"])
+    routes += _both("/test_framework/v1/metrics", create_metric, ["POST"])
+    routes += _both("/test_framework/v1/metrics/{key}", metric, ["GET", "PATCH"])
+    return routes
+
+
+def admin_routes() -> list[BaseRoute]:
+    return [
+        Route("/_sandbox/info", admin.info, methods=["GET"]),
+        Route("/_sandbox/stats", admin.stats, methods=["GET"]),
+        Route("/_sandbox/faults", admin.add_fault, methods=["POST"]),
+        Route("/_sandbox/faults", admin.list_faults, methods=["GET"]),
+        Route("/_sandbox/faults", admin.clear_faults, methods=["DELETE"]),
+        Route("/_sandbox/latency", admin.latency, methods=["POST"]),
+        Route("/_sandbox/truth", admin.truth, methods=["GET"]),
+        Route("/_sandbox/reset", admin.reset, methods=["POST"]),
+    ]
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return JSONResponse(exc.payload, status_code=exc.status)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 405:
+        return JSONResponse({"detail": f'Method "{request.method}" not allowed.'}, status_code=405)
+    if exc.status_code == 404:
+        return JSONResponse({"detail": "Not found."}, status_code=404)
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    return HTMLResponse(DJANGO_500_PAGE, status_code=500)
+
+
+def build_app(seed: int = 7, api_key: str | None = None, progress_polls: int = 3,
+              now: datetime | None = None) -> Starlette:
+    """The sandbox as an ASGI app. `api_key=None` accepts any non-empty key; `now` anchors the data set
+    (default: today's midnight, UTC)."""
+    store = Store(seed=seed, now=now, progress_polls=progress_polls)
+    app = Starlette(
+        routes=cekura_routes() + admin_routes(),
+        middleware=[Middleware(CekuraGate, store=store, api_key=api_key)],
+        exception_handlers={ApiError: _api_error, HTTPException: _http_error, ServerErrorPage: _server_error,
+                            Exception: _server_error},
+    )
+    app.state.store = store
+    return app

@@ -1,0 +1,163 @@
+"""`/test_framework/v1/metrics/`: list, read, create and PATCH metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from . import serialize
+from .errors import field_error, not_found
+from .models import EVAL_TYPES, METRIC_TYPES, TRIGGER_TYPES, TRIGGERS, Metric
+from .store import Store
+from .validate import BAD_BOOL, BAD_INT, BAD_STR, REQUIRED, as_object, query_int, to_int
+
+_STRINGS = ("name", "description", "prompt", "assistant_id", "evaluation_trigger_prompt",
+            "evaluation_trigger_custom_code", "custom_code")
+_BOOLS = ("audio_enabled", "simulation_enabled", "observability_enabled", "sampling_enabled")
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "type": METRIC_TYPES, "eval_type": EVAL_TYPES, "evaluation_trigger": TRIGGERS, "trigger_type": TRIGGER_TYPES,
+}
+
+
+def list_metrics(store: Store, params: Mapping[str, str]) -> list[dict[str, Any]]:
+    tests: list[Callable[[Metric], bool]] = []
+    agent_id, project_id = query_int(params, "agent_id"), query_int(params, "project_id")
+    if agent_id is not None and project_id is not None:
+        tests.append(lambda m: agent_id in m.agents or m.project == project_id)
+    elif agent_id is not None:
+        tests.append(lambda m: agent_id in m.agents)
+    elif project_id is not None:
+        tests.append(lambda m: m.project == project_id)
+    assistant = params.get("assistant_id")
+    if assistant:
+        owners = {a.id for a in store.agents.values() if a.assistant_id == assistant}
+        tests.append(lambda m: bool(owners & set(m.agents)))
+    agents = params.get("agents")
+    if agents:
+        ids = {to_int(part) for part in agents.split(",") if part.strip()}
+        if None in ids:
+            raise field_error("agents", "Enter a comma-separated list of agent ids.")
+        tests.append(lambda m: bool(ids & set(m.agents)))
+    slug = params.get("slug")
+    if slug:
+        tests.append(lambda m: m.slug == slug)
+    chosen = [m for m in store.metrics.values() if all(t(m) for t in tests)]
+    chosen.sort(key=lambda m: (m.display_order, m.id))
+    return [serialize.metric_list_item(store, m) for m in chosen]
+
+
+def find_metric(store: Store, key: str) -> Metric:
+    """By numeric id or by slug, as the spec allows on GET."""
+    number = to_int(key)
+    metric = store.metrics.get(number) if number is not None else None
+    if metric is None:
+        metric = next((m for m in store.metrics.values() if m.slug == key), None)
+    if metric is None:
+        raise not_found()
+    return metric
+
+
+def get_metric(store: Store, key: str) -> dict[str, Any]:
+    return serialize.metric_detail(store, find_metric(store, key))
+
+
+def _changes(store: Store, body: Mapping[str, Any]) -> dict[str, Any]:
+    """Validated field → value for every writable field present in the body; unknown fields are ignored."""
+    changes: dict[str, Any] = {}
+    for field in _STRINGS:
+        if field in body:
+            if not isinstance(body[field], str):
+                raise field_error(field, BAD_STR)
+            changes[field] = body[field]
+    if "name" in changes and not changes["name"].strip():
+        raise field_error("name", "This field may not be blank.")
+    for field in _BOOLS:
+        if field in body:
+            if not isinstance(body[field], bool):
+                raise field_error(field, BAD_BOOL)
+            changes[field] = body[field]
+    if "add_to_new_agents" in body:
+        if body["add_to_new_agents"] is not None and not isinstance(body["add_to_new_agents"], bool):
+            raise field_error("add_to_new_agents", BAD_BOOL)
+        changes["add_to_new_agents"] = body["add_to_new_agents"]
+    for field, allowed in _CHOICES.items():
+        if field in body:
+            if body[field] not in allowed:
+                raise field_error(field, f'"{body[field]}" is not a valid choice.')
+            changes[field] = body[field]
+    changes.update(_structured(store, body))
+    return changes
+
+
+def _structured(store: Store, body: Mapping[str, Any]) -> dict[str, Any]:
+    changes: dict[str, Any] = {}
+    if "enum_values" in body:
+        values = body["enum_values"]
+        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+            raise field_error("enum_values", "Expected a list of strings.")
+        changes["enum_values"] = list(values)
+    if "display_order" in body:
+        order = to_int(body["display_order"])
+        if order is None:
+            raise field_error("display_order", BAD_INT)
+        changes["display_order"] = order
+    if "configuration" in body:
+        if not isinstance(body["configuration"], dict):
+            raise field_error("configuration", "Expected a dictionary of items.")
+        changes["configuration"] = dict(body["configuration"])
+    if "agents" in body:
+        agents = body["agents"]
+        ids = [to_int(a) for a in agents] if isinstance(agents, list) else [None]
+        unknown = [a for a in ids if a not in store.agents]
+        if unknown:
+            raise field_error("agents", f"Invalid agent ids: {unknown}.")
+        changes["agents"] = ids
+    return changes
+
+
+def _check_consistent(metric: Metric) -> None:
+    if metric.eval_type == "enum" and not metric.enum_values:
+        raise field_error("enum_values", "Enum metrics need at least one value in enum_values.")
+    if metric.type == "custom_code" and not metric.custom_code.strip():
+        raise field_error("custom_code", "custom_code is required when type is custom_code.")
+
+
+def patch_metric(store: Store, key: str, raw_body: object) -> dict[str, Any]:
+    """Partial update; `project` is read-only once set (ignored), as the spec says."""
+    metric = find_metric(store, key)
+    changes = _changes(store, as_object(raw_body))
+    candidate = Metric(**{**metric.__dict__, **changes})
+    _check_consistent(candidate)
+    with store.lock:
+        for field, value in changes.items():
+            setattr(metric, field, value)
+        metric.updated_at = store.now()
+    return serialize.metric_edit(metric)
+
+
+def create_metric(store: Store, raw_body: object) -> dict[str, Any]:
+    body = as_object(raw_body)
+    changes = _changes(store, body)
+    for field in ("name", "eval_type"):
+        if field not in changes:
+            raise field_error(field, REQUIRED)
+    if changes.get("type") in ("basic", "custom_prompt"):
+        raise field_error("type", "basic and custom_prompt are deprecated; use llm_judge or custom_code.")
+    project = to_int(body.get("project")) if body.get("project") is not None else None
+    if project is None and to_int(body.get("agent")) in store.agents:
+        project = store.data.project_id
+    if project is None:
+        raise field_error("project", REQUIRED)
+    if project != store.data.project_id:
+        raise field_error("project", f'Invalid pk "{project}" - object does not exist.')
+    now = store.now()
+    metric_id = store.next_id("metric")
+    defaults: dict[str, Any] = {"description": "", "type": "llm_judge", "enum_values": [], "agents": [],
+                                "display_order": len(store.metrics) + 1}
+    metric = Metric(id=metric_id, project=project, rule="auto", slug=f"metric_{metric_id}", created_at=now,
+                    updated_at=now, **{**defaults, **changes})
+    _check_consistent(metric)
+    with store.lock:
+        store.metrics[metric.id] = metric
+    return serialize.metric_edit(metric)
+

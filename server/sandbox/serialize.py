@@ -1,0 +1,186 @@
+"""Answers shaped like the spec's component schemas (CallLogList, CallLogDetail, MetricList, ...)."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from typing import Any
+
+from .engine import status_of
+from .models import Call, Metric, MetricReview, TestSet
+from .render import iso, mmss, recording_url, transcript_items, transcript_text, value_fields
+from .store import Store
+
+JUDGE_COST = 0.2
+
+
+def metric_results(store: Store, call: Call, detailed: bool) -> list[dict[str, Any]]:
+    """`CallLogListSerializerMetrics` rows, or the `...WithExplanation` ones of `evaluation.metrics`."""
+    rows: list[dict[str, Any]] = []
+    votes = {v.metric_id: v for v in store.votes if v.call_id == call.id}
+    ordered = sorted(call.results.values(), key=lambda r: _order(store, r.metric_id))
+    for result in ordered:
+        metric = store.metrics.get(result.metric_id)
+        if metric is None:
+            continue
+        value, score, enum = value_fields(result.value, metric.eval_type)
+        row: dict[str, Any] = {"id": metric.id, "name": metric.name, "type": metric.eval_type, "score": score,
+                               "enum": enum, "value": value}
+        if detailed:
+            row["explanation"] = list(result.explanation)
+            vote = votes.get(metric.id)
+            row["extra"] = {} if vote is None else {"review": {
+                "thumbs_up": vote.thumbs_up, "expected_value": vote.expected, "feedback": vote.feedback,
+                "created_at": iso(vote.created_at)}}
+        rows.append(row)
+    return rows
+
+
+def _order(store: Store, metric_id: int) -> tuple[int, int]:
+    metric = store.metrics.get(metric_id)
+    return (metric.display_order if metric else 10_000, metric_id)
+
+
+def _agent_name(store: Store, call: Call) -> str:
+    agent = store.agents.get(call.agent_id)
+    return agent.name if agent else ""
+
+
+def call_row(store: Store, call: Call) -> dict[str, Any]:
+    """A `CallLogList` row. The spec types `transcript_object` and `evaluation` as strings here, so they
+    are JSON-encoded."""
+    return {
+        "id": call.id, "duration": mmss(call.duration_s), "success": call.success,
+        "is_reviewed": call.is_reviewed, "status": status_of(call), "feedback": call.feedback,
+        "metrics": metric_results(store, call, detailed=False), "call_ended_reason": call.call_ended_reason,
+        "customer_number": call.customer_number, "agent": call.agent_id, "agent_name": _agent_name(store, call),
+        "call_id": call.provider_call_id, "trace_id": "", "timestamp": iso(call.timestamp), "error_message": None,
+        "dropoff_point": "", "topic": call.topic, "created_at": iso(call.created_at),
+        "updated_at": iso(call.updated_at), "transcript": transcript_text(call),
+        "transcript_object": json.dumps(transcript_items(call)),
+        "evaluation": json.dumps({"metrics": metric_results(store, call, detailed=True)}),
+    }
+
+
+def call_detail(store: Store, call: Call) -> dict[str, Any]:
+    """A `CallLogDetail`."""
+    return {
+        "id": call.id, "duration": mmss(call.duration_s), "voice_recording_url": recording_url(call),
+        "critical_categories": [], "transcript_object": transcript_items(call), "status": status_of(call),
+        "agent_id": str(call.agent_id), "agent_name": _agent_name(store, call),
+        "evaluation": {"metrics": metric_results(store, call, detailed=True)},
+        "metadata": dict(call.metadata), "dynamic_variables": dict(call.dynamic_variables),
+        "testing_channel_index": 1, "timestamp": iso(call.timestamp), "success": call.success,
+        "is_reviewed": call.is_reviewed, "feedback": call.feedback, "rubric": None,
+        "transcript": transcript_text(call), "call_ended_reason": call.call_ended_reason, "dropoff_point": "",
+        "topic": call.topic, "customer_number": call.customer_number, "user_generated_transcript": None,
+        "error_message": None, "created_at": iso(call.created_at), "updated_at": iso(call.updated_at),
+        "call_id": call.provider_call_id, "trace_id": "", "agent": call.agent_id, "project": call.project_id,
+    }
+
+
+def _metric_common(metric: Metric) -> dict[str, Any]:
+    return {
+        "id": metric.id, "slug": metric.slug, "project": metric.project, "agents": list(metric.agents),
+        "name": metric.name, "description": metric.description, "function_name": None, "type": metric.type,
+        "eval_type": metric.eval_type, "enum_values": list(metric.enum_values),
+        "audio_enabled": metric.audio_enabled, "observability_enabled": metric.observability_enabled,
+        "simulation_enabled": metric.simulation_enabled, "sampling_enabled": metric.sampling_enabled,
+        "prompt": metric.prompt, "evaluation_trigger": metric.evaluation_trigger,
+        "trigger_type": metric.trigger_type, "evaluation_trigger_prompt": metric.evaluation_trigger_prompt,
+        "evaluation_trigger_custom_code": metric.evaluation_trigger_custom_code,
+        "priority_assignment_prompt": "", "vocera_defined_metric_code": "",
+        "configuration": dict(metric.configuration), "alert_type": "disabled",
+        "significant_change_alert_status": "disabled", "significant_change_alert_direction": "",
+        "window_size": 7, "std_multiplier": 2.0, "ewma_alpha": 0.3, "add_to_new_agents": metric.add_to_new_agents,
+        "alert_filters": None, "slack_workspace": None, "slack_channel_id": None,
+    }
+
+
+def metric_list_item(store: Store, metric: Metric) -> dict[str, Any]:
+    """A `MetricList` entry (`custom_code` is write-only there, so it is left out)."""
+    names = [store.agents[a].name for a in metric.agents if a in store.agents]
+    return {
+        **_metric_common(metric), "agent_names": ", ".join(names), "display_order": metric.display_order,
+        "kb_file_ids": [], "knowledge_base_files": [],
+        "metric_cost": 0.0 if metric.type == "custom_code" else JUDGE_COST,
+    }
+
+
+def metric_detail(store: Store, metric: Metric) -> dict[str, Any]:
+    """A `MetricDetailV2`, with the metric's Lab reviews."""
+    overall, total = _scores(store, metric)
+    reviews = [
+        review_detail(store, ts, ts.reviews[metric.id])
+        for ts in sorted(store.test_sets.values(), key=lambda t: t.id) if metric.id in ts.reviews
+    ]
+    return {
+        **_metric_common(metric), "custom_code": metric.custom_code, "overall_score": overall,
+        "total_score": total, "reviews": reviews, "pending_optimisation_proposal": None,
+    }
+
+
+def _scores(store: Store, metric: Metric) -> tuple[str, str]:
+    values = [c.results[metric.id].value for c in store.calls.values() if metric.id in c.results]
+    shown = [v for v in values if v is not None]
+    if not shown:
+        return "", str(len(values))
+    if metric.eval_type == "binary":
+        return f"{100 * sum(1 for v in shown if v is True) / len(shown):.1f}", str(len(values))
+    if metric.eval_type == "enum":
+        return str(Counter(str(v) for v in shown).most_common(1)[0][0]), str(len(values))
+    numbers = [float(v) for v in shown if isinstance(v, (int, float))]
+    return (f"{sum(numbers) / len(numbers):.2f}" if numbers else ""), str(len(values))
+
+
+def metric_edit(metric: Metric) -> dict[str, Any]:
+    """A `SchemaPostMetricEdit` (the create and PATCH answer)."""
+    return {
+        "id": metric.id, "name": metric.name, "description": metric.description,
+        "audio_enabled": metric.audio_enabled, "prompt": metric.prompt, "project": metric.project,
+        "agents": list(metric.agents), "assistant_id": metric.assistant_id, "type": metric.type,
+        "eval_type": metric.eval_type, "enum_values": list(metric.enum_values),
+        "display_order": metric.display_order, "configuration": dict(metric.configuration),
+        "add_to_new_agents": metric.add_to_new_agents, "simulation_enabled": metric.simulation_enabled,
+        "observability_enabled": metric.observability_enabled, "sampling_enabled": metric.sampling_enabled,
+        "evaluation_trigger": metric.evaluation_trigger, "evaluation_trigger_prompt": metric.evaluation_trigger_prompt,
+        "trigger_type": metric.trigger_type, "evaluation_trigger_custom_code": metric.evaluation_trigger_custom_code,
+        "custom_code": metric.custom_code,
+    }
+
+
+def test_set_inline(store: Store, test_set: TestSet) -> dict[str, Any]:
+    call = store.calls[test_set.call_id]
+    return {
+        "id": test_set.id, "agent": test_set.agent_id, "name": test_set.name, "transcript": transcript_text(call),
+        "voice_recording_url": recording_url(call), "call_end_reason": call.call_ended_reason,
+        "duration": mmss(call.duration_s), "source_model": "CallLog", "source_id": str(call.id),
+        "created_at": iso(test_set.created_at), "updated_at": iso(test_set.updated_at),
+    }
+
+
+def review_inline(store: Store, review: MetricReview) -> dict[str, Any]:
+    metric = store.metrics[review.metric_id]
+    return {
+        "id": review.id, "metric": metric.id, "metric_name": metric.name,
+        "metric_enum_values": list(metric.enum_values), "eval_type": metric.eval_type,
+        "expected_value": review.expected, "explanation": list(review.explanation), "feedback": review.feedback,
+        "metric_function_name": "", "metric_vocera_defined_metric_code": "",
+    }
+
+
+def review_detail(store: Store, test_set: TestSet, review: MetricReview) -> dict[str, Any]:
+    return {
+        "id": review.id, "test_set": test_set_inline(store, test_set), "metric": review.metric_id,
+        "expected_value": review.expected, "actual_value": review.actual, "explanation": list(review.explanation),
+        "feedback": review.feedback, "created_at": iso(review.created_at), "updated_at": iso(review.updated_at),
+    }
+
+
+def test_set_detail(store: Store, test_set: TestSet) -> dict[str, Any]:
+    call = store.calls[test_set.call_id]
+    return {
+        **test_set_inline(store, test_set), "transcript_object": transcript_items(call),
+        "voice_recording": recording_url(call),
+        "metric_reviews": [review_inline(store, r) for r in sorted(test_set.reviews.values(), key=lambda r: r.id)],
+    }
