@@ -24,6 +24,7 @@ from cekura_labs_mcp.server.cekura.models import (
     CallPage,
     CallRow,
     ImprovementProposal,
+    JudgeVerdict,
     Metric,
     MetricFeedback,
     MetricPatch,
@@ -48,6 +49,7 @@ log = get_logger("cekura.http")
 CALLS = "/observability/v1/call-logs-external/"
 CALL_ACTIONS = "/observability/v1/call-logs/"
 METRICS = "/test_framework/v1/metrics/"
+METRICS_EXTERNAL = "/test_framework/v1/metrics-external/"
 REVIEWS = "/test_framework/metric-reviews/"
 TEST_SETS = "/test_framework/test-sets/"
 USER_AGENT = "cekura-labs-mcp/0.1"
@@ -259,6 +261,27 @@ class CekuraClient:
             json_body=body,
         )
         return [CallDetail.model_validate(row) for row in data or []]
+
+    async def evaluate_llm_judge_metric(
+        self, metric_id: int, *, data: Mapping[str, Any], description: str, eval_type: str | None,
+        enum_values: Sequence[str] | None,
+    ) -> JudgeVerdict:
+        """One LLM-judge verdict on `data`, as `evaluate_llm_judge_metric` inside custom code asks for it.
+        The path is the official SDK's (`metrics.evaluate_llm_judge_metric`, which sends its keyword
+        arguments as the JSON body); the body carries the function's documented parameters. A spend:
+        never retried once it may have landed."""
+        body: dict[str, Any] = {"data": dict(data), "description": description}
+        if eval_type:
+            body["eval_type"] = eval_type
+        if enum_values:
+            body["enum_values"] = list(enum_values)
+        answer = await self._send(
+            _Call("POST", f"{METRICS_EXTERNAL}{metric_id}/evaluate_llm_judge_metric/",
+                  f"A judge call for metric {metric_id}", True,
+                  "It may have been charged; nothing else changed. Run the test again if needed."),
+            json_body=body,
+        )
+        return JudgeVerdict.model_validate(answer if isinstance(answer, dict) else {})
 
     # ---- transport -----------------------------------------------------------------------
 

@@ -140,12 +140,29 @@ class CallDetail(_CallBase):
     dynamic_variables: dict[str, Any] = Field(default_factory=dict)
     customer_number: str | None = None
     error_message: str | None = None
+    voice_recording_url: str | None = None
 
     @field_validator("metadata", "dynamic_variables", mode="before")
     @classmethod
     def _dict(cls, value: Any) -> Any:
         parsed = _maybe_json(value)
         return parsed if isinstance(parsed, dict) else {}
+
+
+class JudgeVerdict(_Model):
+    """The answer of `evaluate_llm_judge_metric`: binary results are 0 or 5, enum results a label."""
+
+    result: Any = None
+    explanation: list[str] = Field(default_factory=list)
+
+    @field_validator("explanation", mode="before")
+    @classmethod
+    def _explanation_list(cls, value: Any) -> Any:
+        if value is None:
+            return []
+        if isinstance(value, str):
+            return [value]
+        return [str(v) for v in value] if isinstance(value, list) else [str(value)]
 
 
 class CallPage(_Model):
