@@ -27,6 +27,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8765, help="HTTP port (default 8765)")
     serve.add_argument("--sandbox", action="store_true", help="use the built-in sandbox even if a key is set")
 
+    demo = commands.add_parser("demo", help="play a whole labs session against the sandbox, in the terminal")
+    demo.add_argument("--seed", type=int, default=7)
+
     sandbox = commands.add_parser("sandbox", help="serve the Cekura-compatible sandbox API")
     sandbox.add_argument("--host", default=LOOPBACK)
     sandbox.add_argument("--port", type=int, default=8000)
@@ -43,8 +46,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
         print(f"cekura-labs-mcp: invalid configuration: {scrub(problems)}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_format, settings.log_level)
+    # The demo talks to a person on the terminal: only warnings from the machinery underneath.
+    configure_logging(settings.log_format, "warning" if args.command == "demo" else settings.log_level)
     register_secret(settings.api_key.get_secret_value() if settings.api_key else None)
+    if args.command == "demo":
+        from cekura_labs_mcp.server.demo import main as demo_main
+
+        return demo_main(args.seed)
     if args.command == "sandbox":
         from cekura_labs_mcp.server.sandbox import serve_forever
 

@@ -48,6 +48,7 @@ class Settings(BaseSettings):
     )
     max_concurrency: int = Field(default=8, ge=1, le=64, validation_alias="CEKURA_LABS_MAX_CONCURRENCY")
     poll_timeout_seconds: float = Field(default=45.0, gt=0, le=600, validation_alias="CEKURA_LABS_POLL_TIMEOUT")
+    poll_interval_seconds: float = Field(default=1.0, gt=0, le=30, validation_alias="CEKURA_LABS_POLL_INTERVAL")
     feedback_threshold: int = Field(default=6, ge=1, validation_alias="CEKURA_LABS_FEEDBACK_THRESHOLD")
     log_format: Literal["console", "json"] = Field(default="console", validation_alias="CEKURA_LABS_LOG_FORMAT")
     log_level: Literal["debug", "info", "warning", "error"] = Field(

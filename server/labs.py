@@ -59,7 +59,7 @@ async def open_labs(settings: Settings, *, use_sandbox: bool = False, retry: Ret
         guard = CostGuard(ledger, threshold=settings.confirm_threshold,
                           window_seconds=settings.guard_window_seconds,
                           token_ttl_seconds=settings.confirmation_ttl_seconds, clock=clock or time.time)
-        improve = ImproveService(client, ledger)
+        improve = ImproveService(client, ledger, settings.poll_interval_seconds)
         spend = SpendService(client, guard, settings.credits_per_judge_evaluation)
         yield Labs(
             settings=settings, client=client, ledger=ledger, guard=guard,

@@ -35,7 +35,8 @@ def sandbox(sandbox_server: SandboxServer) -> SandboxAdmin:
 @pytest.fixture
 def settings(tmp_path: Path, sandbox: SandboxAdmin) -> Settings:
     return Settings(CEKURA_API_KEY=SecretStr(SANDBOX_KEY), CEKURA_API_URL=sandbox.url,
-                    CEKURA_LABS_DATA_DIR=tmp_path / "data", CEKURA_LABS_HTTP_TIMEOUT=2.0)
+                    CEKURA_LABS_DATA_DIR=tmp_path / "data", CEKURA_LABS_HTTP_TIMEOUT=2.0,
+                    CEKURA_LABS_POLL_INTERVAL=0.05)
 
 
 @pytest.fixture

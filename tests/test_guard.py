@@ -156,7 +156,7 @@ async def test_splitting_into_batches_does_not_evade_the_guard(settings: Setting
     # The window lives in the ledger: a restarted server still remembers the first batch.
     async with connect(settings) as client:
         with pytest.raises(ToolFailed, match="confirmation_required"):
-            await call(client, "rerun_evaluation", {"agent_id": agent, "call_ids": ids[120:150]})
+            await call(client, "rerun_evaluation", {"agent_id": agent, "call_ids": ids[100:150]})
     assert sandbox.credits() == spent
 
 

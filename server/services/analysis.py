@@ -49,10 +49,16 @@ class Cluster:
 
 
 def cluster_explanations(items: Sequence[tuple[int, str]], threshold: float = 0.3) -> list[Cluster]:
-    """Greedy, deterministic grouping of (id, explanation) by shared content words, largest first."""
+    """Greedy, deterministic grouping of (id, explanation) by shared content words, largest first.
+
+    Words that most explanations share are the judge's boilerplate ("the metric fails because...")
+    and say nothing about the cause, so they are left out before grouping."""
+    bags = [(item_id, text, content_words(text)) for item_id, text in items]
+    frequency = Counter(word for _, _, words in bags for word in words)
+    boilerplate = {w for w, n in frequency.items() if len(bags) >= 6 and n > 0.7 * len(bags)}
     clusters: list[Cluster] = []
-    for item_id, text in items:
-        words = content_words(text)
+    for item_id, text, all_words in bags:
+        words = all_words - boilerplate or all_words
         best, best_score = None, 0.0
         for cluster in clusters:
             score = _jaccard(words, frozenset(cluster.signature(12)))

@@ -72,9 +72,10 @@ def _score(score: Score | None) -> ScoreView | None:
 
 
 class ImproveService:
-    def __init__(self, client: CekuraClient, ledger: Ledger) -> None:
+    def __init__(self, client: CekuraClient, ledger: Ledger, poll_interval: float = 1.0) -> None:
         self._client = client
         self._ledger = ledger
+        self._interval = poll_interval
 
     async def start(self, *, metric_id: int, test_set_ids: Sequence[int] | None) -> ImprovementStarted:
         await self._client.get_metric(metric_id)  # a clear "not found" before anything is started
@@ -87,10 +88,10 @@ class ImproveService:
 
     async def poll(
         self, *, progress_id: str, metric_id: int | None, timeout: float, on_progress: ProgressCallback,
-        interval: float = 1.0, max_interval: float = 5.0,
     ) -> ImprovementResult:
         deadline = time.monotonic() + timeout
-        wait = interval
+        wait = self._interval
+        max_interval = max(self._interval, 5.0 * self._interval)
         polls = 0
         while True:
             state = await self._client.get_progress(progress_id)

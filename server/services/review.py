@@ -86,7 +86,8 @@ class ReviewService:
 
     async def _reconcile(self, session: Session) -> None:
         """After a crash: a vote left 'sending' landed iff Cekura shows the call reviewed; a Lab entry left
-        'sending' cannot be checked through the API, so it is flagged for the person, never re-sent."""
+        'sending' cannot be checked through the API, so it is flagged for the person, never re-sent; a Lab
+        entry never attempted is sent now."""
         for review in self._ledger.reviews(session.id):
             if review.vote_state == "sending":
                 call = await self._client.get_call(review.call_id)
@@ -97,6 +98,9 @@ class ReviewService:
                                           review.expected, review.feedback)
             if review.lab_state == "sending":
                 self._ledger.mark_lab(review.id, "unknown", answer="interrupted while adding to the Lab")
+            elif review.lab_state == "waiting":
+                # Never attempted (the ledger marks 'sending' before the request): safe to send now.
+                await self._add_to_lab(review.id, review.call_id, review.metric_id, review.expected, review.feedback)
 
     def _session(self, agent_id: int, metric_id: int) -> Session:
         return self._ledger.open_session(metric_id, agent_id, self._settings.feedback_threshold)
@@ -144,6 +148,7 @@ class ReviewService:
     ) -> RecordedReview:
         metric = await self._client.get_metric(metric_id)
         session = self._session(agent_id, metric_id)
+        await self._reconcile(session)
         if any(r.call_id == call_id and r.vote_state == "sent" for r in self._ledger.reviews(session.id)):
             raise InputError("call_id", f"call {call_id} is already reviewed in this session.",
                              "Call next_review for the next call.")
@@ -296,17 +301,18 @@ def rank_candidates(
         if row.id in results:
             by_topic[row.topic or ""][results[row.id].value or ""] += 1
     reviewed_fail = sum(1 for v in reviewed_values if v in failing)
-    want_fail = reviewed_fail <= len(reviewed_values) - reviewed_fail
+    lean = reviewed_fail - (len(reviewed_values) - reviewed_fail)
     ranked: list[tuple[float, int, CallRow, list[str]]] = []
     for row in rows:
         result = results.get(row.id)
         if result is None or row.id in skip or row.is_reviewed:
             continue
         score, reasons = _suspicion(row, result.value or "", metric, values, failing, cluster_size, by_topic)
-        if (result.value or "") in failing:
-            score += 0.5 if want_fail else 0.0
-        else:
-            score += 0.0 if want_fail else 0.75
+        is_fail = (result.value or "") in failing
+        # Two reviews more on one side than the other: the next one comes from the other side.
+        if (lean >= 2 and not is_fail) or (lean <= -2 and is_fail):
+            score += 100.0
+            reasons = [*reasons, "balances the feedback: the last reviews leaned to the other side"]
         ranked.append((score, -row.id, row, reasons or ["no warning sign: a check on a typical result"]))
     ranked.sort(key=lambda item: (-item[0], item[1]))
     return [(row, reasons) for _, _, row, reasons in ranked]
