@@ -41,7 +41,7 @@ CallFilter = Callable[[Call], bool]
 
 
 def list_calls(store: Store, params: Mapping[str, str], url: URL) -> dict[str, Any]:
-    tests = _scope_filters(store, params) + [_window(store, params)]
+    tests = [*_scope_filters(store, params), _window(store, params)]
     call_ids = _call_ids(params)
     if call_ids is not None:
         tests.append(lambda c: c.id in call_ids)
@@ -324,10 +324,18 @@ def _turns_from_objects(items: list[Any]) -> tuple[Turn, ...]:
     for item in items:
         if not isinstance(item, dict) or not isinstance(item.get("content"), str):
             raise field_error("transcript_object", "Each turn needs a role and a content string.")
-        start = item.get("start_time", item.get("timestamp", turns[-1].end + 1 if turns else 0.0))
-        end = item.get("end_time", float(start) + max(1.0, len(item["content"].split()) / 2.5))
-        turns.append(Turn(_role(str(item.get("role", ""))), item["content"], float(start), float(end)))
+        start = _seconds(item, ("start_time", "timestamp"), turns[-1].end + 1 if turns else 0.0)
+        end = _seconds(item, ("end_time",), start + max(1.0, len(item["content"].split()) / 2.5))
+        turns.append(Turn(_role(str(item.get("role", ""))), item["content"], start, end))
     return tuple(turns)
+
+
+def _seconds(item: Mapping[str, Any], keys: tuple[str, ...], default: float) -> float:
+    for key in keys:
+        value = item.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    return default
 
 
 def _turns_from_text(text: str) -> tuple[Turn, ...]:
@@ -367,7 +375,8 @@ def create_call(store: Store, raw_body: object) -> dict[str, Any]:
         id=store.next_id("call"), agent_id=agent_id, project_id=store.data.project_id, provider_call_id=provider_id,
         timestamp=timestamp, created_at=now, updated_at=now, turns=turns,
         duration_s=round(turns[-1].end if turns else 0.0, 2),
-        call_ended_reason=opt_str(body, "call_ended_reason") or "", customer_number=opt_str(body, "customer_number") or "",
+        call_ended_reason=opt_str(body, "call_ended_reason") or "",
+        customer_number=opt_str(body, "customer_number") or "",
         topic=opt_str(body, "topic") or "", metadata=_object(body, "metadata"),
         dynamic_variables=_object(body, "dynamic_variables"),
     )

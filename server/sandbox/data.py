@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -288,6 +288,16 @@ def generate(seed: int, now: datetime, evaluator: Evaluator) -> Dataset:
             truth[metric.id][call.id] = _truth(metric.rule if metric.type != "custom_code" else "duration", conv)
         calls[call.id] = call
     return Dataset(seed, now, PROJECT_ID, PROJECT_NAME, MAIN_AGENT_ID, agents, metrics, calls, truth)
+
+
+def clone(ds: Dataset) -> Dataset:
+    """A copy whose calls and metrics can be written to without touching `ds` (turns and truth are
+    immutable, so they are shared)."""
+    metrics = {i: replace(m, enum_values=list(m.enum_values), agents=list(m.agents),
+                          configuration=dict(m.configuration)) for i, m in ds.metrics.items()}
+    calls = {i: replace(c, results=dict(c.results), metadata=dict(c.metadata),
+                        dynamic_variables=dict(c.dynamic_variables)) for i, c in ds.calls.items()}
+    return replace(ds, agents=dict(ds.agents), metrics=metrics, calls=calls)
 
 
 def snapshot(ds: Dataset) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from typing import Any
 from . import judge as judge_mod
 from . import lexicon
 from .engine import resolved_rule
-from .models import AGENT_ROLE, CALLER_ROLE, Call, Metric, MetricReview, TestSet
+from .models import AGENT_ROLE, CALLER_ROLE, Call, Metric, MetricReview, TestSet, VoteValue
 from .render import same_value, value_fields
 from .store import Store
 
@@ -184,7 +184,7 @@ def python_wrapper(metric: Metric, description: str) -> str:
     )
 
 
-def _unresolved(sample: Sample, judged: object, metric: Metric) -> dict[str, Any]:
+def _unresolved(sample: Sample, judged: VoteValue, metric: Metric) -> dict[str, Any]:
     verdict = "ambiguous_label" if not sample.review.feedback.strip() else "prompt_limit"
     return {
         "review_id": sample.review.id, "test_set_id": sample.test_set.id, "call_log_id": sample.call.id,

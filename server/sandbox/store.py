@@ -12,7 +12,7 @@ from collections import deque
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from .data import Dataset, default_anchor, generate
+from .data import Dataset, clone, default_anchor, generate
 from .engine import EvalCount, Evaluator, assigned, resolved_rule, success_of
 from .faults import FaultBook
 from .judge import Verdict, judge
@@ -33,11 +33,12 @@ class Store:
         self.progress_polls = progress_polls
         self.evaluator = Evaluator(runner or InProcessRunner())
         self.lock = threading.RLock()
+        self._pristine = generate(self.seed, self.anchor, self.evaluator)
         self.reset()
 
     def reset(self) -> None:
         with self.lock:
-            self.data: Dataset = generate(self.seed, self.anchor, self.evaluator)
+            self.data: Dataset = clone(self._pristine)
             self.agents: dict[int, Agent] = self.data.agents
             self.metrics: dict[int, Metric] = self.data.metrics
             self.calls: dict[int, Call] = self.data.calls

@@ -1,0 +1,43 @@
+"""Constants and small clients shared by the sandbox tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+KEY = "sk-sandbox-tests"
+MAIN = 2210
+PHARMACY = 2231
+ONE_QUESTION, BOOKING, SENTIMENT, EMPATHY, UNDER_FIVE, REFILL = 9101, 9102, 9103, 9104, 9105, 9106
+CALLS = "/observability/v1/call-logs"
+EXTERNAL = "/observability/v1/call-logs-external"
+
+
+class Admin:
+    """The admin routes, and the truth table as a dict."""
+
+    def __init__(self, http: httpx.Client) -> None:
+        self.http = http
+
+    def stats(self) -> dict[str, Any]:
+        return dict(self.http.get("/_sandbox/stats").json())
+
+    def credits(self) -> float:
+        return float(self.stats()["credits_spent"])
+
+    def truth(self, metric_id: int) -> dict[int, dict[str, Any]]:
+        calls = self.http.get("/_sandbox/truth", params={"metric_id": metric_id}).json()["calls"]
+        return {int(k): v for k, v in calls.items()}
+
+    def fault(self, path: str, kind: str, count: int = 1, **extra: Any) -> dict[str, Any]:
+        answer = self.http.post("/_sandbox/faults", json={"path": path, "kind": kind, "count": count, **extra})
+        answer.raise_for_status()
+        return dict(answer.json())
+
+
+def main_calls(api: httpx.Client, **params: Any) -> list[dict[str, Any]]:
+    answer = api.get(f"{EXTERNAL}/", params={"agent_id": MAIN, "page_size": 200, **params})
+    answer.raise_for_status()
+    rows: list[dict[str, Any]] = answer.json()["results"]
+    return rows

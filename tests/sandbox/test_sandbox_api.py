@@ -1,0 +1,151 @@
+"""Every spec path answers, in both call-log families and both slash forms, with spec-valid bodies."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime
+from typing import Any
+
+import httpx
+import pytest
+from sandbox_helpers import (
+    BOOKING,
+    CALLS,
+    EMPATHY,
+    EXTERNAL,
+    MAIN,
+    ONE_QUESTION,
+    PHARMACY,
+    REFILL,
+    SENTIMENT,
+    UNDER_FIVE,
+    main_calls,
+)
+from sandbox_spec import assert_response
+
+FAMILIES = [CALLS, EXTERNAL]
+SLASHES = ["/", ""]
+LINE = re.compile(r"^\[\d{2}:\d{2}\] (Main Agent|Testing Agent): \S")
+
+
+def first_call(api: httpx.Client) -> dict[str, Any]:
+    return main_calls(api, page_size=1)[0]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("slash", SLASHES)
+def test_list_answers_the_spec_in_every_form(api: httpx.Client, family: str, slash: str) -> None:
+    answer = api.get(family + slash, params={"agent_id": MAIN, "page_size": 5})
+    assert answer.status_code == 200
+    body = answer.json()
+    assert_response("GET", family + "/", 200, body)
+    assert body["count"] == 180 and len(body["results"]) == 5
+    row = body["results"][0]
+    # The spec types these two as strings in list rows: they are JSON-encoded.
+    assert isinstance(row["transcript_object"], str) and isinstance(row["evaluation"], str)
+    assert json.loads(row["evaluation"])["metrics"][0]["explanation"]
+    assert json.loads(row["transcript_object"])[0]["role"] == "Main Agent"
+    assert [m["id"] for m in row["metrics"]] == [ONE_QUESTION, BOOKING, SENTIMENT, EMPATHY, UNDER_FIVE]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("slash", SLASHES)
+def test_detail_answers_call_log_detail(api: httpx.Client, family: str, slash: str) -> None:
+    call_id = first_call(api)["id"]
+    answer = api.get(f"{family}/{call_id}{slash}")
+    assert answer.status_code == 200
+    body = answer.json()
+    assert_response("GET", family + "/{id}/", 200, body)
+    assert body["id"] == call_id and body["agent"] == MAIN and body["agent_id"] == str(MAIN)
+    assert re.fullmatch(r"\d{2}:\d{2}", body["duration"])
+    assert all(LINE.match(line) for line in body["transcript"].splitlines())
+    turns = body["transcript_object"]
+    assert {t["role"] for t in turns} <= {"Main Agent", "Testing Agent"}
+    assert all(t["start_time"] <= t["end_time"] and t["timestamp"] == t["start_time"] for t in turns)
+    assert [m["id"] for m in body["evaluation"]["metrics"]] == [ONE_QUESTION, BOOKING, SENTIMENT, EMPATHY, UNDER_FIVE]
+    assert body["metadata"]["channel"] == "phone" and body["dynamic_variables"]["clinic"]
+    for stamp in (body["timestamp"], body["created_at"], body["updated_at"]):
+        datetime.fromisoformat(stamp)
+
+
+def test_metric_values_follow_the_documented_representation(api: httpx.Client) -> None:
+    seen: dict[int, set[tuple[str, float, str]]] = {}
+    for row in main_calls(api):
+        for m in json.loads(row["evaluation"])["metrics"]:
+            seen.setdefault(m["id"], set()).add((m["value"], m["score"], m["enum"]))
+            assert m["type"] in ("binary", "enum", "continuous_qualitative")
+    assert {v for v, _, _ in seen[ONE_QUESTION]} == {"TRUE", "FALSE", "N/A"}
+    assert all(score == (5.0 if value == "TRUE" else 0.0) and enum == "" for value, score, enum in seen[BOOKING])
+    assert {v for v, _, _ in seen[SENTIMENT]} <= {"positive", "neutral", "negative", "N/A"}
+    assert all(enum == (value if value != "N/A" else "") and score == 0.0 for value, score, enum in seen[SENTIMENT])
+    numeric = [(v, s) for v, s, _ in seen[EMPATHY] if v != "N/A"]
+    assert numeric and all(float(v) == s and "." in v for v, s in numeric)
+
+
+def test_pharmacy_agent_has_its_own_metrics(api: httpx.Client) -> None:
+    rows = api.get(f"{CALLS}/", params={"agent_id": PHARMACY, "page_size": 200}).json()["results"]
+    assert len(rows) == 40
+    assert {tuple(m["id"] for m in r["metrics"]) for r in rows} == {(SENTIMENT, EMPATHY, REFILL)}
+
+
+def test_unknown_things_answer_like_drf(api: httpx.Client) -> None:
+    assert api.get(f"{CALLS}/1/").json() == {"detail": "Not found."}
+    assert api.get(f"{CALLS}/1/").status_code == 404
+    assert api.get(f"{CALLS}/abc/").status_code == 404
+    assert api.get("/test_framework/nothing/").json() == {"detail": "Not found."}
+    wrong = api.put(f"{CALLS}/evaluate_metrics/")
+    assert wrong.status_code == 405 and wrong.json() == {"detail": 'Method "PUT" not allowed.'}
+    broken = api.post(f"{CALLS}/rerun_evaluation/", content=b"{not json", headers={"Content-Type": "application/json"})
+    assert broken.status_code == 400 and "JSON parse error" in broken.json()["detail"]
+
+
+def test_metrics_list_and_detail(api: httpx.Client) -> None:
+    listed = api.get("/test_framework/v1/metrics", params={"agent_id": MAIN})
+    assert_response("GET", "/test_framework/v1/metrics/", 200, listed.json())
+    assert [m["id"] for m in listed.json()] == [ONE_QUESTION, BOOKING, SENTIMENT, EMPATHY, UNDER_FIVE]
+    assert [m["id"] for m in api.get("/test_framework/v1/metrics/", params={"agent_id": PHARMACY}).json()] == [
+        SENTIMENT, EMPATHY, REFILL]
+    assert len(api.get("/test_framework/v1/metrics/", params={"project_id": 812}).json()) == 6
+    by_slug = api.get("/test_framework/v1/metrics/", params={"slug": "empathy"}).json()
+    assert [m["id"] for m in by_slug] == [EMPATHY]
+    detail = api.get(f"/test_framework/v1/metrics/{SENTIMENT}/").json()
+    assert_response("GET", "/test_framework/v1/metrics/{id}/", 200, detail)
+    assert detail["enum_values"] == ["positive", "neutral", "negative"] and detail["type"] == "llm_judge"
+    code = api.get("/test_framework/v1/metrics/call_under_five_minutes").json()
+    assert code["id"] == UNDER_FIVE and code["type"] == "custom_code" and "_result" in code["custom_code"]
+    assert api.get("/test_framework/v1/metrics/424242/").status_code == 404
+
+
+def test_patch_validates_and_answers_the_edit_schema(api: httpx.Client) -> None:
+    path = f"/test_framework/v1/metrics/{BOOKING}/"
+    for body, field in [({"eval_type": "percent"}, "eval_type"), ({"audio_enabled": "yes"}, "audio_enabled"),
+                        ({"description": 5}, "description"), ({"eval_type": "enum"}, "enum_values"),
+                        ({"type": "custom_code"}, "custom_code"), ({"name": " "}, "name"),
+                        ({"agents": [1]}, "agents")]:
+        answer = api.patch(path, json=body)
+        assert answer.status_code == 400 and list(answer.json()) == [field], body
+    assert api.get(path).json()["eval_type"] == "binary"
+    patched = api.patch(path, json={"description": "Only TRUE or FALSE.", "sampling_enabled": True, "unknown": 1})
+    assert patched.status_code == 200
+    assert_response("PATCH", "/test_framework/v1/metrics/{id}/", 200, patched.json())
+    assert api.get(path).json()["description"] == "Only TRUE or FALSE."
+
+
+def test_create_metric_and_ingest_a_call(api: httpx.Client) -> None:
+    created = api.post("/test_framework/v1/metrics/", json={
+        "project": 812, "name": "Agent used the caller's name", "type": "llm_judge", "eval_type": "binary",
+        "description": "TRUE if the agent addressed the caller by name.", "agents": [MAIN]})
+    assert created.status_code == 201
+    assert_response("POST", "/test_framework/v1/metrics/", 201, created.json())
+    assert api.post("/test_framework/v1/metrics/", json={"name": "x"}).json() == {
+        "eval_type": ["This field is required."]}
+    transcript = "[00:01] Main Agent: Northwind Health, how can I help?\n[00:05] Testing Agent: I need an appointment."
+    ingested = api.post(f"{EXTERNAL}/", json={"call_id": "ext-1", "agent": MAIN, "transcript": transcript,
+                                              "topic": "Appointment booking"})
+    assert ingested.status_code == 201
+    body = ingested.json()
+    assert_response("POST", f"{EXTERNAL}/", 201, body)
+    assert len(body["transcript_object"]) == 2
+    assert created.json()["id"] in {m["id"] for m in body["evaluation"]["metrics"]}
+    assert api.get(f"{CALLS}/{body['id']}").json()["call_id"] == "ext-1"
