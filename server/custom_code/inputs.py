@@ -1,0 +1,155 @@
+"""The inputs Cekura gives a custom_code metric, rebuilt from a call as `get_call` returns it.
+
+Observability calls carry the names of the "both" and "observability" columns of Cekura's table
+(simulation-only names such as `tags` or `run_id` are absent, as they are on Cekura for these calls).
+Other metrics' results are in `data` by metric name, their explanations in `data["explanation"]`; the
+metric under test and other custom_code metrics are left out, because on Cekura custom code runs after
+every other metric. What cannot be known from the API is derived or left empty, and listed in `notes`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from cekura_labs_mcp.server.cekura.models import CallDetail, Metric, MetricResult, TranscriptTurn
+
+AGENT_ROLE = "Main Agent"
+BINARY_FOR_CODE = {True: 5, False: 0}
+DOCUMENTED_NAMES = (
+    "transcript", "transcript_json", "call_duration", "call_end_reason", "voice_recording", "agent_description",
+    "date", "timestamp", "metadata", "recording_data", "latency_data", "dynamic_variables", "call_log_id", "topic",
+    "explanation",
+)
+_MMSS = re.compile(r"^\s*(?:(\d+):)?(\d+):(\d+(?:\.\d+)?)\s*$")
+
+
+@dataclass
+class CodeInputs:
+    data: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+
+
+def build_inputs(call: CallDetail, *, metric_id: int, metrics: Iterable[Metric] = (),
+                 agent_description: str | None = None) -> CodeInputs:
+    """`data` for running metric `metric_id`'s code on `call`; `metrics` (the agent's metrics) tells which
+    results are custom_code and what eval type each has."""
+    known = {m.id: m for m in metrics}
+    turns = [_turn(t) for t in call.transcript_object]
+    duration = call_duration(call)
+    notes: list[str] = []
+    data: dict[str, Any] = {
+        "transcript": call.transcript or transcript_text(turns),
+        "transcript_json": turns,
+        "call_duration": duration,
+        "call_end_reason": call.call_ended_reason or "",
+        "voice_recording": call.voice_recording_url or "",
+        "agent_description": agent_description or "",
+        "date": (call.timestamp or "")[:10],
+        "timestamp": call.timestamp or "",
+        "metadata": dict(call.metadata),
+        "recording_data": _recording_data(turns, duration),
+        "latency_data": latency_data(turns),
+        "dynamic_variables": dict(call.dynamic_variables),
+        "call_log_id": call.id,
+        "topic": call.topic or "",
+        "explanation": {},
+    }
+    if agent_description is None:
+        notes.append("agent_description is empty: the call API does not return the agent's description.")
+    notes.append("latency_data and recording_data's speaking segments are derived from transcript timestamps "
+                 "(Cekura measures them on the audio); recording_data.has_audio_data is false.")
+    for result in call.evaluation.metrics if call.evaluation else []:
+        metric = known.get(result.id)
+        if result.id == metric_id or (metric is not None and metric.type == "custom_code"):
+            continue
+        name = result.name or (metric.name if metric else "")
+        if not name:
+            continue
+        if name in DOCUMENTED_NAMES:
+            notes.append(f"metric {name!r} has the name of a built-in variable; data[{name!r}] keeps the variable.")
+            continue
+        data[name] = result_for_code(result, metric.eval_type if metric else None)
+        data["explanation"][name] = list(result.explanation)
+    return CodeInputs(data=data, notes=notes)
+
+
+def _turn(turn: TranscriptTurn) -> dict[str, Any]:
+    start = turn.start
+    end = turn.end_time if turn.end_time is not None else start
+    return {"role": turn.role, "content": turn.content, "start_time": start, "end_time": end, "timestamp": start}
+
+
+def transcript_text(turns: list[dict[str, Any]]) -> str:
+    return "\n".join(f"[{clock(float(t['start_time']))}] {t['role']}: {t['content']}" for t in turns)
+
+
+def clock(seconds: float) -> str:
+    whole = int(seconds)
+    return f"{whole // 60:02d}:{whole % 60:02d}"
+
+
+def call_duration(call: CallDetail) -> float:
+    """Seconds. The API gives `MM:SS`; the last turn's end is more precise when it agrees to the second."""
+    listed = _seconds(call.duration)
+    ends = [t.end_time for t in call.transcript_object if t.end_time is not None]
+    last_end = max(ends) if ends else None
+    if listed is None:
+        return float(last_end or 0.0)
+    if last_end is not None and abs(last_end - listed) <= 1.0:
+        return float(last_end)
+    return listed
+
+
+def _seconds(text: str | None) -> float | None:
+    if not text:
+        return None
+    match = _MMSS.match(text)
+    if match is None:
+        try:
+            return float(text)
+        except ValueError:
+            return None
+    hours, minutes, seconds = match.groups()
+    return int(hours or 0) * 3600 + int(minutes) * 60 + float(seconds)
+
+
+def latency_data(turns: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per agent turn that answers someone: the gap in milliseconds, as Cekura's `latency_data` lists it."""
+    rows: list[dict[str, Any]] = []
+    for previous, turn in itertools.pairwise(turns):
+        if turn["role"] != AGENT_ROLE or previous["role"] == AGENT_ROLE:
+            continue
+        gap = (float(turn["start_time"]) - float(previous["end_time"])) * 1000
+        if gap >= 0:
+            rows.append({"latency": round(gap, 1), "speaker": AGENT_ROLE, "start_time": turn["start_time"]})
+    return rows
+
+
+def _recording_data(turns: list[dict[str, Any]], duration: float) -> dict[str, Any]:
+    def segments(agent: bool) -> list[list[float]]:
+        return [[float(t["start_time"]), float(t["end_time"])] for t in turns if (t["role"] == AGENT_ROLE) == agent]
+
+    return {"has_audio_data": False, "sample_rate": 0, "shape": [0, 2], "separable_channels": False,
+            "total_duration": duration, "main_speaking": segments(True), "testing_speaking": segments(False)}
+
+
+def result_for_code(result: MetricResult, eval_type: str | None) -> Any:
+    """Another metric's result as custom code sees it: binary 5/0, enum the label, numbers as floats,
+    N/A as None."""
+    value = (result.value or "").strip()
+    if value.upper() in ("N/A", "NA"):
+        return None
+    if not value:
+        return result.enum or result.score
+    if eval_type == "enum" or (eval_type is None and result.enum):
+        return result.enum or value
+    if value.upper() in ("TRUE", "FALSE"):
+        return BINARY_FOR_CODE[value.upper() == "TRUE"]
+    try:
+        return float(value)
+    except ValueError:
+        return result.score if result.score is not None else value
