@@ -73,3 +73,25 @@ def register_tools(server: MCPServer[Any]) -> None:
     for spec in ALL_TOOLS:
         server.add_tool(spec.fn, name=spec.name, title=spec.title, annotations=spec.annotations(),
                         structured_output=True)
+        _compact_schemas(server, spec.name)
+
+
+def _compact_schemas(server: MCPServer[Any], name: str) -> None:
+    """Drop pydantic's generated `title`s ("Call Id" for `call_id`): every client reads tools/list into the
+    model's context, and those titles repeat the field names at a cost of about a fifth of the schema."""
+    tool = server._tool_manager.get_tool(name)  # the SDK has no public hook for the published schema
+    if tool is None:
+        return
+    tool.parameters = strip_titles(tool.parameters)
+    if tool.fn_metadata.output_schema is not None:
+        tool.fn_metadata.output_schema = strip_titles(tool.fn_metadata.output_schema)
+
+
+def strip_titles(schema: Any, *, in_properties: bool = False) -> Any:
+    if isinstance(schema, dict):
+        return {key: strip_titles(value, in_properties=key in ("properties", "$defs") and not in_properties)
+                for key, value in schema.items()
+                if in_properties or not (key == "title" and isinstance(value, str))}
+    if isinstance(schema, list):
+        return [strip_titles(item) for item in schema]
+    return schema
