@@ -8,6 +8,7 @@ from typing import Any
 
 from cekura_labs_mcp.server.cekura.client import RetryPolicy
 from cekura_labs_mcp.server.config import Settings
+from cekura_labs_mcp.server.guidance import register_guidance
 from cekura_labs_mcp.server.labs import Labs, open_labs
 from cekura_labs_mcp.tools import register_tools
 from mcp.server import MCPServer
@@ -40,4 +41,5 @@ def build_server(settings: Settings, *, use_sandbox: bool = False, retry: RetryP
         log_level="WARNING",
     )
     register_tools(server)
+    register_guidance(server)
     return server
