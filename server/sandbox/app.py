@@ -102,6 +102,11 @@ async def metric(request: Request) -> Response:
     return JSONResponse(metrics_api.get_metric(_store(request), key))
 
 
+async def judge_metric(request: Request) -> Response:
+    return JSONResponse(metrics_api.evaluate_llm_judge_metric(_store(request), request.path_params["key"],
+                                                              await _body(request)))
+
+
 def _both(path: str, endpoint: Handler, methods: list[str]) -> list[BaseRoute]:
     """Cekura's paths end in '/'; the official SDK drops it. Serve both, without redirects."""
     return [Route(path + "/", endpoint, methods=methods), Route(path, endpoint, methods=methods)]
@@ -125,6 +130,8 @@ def cekura_routes() -> list[BaseRoute]:
     routes += _both("/test_framework/v1/metrics", list_metrics, ["GET"])
     routes += _both("/test_framework/v1/metrics", create_metric, ["POST"])
     routes += _both("/test_framework/v1/metrics/{key}", metric, ["GET", "PATCH"])
+    # Not in the spec subset: the official SDK's judge call, used by custom code's evaluate_llm_judge_metric.
+    routes += _both("/test_framework/v1/metrics-external/{key}/evaluate_llm_judge_metric", judge_metric, ["POST"])
     return routes
 
 

@@ -319,7 +319,7 @@ def _role(raw: str) -> str:
     return AGENT_ROLE if raw.strip().lower() in _AGENT_NAMES else CALLER_ROLE
 
 
-def _turns_from_objects(items: list[Any]) -> tuple[Turn, ...]:
+def turns_from_objects(items: list[Any]) -> tuple[Turn, ...]:
     turns: list[Turn] = []
     for item in items:
         if not isinstance(item, dict) or not isinstance(item.get("content"), str):
@@ -338,7 +338,7 @@ def _seconds(item: Mapping[str, Any], keys: tuple[str, ...], default: float) -> 
     return default
 
 
-def _turns_from_text(text: str) -> tuple[Turn, ...]:
+def turns_from_text(text: str) -> tuple[Turn, ...]:
     turns: list[Turn] = []
     for line in text.splitlines():
         match = _LINE.match(line)
@@ -363,9 +363,9 @@ def create_call(store: Store, raw_body: object) -> dict[str, Any]:
         raise field_error("agent", f'Invalid pk "{agent_id}" - object does not exist.')
     objects = body.get("transcript_object")
     if isinstance(objects, list):
-        turns = _turns_from_objects(objects)
+        turns = turns_from_objects(objects)
     else:
-        turns = _turns_from_text(opt_str(body, "transcript") or "")
+        turns = turns_from_text(opt_str(body, "transcript") or "")
     now = store.now()
     raw_time = opt_str(body, "timestamp")
     timestamp = parse_moment(raw_time) if raw_time else now

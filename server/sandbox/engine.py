@@ -11,7 +11,7 @@ from .models import Agent, Call, Metric, MetricResult, VoteValue
 from .render import iso, recording_url, transcript_items, transcript_text
 from .runner import CodeRunner, LlmJudgeFn
 
-_BINARY_ALIASES = {"binary", "binary_workflow_adherence", "binary_qualitative"}
+BINARY_ALIASES = frozenset({"binary", "binary_workflow_adherence", "binary_qualitative"})
 
 
 @dataclass
@@ -68,7 +68,7 @@ def _coerce_binary(result: object) -> bool | None:
     return None
 
 
-def _judge_value_for_code(value: VoteValue, eval_type: str) -> object:
+def judge_value_for_code(value: VoteValue, eval_type: str) -> object:
     """How another metric's result (or the judge helper's result) looks to custom code: binary as 5/0."""
     if eval_type == "binary" and isinstance(value, bool):
         return 5 if value else 0
@@ -121,7 +121,7 @@ class Evaluator:
         for metric in metrics:
             result = call.results.get(metric.id)
             if metric.type != "custom_code" and result is not None:
-                data[metric.name] = _judge_value_for_code(result.value, metric.eval_type)
+                data[metric.name] = judge_value_for_code(result.value, metric.eval_type)
                 data["explanation"][metric.name] = list(result.explanation)
         return data
 
@@ -130,12 +130,12 @@ class Evaluator:
             data: dict[str, Any], api_key: str | None = None, description: str = "",
             eval_type: str | None = None, enum_values: list[str] | None = None,
         ) -> dict[str, Any]:
-            kind = "binary" if (eval_type or metric.eval_type) in _BINARY_ALIASES else (eval_type or metric.eval_type)
+            kind = "binary" if (eval_type or metric.eval_type) in BINARY_ALIASES else (eval_type or metric.eval_type)
             rule = resolved_rule(metric)
             if rule == "generic":
                 rule = judge_mod.infer_rule(metric.name, description, kind)
             verdict = judge_mod.judge(rule, description, kind, enum_values or metric.enum_values, call)
-            return {"result": _judge_value_for_code(verdict.value, kind), "explanation": verdict.explanation}
+            return {"result": judge_value_for_code(verdict.value, kind), "explanation": verdict.explanation}
 
         return evaluate_llm_judge_metric
 

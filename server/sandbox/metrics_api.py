@@ -6,10 +6,13 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from . import serialize
+from .calls_api import turns_from_objects, turns_from_text
+from .engine import BINARY_ALIASES, judge_value_for_code, resolved_rule
 from .errors import field_error, not_found
-from .models import EVAL_TYPES, METRIC_TYPES, TRIGGER_TYPES, TRIGGERS, Metric
+from .judge import infer_rule, judge
+from .models import EVAL_TYPES, METRIC_TYPES, TRIGGER_TYPES, TRIGGERS, Call, Metric, Turn
 from .store import Store
-from .validate import BAD_BOOL, BAD_INT, BAD_STR, REQUIRED, as_object, query_int, to_int
+from .validate import BAD_BOOL, BAD_INT, BAD_STR, REQUIRED, as_object, opt_str, query_int, to_int
 
 _STRINGS = ("name", "description", "prompt", "assistant_id", "evaluation_trigger_prompt",
             "evaluation_trigger_custom_code", "custom_code")
@@ -160,4 +163,52 @@ def create_metric(store: Store, raw_body: object) -> dict[str, Any]:
     with store.lock:
         store.metrics[metric.id] = metric
     return serialize.metric_edit(metric)
+
+
+def _judged_call(store: Store, metric: Metric, data: Mapping[str, Any]) -> Call:
+    """The stored call when `data` names one, else a throwaway call built from `data`'s transcript."""
+    stored = store.calls.get(to_int(data.get("call_log_id")) or -1)
+    if stored is not None:
+        return stored
+    objects = data.get("transcript_json")
+    text = data.get("transcript")
+    turns: tuple[Turn, ...] = ()
+    if isinstance(objects, list):
+        turns = turns_from_objects(objects)
+    elif isinstance(text, str):
+        turns = turns_from_text(text)
+    duration = data.get("call_duration")
+    now = store.now()
+    return Call(
+        id=0, agent_id=metric.agents[0] if metric.agents else 0, project_id=metric.project, provider_call_id="",
+        timestamp=now, created_at=now, updated_at=now, turns=turns,
+        duration_s=float(duration) if isinstance(duration, (int, float)) else (turns[-1].end if turns else 0.0),
+        call_ended_reason=str(data.get("call_end_reason") or ""), customer_number="",
+        topic=str(data.get("topic") or ""), metadata={}, dynamic_variables={},
+    )
+
+
+def evaluate_llm_judge_metric(store: Store, key: str, raw_body: object) -> dict[str, Any]:
+    """The official SDK's `metrics.evaluate_llm_judge_metric` (not in the spec subset): one judge verdict
+    on the `data` a custom-code metric holds. Binary results are 5 / 0 (None for N/A). Costs a judge call."""
+    metric = find_metric(store, key)
+    body = as_object(raw_body)
+    data = body.get("data")
+    if not isinstance(data, dict):
+        raise field_error("data", REQUIRED)
+    description = opt_str(body, "description") or metric.description
+    requested = opt_str(body, "eval_type", nullable=True) or metric.eval_type
+    kind = "binary" if requested in BINARY_ALIASES else requested
+    if kind not in EVAL_TYPES:
+        raise field_error("eval_type", f'"{requested}" is not a valid choice.')
+    labels = body.get("enum_values") or metric.enum_values
+    if not isinstance(labels, list) or not all(isinstance(v, str) for v in labels):
+        raise field_error("enum_values", "Expected a list of strings.")
+    rule = resolved_rule(metric)
+    if rule == "generic" or metric.type == "custom_code":
+        rule = infer_rule(metric.name, description, kind)
+    verdict = judge(rule, description, kind, labels, _judged_call(store, metric, data))
+    with store.lock:
+        store.evaluations.llm_judge += 1
+    return {"result": judge_value_for_code(verdict.value, kind), "explanation": verdict.explanation}
 
