@@ -123,10 +123,13 @@ def process_feedbacks(store: Store, raw_body: object) -> dict[str, Any]:
 
 
 def _job(store: Store, source: Mapping[str, Any]) -> Job:
-    progress_id = source.get("progress_id") or source.get("job_id")
-    if not progress_id:
+    """By `progress_id` (or the CLI's `job_id`), or by `id`: the job's number or its progress id."""
+    key = source.get("progress_id") or source.get("job_id") or source.get("id")
+    if key is None or key == "":
         raise field_error("progress_id", REQUIRED)
-    job = store.jobs.get(str(progress_id))
+    number = to_int(key) if not isinstance(key, str) or key.isdigit() else None
+    job = next((j for j in store.jobs.values() if j.id == number), None) if number is not None else None
+    job = job or store.jobs.get(str(key))
     if job is None:
         raise not_found()
     return job

@@ -7,6 +7,7 @@ import socket
 import sys
 import threading
 import time
+from datetime import datetime
 from types import TracebackType
 from typing import Any
 
@@ -73,10 +74,10 @@ class SandboxServer:
     """
 
     def __init__(self, seed: int = 7, api_key: str | None = None, host: str = LOOPBACK, port: int = 0,
-                 progress_polls: int = 3) -> None:
+                 progress_polls: int = 3, now: datetime | None = None) -> None:
         self.seed = seed
         self.host = host
-        self.app = build_app(seed=seed, api_key=api_key, progress_polls=progress_polls)
+        self.app = build_app(seed=seed, api_key=api_key, progress_polls=progress_polls, now=now)
         self._port = port
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None

@@ -41,8 +41,10 @@ def spec() -> dict[str, Any]:
 
 
 @lru_cache(maxsize=1)
-def _registry() -> Registry:
-    return Registry().with_resource(SPEC_URI, Resource.from_contents(spec(), default_specification=DRAFT202012))
+def _registry() -> Registry[Any]:
+    resource: Resource[Any] = Resource.from_contents(spec(), default_specification=DRAFT202012)
+    registry: Registry[Any] = Registry().with_resource(SPEC_URI, resource)
+    return registry
 
 
 def validator(schema: dict[str, Any]) -> Draft202012Validator:

@@ -22,7 +22,7 @@ from sandbox_helpers import (
     UNDER_FIVE,
     main_calls,
 )
-from sandbox_spec import assert_response
+from sandbox_spec import assert_response, spec
 
 FAMILIES = [CALLS, EXTERNAL]
 SLASHES = ["/", ""]
@@ -149,3 +149,54 @@ def test_create_metric_and_ingest_a_call(api: httpx.Client) -> None:
     assert len(body["transcript_object"]) == 2
     assert created.json()["id"] in {m["id"] for m in body["evaluation"]["metrics"]}
     assert api.get(f"{CALLS}/{body['id']}").json()["call_id"] == "ext-1"
+
+
+def _requests_for_every_spec_path(api: httpx.Client) -> dict[tuple[str, str], dict[str, Any]]:
+    """A valid request for each (method, path) of the spec subset, its state arranged beforehand."""
+    call_id = first_call(api)["id"]
+    test_set = api.post("/test_framework/test-sets/create_from_call_log/", json={
+        "call_log_id": call_id, "metrics": [{"metric": ONE_QUESTION, "feedback": "ok", "expected_value": True}]})
+    started = api.post("/test_framework/metric-reviews/process_feedbacks/", json={"metric_id": ONE_QUESTION})
+    progress_id = started.json()["progress_id"]
+    assert test_set.status_code == 200
+    requests: dict[tuple[str, str], dict[str, Any]] = {}
+    for family in FAMILIES:
+        requests[("get", f"{family}/")] = {"params": {"agent_id": MAIN}}
+        requests[("post", f"{family}/")] = {"json": {"call_id": "x-1", "agent": MAIN}}
+        requests[("post", f"{family}/evaluate_metrics/")] = {
+            "json": {"agent_id": MAIN, "call_logs": [call_id], "metrics": [ONE_QUESTION]}}
+        requests[("post", f"{family}/rerun_evaluation/")] = {"json": {"agent_id": MAIN, "call_logs": [call_id]}}
+        requests[("get", f"{family}/{{id}}/")] = {}
+        requests[("post", f"{family}/{{id}}/mark_metric_vote/")] = {
+            "json": {"metric_id": ONE_QUESTION, "thumbs_up": True, "expected_value": None}}
+    labs = "/test_framework/metric-reviews"
+    requests[("post", f"{labs}/process_feedbacks/")] = {"json": {"metric_id": ONE_QUESTION}}
+    requests[("post", f"{labs}/process_feedbacks_answer/")] = {"json": {"progress_id": progress_id}}
+    requests[("post", f"{labs}/process_feedbacks_cancel/")] = {"json": {"progress_id": progress_id}}
+    requests[("get", f"{labs}/process_feedbacks_progress/")] = {"params": {"progress_id": progress_id}}
+    requests[("post", "/test_framework/test-sets/create_from_call_log/")] = {
+        "json": {"call_log_id": call_id, "metrics": [{"metric": BOOKING, "feedback": "ok"}]}}
+    requests[("get", "/test_framework/v1/metrics/")] = {"params": {"agent_id": MAIN}}
+    requests[("post", "/test_framework/v1/metrics/")] = {"json": {"project": 812, "name": "n", "eval_type": "numeric"}}
+    requests[("get", "/test_framework/v1/metrics/{id}/")] = {}
+    requests[("patch", "/test_framework/v1/metrics/{id}/")] = {"json": {"prompt": "p"}}
+    for request in requests.values():
+        request["call_id"] = call_id
+    return requests
+
+
+def test_every_spec_path_and_method_answers_in_both_slash_forms(api: httpx.Client) -> None:
+    requests = _requests_for_every_spec_path(api)
+    documented = {(m, p) for p, ops in spec()["paths"].items() for m in ops if m in ("get", "post", "patch")}
+    assert documented == set(requests), "every documented operation has a request here"
+    for (method, path), request in sorted(requests.items()):
+        key = ONE_QUESTION if "metrics" in path else request["call_id"]
+        concrete = path.replace("{id}", str(key))
+        for form in (concrete, concrete.rstrip("/")):
+            answer = api.request(method.upper(), form, params=request.get("params"), json=request.get("json"))
+            assert 200 <= answer.status_code < 300, (method, form, answer.status_code, answer.text[:200])
+            responses = spec()["paths"][path][method]["responses"]
+            # The "not yet" progress answer lacks the result's required fields on purpose (cekura-api.md).
+            not_yet = path.endswith("progress/") and "improved_metric_description" not in answer.json()
+            if "content" in responses.get(str(answer.status_code), {}) and not not_yet:
+                assert_response(method, path, answer.status_code, answer.json())

@@ -222,6 +222,9 @@ def test_cancel_and_answer(api: httpx.Client) -> None:
     after = api.get(f"{LABS}/process_feedbacks_progress/", params={"progress_id": progress_id}).json()
     assert after["status"] == "cancelled" and "improved_metric_description" not in after
     assert api.post(f"{LABS}/process_feedbacks_cancel/", json={"progress_id": "nope"}).status_code == 404
+    by_number = api.post(f"{LABS}/process_feedbacks_cancel", json={"id": cancelled.json()["id"]})
+    assert by_number.json()["progress_id"] == progress_id
+    assert list(api.post(f"{LABS}/process_feedbacks_cancel/", json={}).json()) == ["progress_id"]
 
 
 @pytest.mark.parametrize("metric_id", [ONE_QUESTION, BOOKING, SENTIMENT, EMPATHY])
