@@ -11,6 +11,7 @@ from cekura_labs_mcp.tools.calls import get_call, list_calls, list_metrics
 from cekura_labs_mcp.tools.evaluate import evaluate_metrics, rerun_evaluation
 from cekura_labs_mcp.tools.feedback import create_test_set_from_call, mark_metric_vote
 from cekura_labs_mcp.tools.improve import patch_metric, poll_progress, process_feedbacks, rollback_metric
+from cekura_labs_mcp.tools.python_metrics import convert_to_custom_code, test_custom_code
 from cekura_labs_mcp.tools.review import next_review, record_review, start_review, triage_failures, validate_metric
 from mcp.server import MCPServer
 from mcp.types import ToolAnnotations
@@ -64,6 +65,10 @@ WRITE_TOOLS: tuple[ToolSpec, ...] = (
     ToolSpec(record_review, "Record the person's verdict on a call", read_only=False),
     ToolSpec(validate_metric, "Validate a changed metric (costs credits, guarded)", read_only=False,
              destructive=True),
+    # Run code locally; change nothing on Cekura. Only the code's own judge calls spend (guarded).
+    ToolSpec(test_custom_code, "Test custom_code locally on calls (judge calls guarded)", read_only=False),
+    ToolSpec(convert_to_custom_code, "Draft custom_code from a judge prompt, tested on reviewed calls",
+             read_only=False),
 )
 
 ALL_TOOLS: tuple[ToolSpec, ...] = READ_TOOLS + WRITE_TOOLS

@@ -1,0 +1,368 @@
+"""Python (custom_code) metrics: run a metric's code on real calls, locally and isolated, before it costs
+anything; and turn a validated LLM-judge prompt into a custom_code draft, tested before it is proposed.
+
+Judge calls made by the code (`evaluate_llm_judge_metric`) are the only spend. A test run whose code
+can call the judge is a `SpendPlan` authorized once by the cost guard (calls × judge calls allowed per
+call); the runner stops a call that asks more, and the bridge refuses any judge call without that
+decision, so a loop cannot spend past what was approved.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import anyio.from_thread
+import anyio.to_thread
+from cekura_labs_mcp.server.cekura.client import CekuraClient
+from cekura_labs_mcp.server.cekura.models import CallDetail, ExpectedValue, Metric
+from cekura_labs_mcp.server.config import Settings
+from cekura_labs_mcp.server.custom_code.checks import Checked, check_outputs
+from cekura_labs_mcp.server.custom_code.convert import JUDGE_EVAL_TYPES, Draft, draft_from_prompt
+from cekura_labs_mcp.server.custom_code.inputs import build_inputs
+from cekura_labs_mcp.server.custom_code.runner import (
+    CodeError,
+    CodeRunner,
+    JudgeAnswer,
+    JudgeRequest,
+    JudgeUnavailable,
+    RunReport,
+)
+from cekura_labs_mcp.server.errors import CekuraError, InputError, OutcomeUnknownError
+from cekura_labs_mcp.server.guard import Approval, CostGuard, GuardDecision, SpendPlan
+from cekura_labs_mcp.server.services.review import reviewed_calls
+from cekura_labs_mcp.server.state import Ledger
+from cekura_labs_mcp.server.values import display as show
+from cekura_labs_mcp.server.values import result_as_expected, same_value
+from pydantic import BaseModel, Field
+
+MAX_CALLS = 50
+MAX_JUDGE_CALLS_PER_CALL = 10
+JUDGE_FUNCTION = "evaluate_llm_judge_metric"
+
+
+@dataclass(frozen=True)
+class JudgeBudget(SpendPlan):
+    """The judge calls a test run may make: `per_call` for each of `call_ids`."""
+
+    per_call: int = 1
+
+    def describe(self) -> str:
+        return (f"testing custom_code of metric {self.judge_metric_ids[0]} on {self.call_count} call(s), each "
+                f"allowed up to {self.per_call} judge call(s) (evaluate_llm_judge_metric): at most "
+                f"{self.credits:g} credits")
+
+
+@dataclass(frozen=True)
+class CodeTestPlan:
+    metric: Metric
+    code: str
+    call_ids: tuple[int, ...]
+    per_call: int
+    budget: JudgeBudget | None = None
+    compile_error: CodeError | None = None
+
+
+@dataclass(frozen=True)
+class ConversionPlan:
+    test: CodeTestPlan
+    draft: Draft
+    expected: dict[int, ExpectedValue]
+
+
+class CallRun(BaseModel):
+    call_id: int
+    status: str = Field(description="ok, error, timeout, cpu_limit, memory_limit, output_limit, judge_limit, "
+                                    "crashed or no_result.")
+    result: str = Field(description="`_result` as the metric would show it (TRUE/FALSE/N/A, label, number).")
+    explanation: list[str]
+    ok: bool = Field(description="Ran, and set `_result`/`_explanation` that fit the metric.")
+    errors: list[str] = Field(default_factory=list, description="What to fix, with line numbers.")
+    warnings: list[str] = Field(default_factory=list)
+    printed: str | None = Field(default=None, description="What the code printed (start of it).")
+    duration_ms: float
+    judge_calls: int
+    current: str | None = Field(default=None, description="The metric's current result on this call on Cekura.")
+    matches_current: bool | None = None
+
+
+class CodeTestReport(BaseModel):
+    metric: str
+    eval_type: str
+    compile_error: str | None = Field(default=None, description="Set when the code does not compile: no call ran.")
+    calls: list[CallRun]
+    ok: int
+    failed: int
+    matches_current: int
+    judge_calls: int
+    credits_estimated: float = Field(description="Judge calls made × credits per LLM-judge evaluation.")
+    confirmation: str = Field(description="How the judge budget was allowed: none, elicitation, token, or "
+                                          "not_needed (the code never calls the judge).")
+    median_ms: float | None = None
+    isolation: list[str]
+    inputs_notes: list[str]
+    summary: str
+
+
+class ConversionRow(BaseModel):
+    call_id: int
+    judge: str | None = Field(description="The LLM-judge version's result on this call.")
+    draft: str = Field(description="The draft code's result.")
+    person: str | None = Field(default=None, description="The person's verdict from the review, if any.")
+    same_as_judge: bool
+    errors: list[str] = Field(default_factory=list)
+
+
+class ConversionProposal(BaseModel):
+    metric: str
+    ready: bool = Field(description="True when the draft ran cleanly on every call: it may be proposed.")
+    custom_code: str
+    what_it_does: list[str]
+    tested_on: int
+    matches_judge: int
+    matches_person: int
+    person_verdicts: int
+    rows: list[ConversionRow]
+    judge_calls: int
+    credits_estimated: float
+    confirmation: str
+    next_step: str
+
+
+class _JudgeBridge:
+    """Serves the code's judge calls from a worker thread, within the budget the guard allowed."""
+
+    def __init__(self, client: CekuraClient, metric: Metric, allowed: int) -> None:
+        self._client = client
+        self._metric = metric
+        self._allowed = allowed
+        self._lock = threading.Lock()
+        self.made = 0
+        self.outcome_unknown = False
+
+    def __call__(self, request: JudgeRequest) -> JudgeAnswer:
+        with self._lock:
+            if self.made >= self._allowed:
+                raise JudgeUnavailable(
+                    "no judge call is allowed for this run (the code was not expected to call "
+                    f"{JUDGE_FUNCTION}, or the approved budget is used up)")
+            self.made += 1
+        try:
+            verdict = anyio.from_thread.run(self._ask, request)
+        except OutcomeUnknownError as exc:
+            self.outcome_unknown = True
+            raise JudgeUnavailable(exc.message) from None
+        except CekuraError as exc:
+            raise JudgeUnavailable(exc.message) from None
+        return JudgeAnswer(result=verdict.result, explanation=verdict.explanation)
+
+    async def _ask(self, request: JudgeRequest) -> Any:
+        metric = self._metric
+        eval_type = request.eval_type or JUDGE_EVAL_TYPES.get(metric.eval_type, metric.eval_type)
+        enum_values = request.enum_values if request.enum_values is not None else (
+            metric.enum_values if metric.eval_type == "enum" else None)
+        return await self._client.evaluate_llm_judge_metric(
+            metric.id, data=request.data, description=request.description or metric.description,
+            eval_type=eval_type, enum_values=enum_values)
+
+
+class PythonMetricsService:
+    def __init__(self, client: CekuraClient, guard: CostGuard, ledger: Ledger, settings: Settings,
+                 runner: CodeRunner | None = None) -> None:
+        self._client = client
+        self._guard = guard
+        self._ledger = ledger
+        self._settings = settings
+        self.runner = runner or CodeRunner()
+        self._slots = anyio.CapacityLimiter(2)
+
+    # ---- test_custom_code ----------------------------------------------------------------
+
+    async def plan_test(self, *, metric_id: int, call_ids: Sequence[int], code: str | None,
+                        judge_calls_per_call: int | None) -> CodeTestPlan:
+        ids = tuple(sorted(set(call_ids)))
+        if not ids:
+            raise InputError("call_ids", "the list is empty.", "Pass the ids of one or more calls (list_calls).")
+        if len(ids) > MAX_CALLS:
+            raise InputError("call_ids", f"{len(ids)} calls is more than a local test needs (max {MAX_CALLS}).",
+                             "Pick the reviewed calls, or a sample of up to 50.")
+        metric = await self._client.get_metric(metric_id)
+        source = code if code is not None else (metric.custom_code or "")
+        if not source.strip():
+            raise InputError("code", f"metric {metric_id} has no custom_code and none was given.",
+                             "Pass the code to test, or draft it with convert_to_custom_code.")
+        compile_error = syntax_error(source)
+        per_call = judge_calls_per_call or min(4, max(1, source.count(JUDGE_FUNCTION + "(")))
+        budget = None
+        if compile_error is None and JUDGE_FUNCTION in source:
+            agent_id = next((a for a in metric.agents if a is not None), None)
+            budget = JudgeBudget(
+                operation="custom_code_test", agent_id=agent_id,
+                project_id=metric.project if agent_id is None else None, call_ids=ids,
+                judge_metric_ids=(metric.id,), code_metric_ids=(),
+                credits=round(len(ids) * per_call * self._settings.credits_per_judge_evaluation, 4),
+                per_call=per_call)
+        return CodeTestPlan(metric=metric, code=source, call_ids=ids, per_call=per_call, budget=budget,
+                            compile_error=compile_error)
+
+    async def run_test(self, plan: CodeTestPlan, *, token: str | None, approval: Approval) -> CodeTestReport:
+        metric = plan.metric
+        if plan.compile_error is not None:
+            return self._report(plan, [], {}, [], 0, "not_needed", [])
+        calls = await self._fetch_calls(plan.call_ids)
+        metrics = await self._agent_metrics(calls)
+        decision: GuardDecision | None = None
+        if plan.budget is not None:
+            decision = await self._guard.authorize(plan.budget, token=token, approval=approval)
+        bridge = _JudgeBridge(self._client, metric, len(plan.call_ids) * plan.per_call if decision else 0)
+        limits = dataclasses.replace(self.runner.limits, max_judge_calls=plan.per_call)
+        runs: dict[int, tuple[RunReport, Checked]] = {}
+        notes: list[str] = []
+
+        async def one(call: CallDetail) -> None:
+            inputs = build_inputs(call, metric_id=metric.id, metrics=metrics.get(call.agent, []))
+            notes[:] = inputs.notes
+            report = await anyio.to_thread.run_sync(
+                self.runner.run, plan.code, inputs.data, bridge, limits, limiter=self._slots)
+            runs[call.id] = (report, check_outputs(report, metric.eval_type, metric.enum_values))
+
+        try:
+            async with anyio.create_task_group() as group:
+                for call in calls:
+                    group.start_soon(one, call)
+        finally:
+            if decision is not None:
+                self._guard.finish(decision, "unknown" if bridge.outcome_unknown else "succeeded",
+                                   f"{bridge.made} judge call(s) made by custom_code")
+        rows = [self._row(metric, call, *runs[call.id]) for call in calls]
+        reports = [runs[call.id][0] for call in calls]
+        confirmation = decision.confirmation if decision else "not_needed"
+        return self._report(plan, rows, runs, reports, bridge.made, confirmation, notes)
+
+    def _report(self, plan: CodeTestPlan, rows: list[CallRun], runs: dict[int, tuple[RunReport, Checked]],
+                reports: list[RunReport], judge_calls: int, confirmation: str, notes: list[str]) -> CodeTestReport:
+        metric = plan.metric
+        durations = sorted(r.duration_ms - r.judge_ms for r in reports)
+        median = durations[len(durations) // 2] if durations else None
+        credits = round(judge_calls * self._settings.credits_per_judge_evaluation, 4)
+        ok = sum(1 for r in rows if r.ok)
+        matching = sum(1 for r in rows if r.matches_current)
+        if plan.compile_error is not None:
+            summary = f"The code does not compile: {plan.compile_error.describe()}. No call was run."
+        else:
+            summary = (f"{ok}/{len(rows)} call(s) ran cleanly; {matching} match the metric's current result on "
+                       f"Cekura; {judge_calls} judge call(s), about {credits:g} credits.")
+        return CodeTestReport(
+            metric=f"{metric.id}: {metric.name}", eval_type=metric.eval_type,
+            compile_error=plan.compile_error.describe() if plan.compile_error else None, calls=rows, ok=ok,
+            failed=len(rows) - ok, matches_current=matching, judge_calls=judge_calls, credits_estimated=credits,
+            confirmation=confirmation, median_ms=median, isolation=self.runner.isolation.summary(),
+            inputs_notes=notes, summary=summary)
+
+    def _row(self, metric: Metric, call: CallDetail, report: RunReport, checked: Checked) -> CallRun:
+        stored = call.metric(metric.id)
+        current = stored.value if stored is not None else None
+        matches = None
+        if current is not None and checked.ok:
+            matches = same_value(metric, result_as_expected(metric, current), checked.value)
+        return CallRun(
+            call_id=call.id, status=report.status, result=checked.display, explanation=_explanation(report),
+            ok=checked.ok and report.status == "ok", errors=checked.problems, warnings=checked.warnings,
+            printed=report.output or None, duration_ms=report.duration_ms, judge_calls=report.judge_calls,
+            current=current, matches_current=matches)
+
+    async def _fetch_calls(self, ids: Sequence[int]) -> list[CallDetail]:
+        found: dict[int, CallDetail] = {}
+
+        async def fetch(call_id: int) -> None:
+            found[call_id] = await self._client.get_call(call_id)
+
+        async with anyio.create_task_group() as group:
+            for call_id in ids:
+                group.start_soon(fetch, call_id)
+        return [found[i] for i in ids]
+
+    async def _agent_metrics(self, calls: Sequence[CallDetail]) -> dict[int | None, list[Metric]]:
+        agents = {call.agent for call in calls if call.agent is not None}
+        return {agent: await self._client.list_metrics(agent_id=agent) for agent in sorted(agents)}
+
+    # ---- convert_to_custom_code ----------------------------------------------------------
+
+    async def plan_conversion(self, *, metric_id: int, agent_id: int | None,
+                              call_ids: Sequence[int] | None) -> ConversionPlan:
+        metric = await self._client.get_metric(metric_id)
+        if metric.type == "custom_code":
+            raise InputError("metric_id", f"metric {metric_id} is already custom_code.",
+                             "Use test_custom_code to check its code on calls.")
+        if not metric.description.strip():
+            raise InputError("metric_id", f"metric {metric_id} has no judge prompt to convert.",
+                             "Write and validate the prompt first (patch_metric, validate_metric).")
+        expected = self._reviewed(metric_id, agent_id) if agent_id is not None else {}
+        ids = sorted(set(call_ids or expected))
+        if not ids:
+            raise InputError("call_ids", "there are no reviewed calls of this metric to test the draft on.",
+                             "Pass call_ids, or review calls first (next_review / record_review) and pass agent_id.")
+        draft = draft_from_prompt(metric)
+        test = await self.plan_test(metric_id=metric_id, call_ids=ids, code=draft.code, judge_calls_per_call=1)
+        return ConversionPlan(test=test, draft=draft, expected={i: expected[i] for i in ids if i in expected})
+
+    def _reviewed(self, metric_id: int, agent_id: int) -> dict[int, ExpectedValue]:
+        session = self._ledger.open_session(metric_id, agent_id, self._settings.feedback_threshold)
+        return {r.call_id: r.expected for r in reviewed_calls(self._ledger.reviews(session.id))}
+
+    async def run_conversion(self, plan: ConversionPlan, *, token: str | None, approval: Approval
+                             ) -> ConversionProposal:
+        metric = plan.test.metric
+        report = await self.run_test(plan.test, token=token, approval=approval)
+        rows = [ConversionRow(
+            call_id=run.call_id, judge=run.current, draft=run.result,
+            person=show(plan.expected[run.call_id]) if run.call_id in plan.expected else None,
+            same_as_judge=bool(run.matches_current), errors=run.errors) for run in report.calls]
+        person_total = sum(1 for r in rows if r.person is not None)
+        person_matches = sum(
+            1 for run in report.calls if run.call_id in plan.expected and run.ok
+            and same_value(metric, plan.expected[run.call_id], result_as_expected(metric, run.result)))
+        ready = report.compile_error is None and report.failed == 0 and bool(report.calls)
+        return ConversionProposal(
+            metric=report.metric, ready=ready, custom_code=plan.draft.code, what_it_does=plan.draft.steps,
+            tested_on=len(report.calls), matches_judge=report.matches_current, matches_person=person_matches,
+            person_verdicts=person_total, rows=rows, judge_calls=report.judge_calls,
+            credits_estimated=report.credits_estimated, confirmation=report.confirmation,
+            next_step=_next_step(metric, ready, report))
+
+
+def _next_step(metric: Metric, ready: bool, report: CodeTestReport) -> str:
+    if not ready:
+        return ("Not proposed: the draft did not run cleanly on every call (see rows[].errors). Fix the prompt or "
+                "edit the draft and check it with test_custom_code.")
+    return (f"Show the person the draft and how its results compare ({report.matches_current}/{len(report.calls)} "
+            f"match the judge). Only if they approve: call patch_metric with metric_id={metric.id}, "
+            "custom_code=<custom_code above> and type=\"custom_code\" (first without confirm, to show the diff; then "
+            "confirm=true), and validate it with validate_metric.")
+
+
+def _explanation(report: RunReport) -> list[str]:
+    raw = report.explanation.value if report.explanation is not None else None
+    if raw is None:
+        return []
+    if isinstance(raw, list):
+        return [str(item) for item in raw]
+    return [str(raw)]
+
+
+def syntax_error(code: str) -> CodeError | None:
+    """Compile (never run) the code here, to report a syntax error at once and without spending."""
+    try:
+        compile(code, "<custom_code>", "exec", dont_inherit=True)
+    except SyntaxError as exc:
+        lines = code.splitlines()
+        line = exc.lineno
+        source = lines[line - 1].strip()[:200] if line and 0 < line <= len(lines) else None
+        return CodeError("SyntaxError", str(exc.msg), line=line, source=source)
+    except (ValueError, RecursionError, MemoryError) as exc:
+        return CodeError("SyntaxError", f"the code cannot be compiled ({type(exc).__name__})")
+    return None

@@ -1,0 +1,310 @@
+"""The custom_code runner's contract: the inputs Cekura documents, the `_result`/`_explanation` checks, and
+what happens when the code misbehaves (each isolation failure ends with a clear result, never a hung or
+crashed server)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import threading
+from typing import Any
+
+import pytest
+from cekura_labs_mcp.server.cekura.models import CallDetail, Metric
+from cekura_labs_mcp.server.custom_code.checks import check_outputs
+from cekura_labs_mcp.server.custom_code.inputs import build_inputs
+from cekura_labs_mcp.server.custom_code.runner import (
+    CodeRunner,
+    JudgeAnswer,
+    JudgeRequest,
+    JudgeUnavailable,
+    Limits,
+    RunReport,
+    default_isolation,
+)
+from support import SANDBOX_KEY, SandboxAdmin
+
+FAST = Limits(wall_seconds=1.5, cpu_seconds=1)
+RUNNER = CodeRunner(limits=FAST)
+CALLS = "/observability/v1/call-logs-external/"
+
+SHAPES = '''
+import re
+def kind(value):
+    return type(value).__name__
+names = ["transcript", "transcript_json", "call_duration", "call_end_reason", "voice_recording",
+         "agent_description", "date", "timestamp", "metadata", "recording_data", "latency_data",
+         "dynamic_variables", "call_log_id", "topic"]
+_result = {
+    "top_level": {name: kind(globals()[name]) for name in names},
+    "in_data": sorted(name for name in names if name in data),
+    "turn_keys": sorted(transcript_json[0]),
+    "turn_roles": sorted({t["role"] for t in transcript_json}),
+    "date_ok": bool(re.fullmatch(r"\\d{4}-\\d{2}-\\d{2}", date)),
+    "recording": {k: kind(v) for k, v in recording_data.items()},
+    "latency_keys": sorted(latency_data[0]) if latency_data else [],
+    "explanation_kind": kind(data["explanation"]),
+    "results": {k: v for k, v in data.items() if k not in names and k != "explanation"},
+    "explanations": {k: kind(v) for k, v in data["explanation"].items()},
+    "simulation_only": [n for n in ("tags", "run_id", "test_profile") if n in data],
+}
+_explanation = "shapes"
+'''
+
+
+def _call(sandbox: SandboxAdmin, call_id: int) -> CallDetail:
+    return CallDetail.model_validate(sandbox.api("GET", f"{CALLS}{call_id}/"))
+
+
+def _metrics(sandbox: SandboxAdmin) -> list[Metric]:
+    rows = sandbox.api("GET", "/test_framework/v1/metrics/", params={"agent_id": sandbox.info()["main_agent_id"]})
+    return [Metric.model_validate(m) for m in (rows["results"] if isinstance(rows, dict) else rows)]
+
+
+def _run(code: str, data: dict[str, Any] | None = None, **kwargs: Any) -> RunReport:
+    return RUNNER.run(code, data or {"transcript": "hi"}, **kwargs)
+
+
+def test_every_documented_variable_has_its_documented_shape(sandbox: SandboxAdmin) -> None:
+    one_question = sandbox.metric_named("one question")["id"]
+    call_id = int(next(iter(sandbox.truth(one_question))))
+    call = _call(sandbox, call_id)
+    inputs = build_inputs(call, metric_id=9105, metrics=_metrics(sandbox))
+    report = _run(SHAPES, inputs.data)
+    assert report.status == "ok", report.error
+    assert report.result is not None
+    shapes = report.result.value
+    assert shapes["top_level"] == {
+        "transcript": "str", "transcript_json": "list", "call_duration": "float", "call_end_reason": "str",
+        "voice_recording": "str", "agent_description": "str", "date": "str", "timestamp": "str",
+        "metadata": "dict", "recording_data": "dict", "latency_data": "list", "dynamic_variables": "dict",
+        "call_log_id": "int", "topic": "str"}
+    assert len(shapes["in_data"]) == 14
+    assert shapes["turn_keys"] == ["content", "end_time", "role", "start_time", "timestamp"]
+    assert shapes["turn_roles"] == ["Main Agent", "Testing Agent"]
+    assert shapes["date_ok"]
+    assert shapes["recording"] == {
+        "has_audio_data": "bool", "sample_rate": "int", "shape": "list", "separable_channels": "bool",
+        "total_duration": "float", "main_speaking": "list", "testing_speaking": "list"}
+    assert shapes["latency_keys"] == ["latency", "speaker", "start_time"]
+    assert shapes["explanation_kind"] == "dict"
+    # Other metrics by name (binary as 5/0, enum as the label, numbers as floats); the metric under test and
+    # other custom_code metrics are left out, since custom code runs after every other metric.
+    results = shapes["results"]
+    assert results["One Question Per Turn"] in (0, 5, None)
+    assert "Call Under Five Minutes" not in results
+    assert results["Caller Sentiment"] in ("positive", "neutral", "negative", None)
+    assert results.get("Empathy") is None or isinstance(results["Empathy"], float)
+    assert set(shapes["explanations"]) == set(results)
+    assert set(shapes["explanations"].values()) == {"list"}
+    assert shapes["simulation_only"] == []
+    assert inputs.data["call_log_id"] == call_id
+    assert inputs.data["voice_recording"].startswith("https://")
+
+
+def test_inputs_from_a_call_follow_its_turns() -> None:
+    call = CallDetail.model_validate({
+        "id": 7, "duration": "00:12", "timestamp": "2026-01-02T03:04:05Z", "call_ended_reason": "hangup",
+        "topic": "Billing", "metadata": {"clinic": "A"}, "dynamic_variables": {"name": "B"},
+        "transcript_object": [
+            {"role": "Main Agent", "content": "Hello?", "start_time": 0.5, "end_time": 2.0},
+            {"role": "Testing Agent", "content": "Hi.", "start_time": 2.5, "end_time": 3.0},
+            {"role": "Main Agent", "content": "Bye.", "start_time": 3.75, "end_time": 11.8},
+        ],
+        "evaluation": {"metrics": [
+            {"id": 1, "name": "Judge A", "value": "TRUE", "score": 5, "explanation": "fine"},
+            {"id": 2, "name": "Mood", "value": "calm", "enum": "calm", "explanation": ["x"]},
+            {"id": 3, "name": "Score", "value": "3.5", "score": 3.5, "explanation": []},
+            {"id": 4, "name": "Unknown", "value": "N/A", "explanation": []},
+            {"id": 9, "name": "Itself", "value": "FALSE", "explanation": []},
+        ]},
+    })
+    data = build_inputs(call, metric_id=9).data
+    assert data["transcript"].splitlines()[1] == "[00:02] Testing Agent: Hi."
+    assert data["call_duration"] == 11.8  # the last turn's end, as it agrees with "00:12" to the second
+    assert data["latency_data"] == [{"latency": 750.0, "speaker": "Main Agent", "start_time": 3.75}]
+    assert data["recording_data"]["main_speaking"] == [[0.5, 2.0], [3.75, 11.8]]
+    assert data["date"] == "2026-01-02" and data["topic"] == "Billing" and data["call_end_reason"] == "hangup"
+    assert (data["Judge A"], data["Mood"], data["Score"], data["Unknown"]) == (5, "calm", 3.5, None)
+    assert "Itself" not in data and data["explanation"]["Judge A"] == ["fine"]
+
+
+BINARY = ("binary", None)
+ENUM = ("enum", ["positive", "neutral", "negative"])
+
+
+@pytest.mark.parametrize(("kind", "code", "display", "problem", "warning"), [
+    (BINARY, "_result = True\n_explanation = 'ok'", "TRUE", None, None),
+    (BINARY, "_result = 5\n_explanation = ['judge says']", "TRUE", None, None),
+    (BINARY, "_result = 0\n_explanation = 'no'", "FALSE", None, None),
+    (BINARY, "_result = None\n_explanation = 'not applicable'", "N/A", None, None),
+    (BINARY, "_result = 'TRUE'\n_explanation = 'x'", "TRUE", None, "string"),
+    (BINARY, "_result = 3\n_explanation = 'x'", "N/A", "does not fit a binary metric", None),
+    (BINARY, "_result = {1, 2}\n_explanation = 'x'", "N/A", "does not fit a binary metric", None),
+    (BINARY, "_explanation = 'x'", "N/A", "`_result` was never set", None),
+    (BINARY, "_result = True", "TRUE", "`_explanation` was never set", None),
+    (BINARY, "_result = True\n_explanation = 42", "TRUE", "`_explanation` is a int", None),
+    (BINARY, "_result = True\n_explanation = ''", "TRUE", None, "empty"),
+    (ENUM, "_result = 'neutral'\n_explanation = 'x'", "neutral", None, None),
+    (ENUM, "_result = 'Neutral '\n_explanation = 'x'", "neutral", None, "ignoring case"),
+    (ENUM, "_result = 'angry'\n_explanation = 'x'", "N/A", "not one of this metric's values", None),
+    (ENUM, "_result = 1\n_explanation = 'x'", "N/A", "an enum metric needs one of", None),
+    (("numeric", None), "_result = 42\n_explanation = 'x'", "42", None, None),
+    (("numeric", None), "_result = True\n_explanation = 'x'", "N/A", "needs a number", None),
+    (("numeric", None), "_result = float('nan')\n_explanation = 'x'", "N/A", "finite", None),
+    (("continuous_qualitative", None), "_result = 4.5\n_explanation = 'x'", "4.5", None, None),
+    (("continuous_qualitative", None), "_result = 7\n_explanation = 'x'", "N/A", "outside 0–5", None),
+    (("continuous_qualitative", None), "_result = '3'\n_explanation = 'x'", "3", None, "string"),
+])
+def test_result_and_explanation_checks(kind: tuple[str, list[str] | None], code: str, display: str,
+                                       problem: str | None, warning: str | None) -> None:
+    eval_type, enum_values = kind
+    checked = check_outputs(_run(code), eval_type, enum_values)
+    assert checked.display == display
+    if problem is None:
+        assert checked.ok, checked.problems
+    else:
+        assert any(problem in p for p in checked.problems), checked.problems
+    if warning is not None:
+        assert any(warning in w for w in checked.warnings), checked.warnings
+
+
+def test_errors_carry_the_line_number() -> None:
+    report = _run("x = 1\n\n_result = tarnscript\n")
+    assert report.status == "error" and report.error is not None
+    assert (report.error.kind, report.error.line, report.error.source) == ("NameError", 3, "_result = tarnscript")
+    nested = _run("def helper(t):\n    return t['missing']\n\n_result = helper({})\n")
+    assert nested.error is not None and nested.error.line == 2
+    assert [f[0] for f in nested.error.frames] == [4, 2]
+    syntax = _run("if True\n    _result = 1\n")
+    assert syntax.error is not None and (syntax.error.kind, syntax.error.line) == ("SyntaxError", 1)
+
+
+def test_printed_output_is_returned() -> None:
+    report = _run("print('turns:', len(transcript))\n_result = True\n_explanation = 'x'")
+    assert report.status == "ok" and report.output.strip() == "turns: 2"
+
+
+# ---- isolation ------------------------------------------------------------------------------------
+
+
+def test_infinite_loop_stops_at_the_cpu_limit_with_its_line() -> None:
+    report = _run("x = 0\nwhile True:\n    x += 1\n")
+    assert report.status == "cpu_limit" and report.error is not None
+    assert report.error.line in (2, 3) and "CPU" in report.error.message
+
+
+def test_a_loop_that_swallows_the_cpu_signal_is_killed_at_the_hard_limit() -> None:
+    report = _run("import signal\nsignal.signal(signal.SIGXCPU, signal.SIG_IGN)\nwhile True:\n    pass\n",
+                  limits=Limits(wall_seconds=4, cpu_seconds=1))
+    assert report.status == "cpu_limit" and report.exit_code == -9
+
+
+def test_blocking_code_stops_at_the_wall_clock_with_its_line() -> None:
+    report = _run("import time\n\ntime.sleep(60)\n")
+    assert report.status == "timeout" and report.error is not None
+    assert report.error.line == 3 and report.duration_ms < 4000
+    assert "Thread" not in report.output  # the line dump is parsed, not shown as output
+
+
+def test_crash_is_reported() -> None:
+    report = _run("import faulthandler\nfaulthandler._sigsegv()\n")
+    assert report.status == "crashed" and report.error is not None and "SIGSEGV" in report.error.message
+
+
+def test_memory_limit() -> None:
+    report = _run("blob = 'x' * (2 ** 31)\n")
+    assert report.status == "memory_limit" and report.error is not None and report.error.line == 1
+
+
+def test_huge_output_is_cut_and_stopped() -> None:
+    report = _run("while True:\n    print('x' * 10000)\n")
+    assert report.status == "output_limit" and report.output_truncated
+    assert len(report.output) <= FAST.output_keep
+
+
+def test_huge_result_is_refused() -> None:
+    report = _run("_result = 'x' * 5_000_000\n_explanation = 'big'\n")
+    assert report.status == "error" and report.error is not None and report.error.kind == "ResultTooLarge"
+
+
+def test_sockets_are_refused_and_nothing_leaves() -> None:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    listener.settimeout(0.2)
+    port = listener.getsockname()[1]
+    accepted: list[object] = []
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):
+            accepted.append(listener.accept())
+
+    waiter = threading.Thread(target=accept)
+    waiter.start()
+    report = _run(f"import socket\ns = socket.create_connection(('127.0.0.1', {port}))\n_result = True\n")
+    waiter.join()
+    listener.close()
+    assert report.status == "error" and report.error is not None
+    assert report.error.kind == "PermissionError" and report.error.line == 2
+    assert any(b.startswith("socket.") for b in report.blocked)
+    assert accepted == []
+
+
+def test_processes_signals_and_outside_files_are_refused() -> None:
+    for code in ("import os\nos.kill(os.getppid(), 9)\n", "import subprocess\nsubprocess.run(['true'])\n",
+                 f"open('/proc/{os.getpid()}/environ').read()\n", "open('/etc/passwd').read()\n",
+                 "import ctypes\n", "open('/tmp/escape.txt', 'w').write('x')\n"):
+        report = _run(code)
+        assert report.status == "error", code
+        assert report.error is not None and report.error.kind in ("PermissionError", "ImportError"), report.error
+    assert not os.path.exists("/tmp/escape.txt")
+
+
+def test_the_child_has_a_clean_environment_and_its_own_directory(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CEKURA_API_KEY", SANDBOX_KEY)
+    report = _run("import os\nopen('scratch.txt', 'w').write('ok')\n"
+                  "_result = {'env': dict(os.environ), 'cwd': os.getcwd(), 'files': os.listdir('.')}\n"
+                  "_explanation = 'env'")
+    assert report.status == "ok" and report.result is not None
+    seen = report.result.value
+    assert SANDBOX_KEY not in str(seen) and "CEKURA_API_KEY" not in seen["env"]
+    assert seen["files"] == ["scratch.txt"] and seen["cwd"].startswith(("/tmp", os.environ.get("TMPDIR", "/tmp")))
+    assert not os.path.exists(seen["cwd"])  # removed after the run
+
+
+def test_judge_calls_go_through_the_parent_and_a_runaway_loop_is_stopped() -> None:
+    asked: list[JudgeRequest] = []
+
+    def judge(request: JudgeRequest) -> JudgeAnswer:
+        asked.append(request)
+        return JudgeAnswer(5, ["fine"])
+
+    one = _run("r = evaluate_llm_judge_metric(data, api_key='ignored', description='Was it fine?',"
+               " eval_type='binary_qualitative')\n_result = r['result'] == 5\n_explanation = r['explanation']\n",
+               judge=judge)
+    assert one.status == "ok" and one.judge_calls == 1 and one.result is not None and one.result.value is True
+    assert asked[0].description == "Was it fine?" and asked[0].data == {"transcript": "hi"}
+    assert "ignored" not in repr(asked[0])
+    asked.clear()
+    loop = _run("while True:\n    try:\n        evaluate_llm_judge_metric(data)\n    except Exception:\n"
+                "        pass\n", judge=judge)
+    assert loop.status == "judge_limit" and len(asked) == FAST.max_judge_calls
+
+
+def test_a_refused_judge_call_reaches_the_code_as_an_error() -> None:
+    def refuse(_request: JudgeRequest) -> JudgeAnswer:
+        raise JudgeUnavailable("not approved")
+
+    report = _run("x = 1\nr = evaluate_llm_judge_metric(data)\n", judge=refuse)
+    assert report.status == "error" and report.error is not None
+    assert (report.error.kind, report.error.line) == ("JudgeCallFailed", 2) and "not approved" in report.error.message
+
+
+def test_isolation_is_described_honestly() -> None:
+    isolation = default_isolation()
+    summary = " ".join(isolation.summary())
+    assert "network" in summary and "API key" in summary
+    if isolation.network_namespace:
+        assert "namespace" in summary
