@@ -7,7 +7,8 @@ it is a snake_case identifier (lowercase words joined by "_", at least two words
      or in plain prose (get_call(...)); or
   2. it is inline code on a line that starts with "Tools:" (a list of tools); or
   3. it is inline code on its own (`next_review`) and its first word is the first word of a
-     registered tool (list, get, mark, triage, record, ...): that is how tools are named here.
+     registered tool (list, get, mark, triage, record, ...), unless it is a parameter or result field
+     of a tool (`test_set_ids`): that is how tools are named here.
 Field names such as `thumbs_up`, `expected_value` or `custom_code` match none of these. Python code
 blocks (custom_code examples) are not scanned. NOT_TOOLS lists the few look-alikes that are not tools
 of this server, each with the reason. Every detected name must be in the registry (ALL_TOOLS).
@@ -15,10 +16,11 @@ of this server, each with the reason. Every detected name must be in the registr
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args, get_type_hints
 
 import pytest
 from cekura_labs_mcp.server.app import build_server
@@ -37,6 +39,7 @@ from cekura_labs_mcp.server.guidance import (
 from cekura_labs_mcp.tools import ALL_TOOLS
 from mcp import Client, MCPError
 from mcp.server import MCPServer
+from pydantic import BaseModel
 
 pytestmark = pytest.mark.anyio
 
@@ -44,9 +47,34 @@ SKILLS_DIR = Path(__file__).resolve().parent.parent / "skills"
 REQUIRED_SKILLS = {"labs-metric-improvement", "interactive-review", "writing-feedback", "python-metrics"}
 TOOL_NAMES = {spec.name for spec in ALL_TOOLS}
 TOOL_VERBS = {name.split("_", 1)[0] for name in TOOL_NAMES}
+
+
+def _field_names() -> set[str]:
+    """Every parameter and result field of the tools: `test_set_ids` is a field even though it starts
+    with the word of a tool (test_custom_code)."""
+    names: set[str] = set()
+    seen: set[type] = set()
+
+    def walk(annotation: Any) -> None:
+        for arg in get_args(annotation):
+            walk(arg)
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel) and annotation not in seen:
+            seen.add(annotation)
+            for name, field in annotation.model_fields.items():
+                names.add(name)
+                walk(field.annotation)
+
+    for spec in ALL_TOOLS:
+        names.update(inspect.signature(spec.fn).parameters)
+        walk(get_type_hints(spec.fn).get("return"))
+    return names
+
+
+FIELD_NAMES = _field_names() - TOOL_NAMES
 NOT_TOOLS = {
     "evaluate_llm_judge_metric": "a function of Cekura's custom_code runtime, called inside metric code",
     "start_time": "a transcript field (a turn's start, in seconds)",
+    "test_profile": "a variable of the custom_code runtime (simulation calls)",
 }
 SNAKE = r"[a-z][a-z0-9]*(?:_[a-z0-9]+)+"
 INLINE = re.compile(r"`([^`\n]+)`")
@@ -92,7 +120,7 @@ def tool_like_names(text: str) -> set[str]:
                 found.add(call.group(1))
             elif bare := BARE.match(code):
                 name = bare.group(1)
-                if tools_line or name.split("_", 1)[0] in TOOL_VERBS:
+                if tools_line or (name.split("_", 1)[0] in TOOL_VERBS and name not in FIELD_NAMES):
                     found.add(name)
         found.update(CALL_IN_PROSE.findall(INLINE.sub("", line)))
     return found - NOT_TOOLS.keys()
