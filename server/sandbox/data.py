@@ -260,6 +260,9 @@ def generate(seed: int, now: datetime, evaluator: Evaluator) -> Dataset:
     rng = random.Random(seed)
     agents = seed_agents()
     metrics = seed_metrics(now)
+    for metric in metrics.values():
+        if metric.custom_code:
+            evaluator.trust(metric.custom_code)
     slots = [(t, MAIN_AGENT_ID) for t in _call_times(rng, now, MAIN_CALLS)]
     slots += [(t, PHARMACY_AGENT_ID) for t in _call_times(rng, now, PHARMACY_CALLS)]
     slots.sort()

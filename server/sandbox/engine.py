@@ -76,8 +76,23 @@ def judge_value_for_code(value: VoteValue, eval_type: str) -> object:
 
 
 class Evaluator:
-    def __init__(self, runner: CodeRunner) -> None:
+    """Runs LLM-judge metrics through the stand-in judge and custom code through `runner`.
+
+    Code the data set itself ships (trusted with `trust`) runs in-process through `trusted_runner`:
+    it is product code, and it runs on every call of every re-run, where a process per run would cost
+    seconds. Any other code — whatever the API was given — goes to `runner`.
+    """
+
+    def __init__(self, runner: CodeRunner, trusted_runner: CodeRunner | None = None) -> None:
         self.runner = runner
+        self.trusted_runner = trusted_runner or runner
+        self._trusted: set[str] = set()
+
+    def trust(self, code: str) -> None:
+        self._trusted.add(code)
+
+    def runner_for(self, code: str) -> CodeRunner:
+        return self.trusted_runner if code in self._trusted else self.runner
 
     def evaluate(self, call: Call, agent: Agent, metrics: Sequence[Metric]) -> EvalCount:
         """Score `call` on each metric, LLM-judge ones first (custom code may read their results)."""
@@ -92,7 +107,8 @@ class Evaluator:
         if coded:
             data = self.code_data(call, agent, metrics)
             for metric in coded:
-                outcome = self.runner.run(metric.custom_code, data, self._llm_judge_helper(metric, call))
+                runner = self.runner_for(metric.custom_code)
+                outcome = runner.run(metric.custom_code, data, self._llm_judge_helper(metric, call))
                 value = coerce(outcome.result, metric.eval_type)
                 call.results[metric.id] = MetricResult(metric.id, value, outcome.explanation)
                 count.custom_code += 1

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from cekura_labs_mcp.server.sandbox import data as data_mod
@@ -14,7 +16,7 @@ from cekura_labs_mcp.server.sandbox.engine import Evaluator
 from cekura_labs_mcp.server.sandbox.models import Metric
 from cekura_labs_mcp.server.sandbox.optimizer import PATTERNS
 from cekura_labs_mcp.server.sandbox.render import same_value, transcript_text
-from cekura_labs_mcp.server.sandbox.runner import InProcessRunner
+from cekura_labs_mcp.server.sandbox.runner import CodeOutcome, InProcessRunner, LlmJudgeFn
 from cekura_labs_mcp.server.sandbox.transcripts import empathy_lexicon_check
 
 ANCHOR = datetime(2026, 3, 2, tzinfo=UTC)
@@ -133,3 +135,22 @@ def test_the_in_process_runner(code: str, value: object, words: str) -> None:
     result = call.results[metric.id]
     assert result.value == value
     assert words in " ".join(result.explanation)
+
+
+def test_only_the_data_sets_own_code_is_trusted_in_process() -> None:
+    class Recording:
+        def __init__(self) -> None:
+            self.codes: list[str] = []
+
+        def run(self, code: str, data: Mapping[str, Any], llm_judge: LlmJudgeFn) -> CodeOutcome:
+            self.codes.append(code)
+            return CodeOutcome(True, ["recorded"])
+
+    isolated = Recording()
+    evaluator = Evaluator(isolated, trusted_runner=InProcessRunner())
+    ds = generate(7, ANCHOR, evaluator)
+    assert isolated.codes == [], "the seeded metric's code ran in-process"
+    call = next(c for c in ds.calls.values() if c.agent_id == data_mod.MAIN_AGENT_ID)
+    given = _code_metric("_result = True")
+    evaluator.evaluate(call, ds.agents[call.agent_id], [ds.metrics[data_mod.UNDER_FIVE_ID], given])
+    assert isolated.codes == ["_result = True"]
