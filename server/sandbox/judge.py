@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from . import lexicon
 from .models import AGENT_ROLE, CALLER_ROLE, Call, Turn, VoteValue
+from .render import clock
 
 BINARY_RULES = frozenset({"one_question", "booking", "refill"})
 NUMERIC_TYPES = frozenset({"numeric", "continuous_qualitative"})
@@ -60,11 +61,6 @@ def discounts_scripted_apologies(description: str) -> bool:
 
 
 # --- transcript helpers ----------------------------------------------------------------------
-
-
-def clock(seconds: float) -> str:
-    whole = int(seconds)
-    return f"{whole // 60:02d}:{whole % 60:02d}"
 
 
 def sentences(text: str) -> list[str]:
