@@ -1,9 +1,16 @@
 """The seam where `custom_code` metrics run.
 
-`InProcessRunner` executes the metric's Python with `exec()` in this process, with a trimmed set of
-builtins and a short list of importable modules. It is a convenience for the demo data set, not a
-security boundary; a later change replaces it with an isolated runner behind the same `CodeRunner`
-protocol. The code sees what Cekura documents: a `data` dict, the same keys as variables, and
+`IsolatedRunner` runs the metric's Python with the server's own runner (`custom_code.runner`: a separate,
+limited process per run, the one `test_custom_code` uses), so a metric converted to code is re-run
+and validated here exactly as it was tested. Its `evaluate_llm_judge_metric(...)` calls come back to
+this process and are answered by the sandbox's judge.
+
+`InProcessRunner` executes the Python with `exec()` in this process, with a trimmed set of builtins and
+a short list of importable modules. It is not a security boundary: it runs only the seeded data set's
+own code (shipped with the sandbox, evaluated on every call at start-up and by bulk re-runs), where a
+process per run would cost seconds; any other code runs isolated.
+
+The code sees what Cekura documents: a `data` dict, the same keys as variables, and
 `evaluate_llm_judge_metric(...)`; it must set `_result` and `_explanation`.
 """
 
@@ -14,6 +21,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import CodeType
 from typing import Any, Protocol
+
+from cekura_labs_mcp.server.custom_code import runner as isolated
 
 LlmJudgeFn = Callable[..., dict[str, Any]]
 
@@ -86,3 +95,30 @@ def _explanation_list(raw: object) -> list[str]:
     if isinstance(raw, (list, tuple)):
         return [str(item) for item in raw]
     return [str(raw)]
+
+
+class IsolatedRunner:
+    """Custom code in a separate, limited process; its judge calls answered by `llm_judge` in this one.
+    Code in `trusted` (the sandbox's own seeded programs, byte for byte) runs in-process instead."""
+
+    def __init__(self, runner: isolated.CodeRunner | None = None, trusted: frozenset[str] = frozenset()) -> None:
+        self._runner = runner or isolated.CodeRunner()
+        self._trusted = trusted
+        self._in_process = InProcessRunner()
+
+    def run(self, code: str, data: Mapping[str, Any], llm_judge: LlmJudgeFn) -> CodeOutcome:
+        if code in self._trusted:
+            return self._in_process.run(code, data, llm_judge)
+
+        def judge(request: isolated.JudgeRequest) -> isolated.JudgeAnswer:
+            answer = llm_judge(request.data, description=request.description, eval_type=request.eval_type,
+                               enum_values=request.enum_values)
+            return isolated.JudgeAnswer(answer.get("result"), _explanation_list(answer.get("explanation")))
+
+        report = self._runner.run(code, dict(data), judge)
+        if report.error is not None:
+            return CodeOutcome(None, [f"Custom code failed: {report.error.describe()}"], error=report.error.kind)
+        if not report.has_result or report.result is None:
+            return CodeOutcome(None, ["Custom code did not set _result."], error="MissingResult")
+        explanation = report.explanation.value if report.explanation is not None else None
+        return CodeOutcome(report.result.value, _explanation_list(explanation))

@@ -17,7 +17,7 @@ from .engine import EvalCount, Evaluator, assigned, resolved_rule, success_of
 from .faults import FaultBook
 from .judge import Verdict, judge
 from .models import Agent, Call, Job, Metric, TestSet, Vote, VoteValue
-from .runner import CodeRunner, InProcessRunner
+from .runner import CodeRunner, InProcessRunner, IsolatedRunner
 
 CREDITS_PER_JUDGE_EVALUATION = 0.2
 REQUEST_LOG_LIMIT = 10_000
@@ -31,9 +31,12 @@ class Store:
         # An explicit anchor shifts the sandbox's clock with it, so "the last 30 days" still means its data.
         self._offset = self.anchor - default_anchor() if now is not None else timedelta(0)
         self.progress_polls = progress_polls
-        self.evaluator = Evaluator(runner or InProcessRunner())
+        self.evaluator = Evaluator(InProcessRunner())
         self.lock = threading.RLock()
+        # The seeded data set's own code runs in-process; code the API was given runs isolated.
         self._pristine = generate(self.seed, self.anchor, self.evaluator)
+        seeded = frozenset(m.custom_code for m in self._pristine.metrics.values() if m.custom_code)
+        self.evaluator.runner = runner or IsolatedRunner(trusted=seeded)
         self.reset()
 
     def reset(self) -> None:
