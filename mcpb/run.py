@@ -28,7 +28,7 @@ def main() -> int:
     _drop_unset_options()
     from cekura_labs_mcp.server.cli import main as cli_main
 
-    return cli_main(["serve", *sys.argv[1:]])
+    return int(cli_main(["serve", *sys.argv[1:]]))
 
 
 if __name__ == "__main__":
