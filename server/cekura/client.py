@@ -148,6 +148,27 @@ class CekuraClient:
         data = await self._send(_Call("GET", f"{CALLS}{call_id}/", f"Call {call_id}", False))
         return CallDetail.model_validate(data)
 
+    async def get_calls(self, call_ids: Sequence[int]) -> dict[int, CallDetail]:
+        """Several calls at once: never more than `max_concurrency` requests in flight (the same limiter
+        as every other request). Each read retries on its own; the first that still fails cancels the
+        rest and is raised."""
+        found: dict[int, CallDetail] = {}
+        failures: list[CekuraError] = []
+
+        async def one(call_id: int, scope: anyio.CancelScope) -> None:
+            try:
+                found[call_id] = await self.get_call(call_id)
+            except CekuraError as exc:
+                failures.append(exc)
+                scope.cancel()
+
+        async with anyio.create_task_group() as group:
+            for call_id in dict.fromkeys(call_ids):
+                group.start_soon(one, call_id, group.cancel_scope)
+        if failures:
+            raise failures[0]
+        return found
+
     async def get_metric(self, metric_id: int) -> Metric:
         data = await self._send(_Call("GET", f"{METRICS}{metric_id}/", f"Metric {metric_id}", False))
         return Metric.model_validate(data)

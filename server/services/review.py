@@ -255,7 +255,11 @@ class ReviewService:
                                                  filters_v2=selection.filters_v2(), timestamp_from=timestamp_from,
                                                  timestamp_to=timestamp_to)
             rows = page.results[:sample]
-        items = [(row.id, explanation_text(r)) for row in rows if (r := row.metric(metric_id)) is not None]
+        # List rows may carry a result without its explanation: read those calls, concurrently (bounded).
+        bare = [row.id for row in rows if (r := row.metric(metric_id)) is not None and not r.explanation]
+        details = await self._client.get_calls(bare) if bare else {}
+        items = [(row.id, explanation_text(r)) for row in rows
+                 if (r := (details.get(row.id) or row).metric(metric_id)) is not None]
         clusters = cluster_explanations(items)
         read = len(items)
         causes = [Cause(cause=one_line(c.representative(), 200), key_terms=c.signature(5), count=len(c.members),
