@@ -66,7 +66,7 @@ def draft_from_prompt(metric: Metric) -> Draft:
     rules = minimum_turns(prompt)
     placeholders = sorted(set(_PLACEHOLDER.findall(prompt)))
     steps = [
-        "passes the judge only " + ("the " + " and ".join(_role_name(r) for r in speakers) + "'s turns"
+        "passes the judge " + ("only the " + " and ".join(_role_name(r) for r in speakers) + "'s turns"
                                     if speakers else "the whole call (the prompt reads both speakers)"),
         *(f"answers N/A in code when the {_role_name(role)} has fewer than {n} turns (the prompt's rule), "
           "without a judge call" for role, n in rules.items()),
