@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from cekura_labs_mcp.tools._common import compact_text
 from cekura_labs_mcp.tools.calls import get_call, list_calls, list_metrics
 from cekura_labs_mcp.tools.evaluate import evaluate_metrics, rerun_evaluation
 from cekura_labs_mcp.tools.feedback import create_test_set_from_call, mark_metric_vote
@@ -76,7 +77,7 @@ ALL_TOOLS: tuple[ToolSpec, ...] = READ_TOOLS + WRITE_TOOLS
 
 def register_tools(server: MCPServer[Any]) -> None:
     for spec in ALL_TOOLS:
-        server.add_tool(spec.fn, name=spec.name, title=spec.title, annotations=spec.annotations(),
+        server.add_tool(compact_text(spec.fn), name=spec.name, title=spec.title, annotations=spec.annotations(),
                         structured_output=True)
         _compact_schemas(server, spec.name)
 

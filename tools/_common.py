@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar
@@ -12,6 +13,8 @@ from cekura_labs_mcp.server.labs import Labs
 from cekura_labs_mcp.server.logs import get_logger
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import CallToolResult, TextContent
+from pydantic import BaseModel
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -45,5 +48,22 @@ def tool_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
                 f"[internal] Unexpected failure in {fn.__name__} (incident {incident}); nothing more was "
                 "sent. Hint: retry once; if it repeats, report the incident id."
             ) from None
+
+    return wrapper
+
+
+def compact_text(fn: Callable[P, Awaitable[Any]]) -> Callable[P, Awaitable[Any]]:
+    """The text block clients put in the model's context carries the result as compact JSON: the SDK's
+    default indents it, which costs about a quarter more tokens for the same content. The structured
+    content is the same as before, and still checked against the tool's output schema by the SDK."""
+
+    @functools.wraps(fn)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+        result = await fn(*args, **kwargs)
+        if not isinstance(result, BaseModel):
+            return result
+        data = result.model_dump(mode="json", by_alias=True)
+        text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+        return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=data)
 
     return wrapper
