@@ -12,11 +12,10 @@ from typing import Any, TextIO
 
 import anyio
 import httpx
-from mcp import Client
-from pydantic import SecretStr
-
 from cekura_labs_mcp.server.app import build_server
 from cekura_labs_mcp.server.config import Settings
+from mcp import Client
+from pydantic import SecretStr
 
 DEMO_KEY = "demo-sandbox-key"
 METRIC_HINT = "one question"
