@@ -30,6 +30,7 @@ async def test_serve_over_stdio_against_cekura_url(tmp_path: Path, sandbox: Sand
     stderr = errlog.read()
     errlog.close()
     assert "cekura_request" in stderr, "one log event per HTTP request is expected on stderr"
+    assert "tool_call" in stderr and "tool=list_calls" in stderr, "one log event per tool call"
     assert SANDBOX_KEY not in stderr
     assert "list_calls" in tools and "rerun_evaluation" in tools
     assert len(page["calls"]) == 5

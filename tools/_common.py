@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar
@@ -34,20 +35,27 @@ def tool_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
 
     @functools.wraps(fn)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        started = time.perf_counter()
+        outcome = "ok"
         try:
             return await fn(*args, **kwargs)
         except LabsError as exc:
-            log.info("tool_error", tool=fn.__name__, code=exc.code, message=exc.message)
+            outcome = exc.code
             raise ToolError(f"[{exc.code}] {exc.for_assistant()}") from None
         except ToolError:
+            outcome = "tool_error"
             raise
         except Exception:
             incident = uuid.uuid4().hex[:8]
+            outcome = f"crash:{incident}"
             log.exception("tool_crash", tool=fn.__name__, incident=incident)
             raise ToolError(
                 f"[internal] Unexpected failure in {fn.__name__} (incident {incident}); nothing more was "
                 "sent. Hint: retry once; if it repeats, report the incident id."
             ) from None
+        finally:
+            log.info("tool_call", tool=fn.__name__, outcome=outcome,
+                     duration_ms=round((time.perf_counter() - started) * 1000, 1))
 
     return wrapper
 
