@@ -143,3 +143,14 @@ def test_registry_has_every_tool_once() -> None:
     names = [spec.name for spec in ALL_TOOLS]
     assert len(names) == len(set(names))
     assert set(names) >= EXPECTED_TOOLS
+
+
+async def test_get_metric_reads_the_whole_prompt(settings: Settings, sandbox: SandboxAdmin) -> None:
+    metric = sandbox.metric_named("one question")
+    raw = sandbox.api("GET", f"/test_framework/v1/metrics/{metric['id']}/")
+    async with connect(settings) as client:
+        detail = await call(client, "get_metric", {"metric_id": metric["id"]})
+        with pytest.raises(ToolFailed, match="not found"):
+            await call(client, "get_metric", {"metric_id": 424_242})
+    assert detail["description"] == raw["description"] and len(detail["description"]) > 200
+    assert detail["eval_type"] == "binary" and detail["saved_versions"] == 0

@@ -89,3 +89,30 @@ async def list_metrics(
                       description_start=m.description[:200])
         for m in metrics
     ])
+
+
+class MetricDetail(BaseModel):
+    id: int
+    name: str
+    type: str
+    eval_type: str
+    enum_values: list[str] | None = None
+    description: str = Field(description="The full judge prompt.")
+    custom_code: str | None = Field(default=None, description="The Python code, for custom_code metrics.")
+    evaluation_trigger: str | None = None
+    saved_versions: int = Field(description="Earlier versions this server saved (rollback_metric restores the last).")
+
+
+@tool_errors
+async def get_metric(
+    ctx: Context[Any, Any], metric_id: Annotated[int, Field(description="The metric's id.", ge=1)],
+) -> MetricDetail:
+    """Read one metric in full: its whole judge prompt (description), eval type and enum values, its custom_code if
+    any, and how many earlier versions this server has saved. Read it before proposing a manual prompt fix, so the
+    fix edits what is really there."""
+    state = labs(ctx)
+    metric = await state.calls.metric(metric_id)
+    return MetricDetail(id=metric.id, name=metric.name, type=metric.type, eval_type=metric.eval_type,
+                        enum_values=metric.enum_values, description=metric.description,
+                        custom_code=metric.custom_code or None, evaluation_trigger=metric.evaluation_trigger,
+                        saved_versions=len(state.ledger.metric_versions(metric_id)))

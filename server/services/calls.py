@@ -126,6 +126,9 @@ class CallsService:
         call = await self._client.get_call(call_id)
         return review_view(call, metric_id=metric_id, around=around, window_seconds=window_seconds)
 
+    async def metric(self, metric_id: int) -> Metric:
+        return await self._client.get_metric(metric_id)
+
     async def metrics(self, *, agent_id: int | None, project_id: int | None) -> list[Metric]:
         require_scope(agent_id, project_id)
         return await self._client.list_metrics(agent_id=agent_id, project_id=project_id)
