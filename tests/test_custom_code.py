@@ -181,6 +181,17 @@ def test_errors_carry_the_line_number() -> None:
     assert syntax.error is not None and (syntax.error.kind, syntax.error.line) == ("SyntaxError", 1)
 
 
+def test_values_cross_the_process_boundary_intact() -> None:
+    tricky = 'é"\\\n\x00' + chr(0xD800) + "😀"
+    report = _run(f"_result = {{'text': {tricky!r}, 'n': [1, 2.5, float('inf')], 'deep': [[[None, True]]]}}\n"
+                  "_explanation = ('a', 'b')\n", {"transcript": tricky})
+    assert report.status == "ok" and report.result is not None and report.explanation is not None
+    assert report.result.value == {"text": tricky, "n": [1, 2.5, float("inf")], "deep": [[[None, True]]]}
+    assert (report.explanation.type, report.explanation.value) == ("tuple", ["a", "b"])
+    odd = _run("_result = {1, 2}\n_explanation = 'x'")
+    assert odd.result is not None and (odd.result.type, odd.result.value, odd.result.repr) == ("set", None, "{1, 2}")
+
+
 def test_printed_output_is_returned() -> None:
     report = _run("print('turns:', len(transcript))\n_result = True\n_explanation = 'x'")
     assert report.status == "ok" and report.output.strip() == "turns: 2"

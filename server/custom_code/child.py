@@ -2,10 +2,14 @@
 
 The parent starts it as `python -I -S -B -c <this file's text> <message fd>`, so it imports nothing
 from this package and needs no file of its own. Protocol:
-- stdin, first line: JSON `{"code", "data", "limits", "user"}`; later lines: answers to judge requests;
-- the message fd: JSON lines to the parent, `{"type": "judge", ...}` requests and one final
-  `{"type": "result", ...}`;
+- stdin, from the trusted parent: length-prefixed `marshal` frames, first `{"code", "data", "limits",
+  "user"}`, then one answer per judge request;
+- the message fd, to the parent, which must not trust it: JSON lines, `{"type": "judge", ...}` requests
+  and one final `{"type": "result", ...}`;
 - stdout/stderr: whatever the code prints (the parent keeps the start of it and caps the total).
+
+It imports only modules that are built in or already loaded at start-up (no `json`, `re`, `signal` or
+`typing`, which pull in `enum` and cost more than the rest of a run), and encodes its JSON by hand.
 
 Limits are set here rather than in a `preexec_fn`, because `preexec_fn` is unsafe in a parent that
 runs threads (the MCP server and the sandbox both do); nothing of the metric's code runs before them.
@@ -17,13 +21,18 @@ from __future__ import annotations
 
 import builtins
 import faulthandler
-import json
+import marshal
 import os
 import resource
-import signal
 import sys
-from collections.abc import Callable
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import signal
+    from collections.abc import Callable
+    from typing import Any
+else:
+    import _signal as signal  # the C module: `signal` itself imports `enum`
 
 FILENAME = "<custom_code>"
 _BLOCKED_EXACT = frozenset({
@@ -53,11 +62,59 @@ class JudgeCallFailed(RuntimeError):
     pass
 
 
+_ESCAPES = {i: f"\\u{i:04x}" for i in range(32)}
+_ESCAPES.update({ord('"'): '\\"', ord("\\"): "\\\\"})
+_MAX_DEPTH = 200
+
+
+def encode(value: Any, depth: int = 0) -> str:
+    """JSON text for `value`; like `json.dumps(value, default=str)` (NaN and Infinity included)."""
+    if depth > _MAX_DEPTH:
+        raise ValueError("nested too deeply")
+    if value is None or value is True or value is False:
+        return "null" if value is None else "true" if value else "false"
+    if isinstance(value, int):
+        return str(int(value))
+    if isinstance(value, float):
+        if value != value:
+            return "NaN"
+        if value in (float("inf"), float("-inf")):
+            return "Infinity" if value > 0 else "-Infinity"
+        return repr(float(value))
+    if isinstance(value, str):
+        return '"' + value.translate(_ESCAPES) + '"'
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(encode(item, depth + 1) for item in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ",".join(encode(str(k)) + ":" + encode(v, depth + 1) for k, v in value.items()) + "}"
+    return encode(str(value), depth)
+
+
+def _plain(value: Any, depth: int = 0) -> bool:
+    """Only JSON's own types all the way down (so nothing would be silently turned into text)."""
+    if depth > _MAX_DEPTH:
+        return False
+    if value is None or isinstance(value, bool | int | float | str):
+        return True
+    if isinstance(value, list | tuple):
+        return all(_plain(item, depth + 1) for item in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain(v, depth + 1) for k, v in value.items())
+    return False
+
+
 def _send(fd: int, message: dict[str, Any]) -> None:
-    payload = memoryview(json.dumps(message, default=str).encode() + b"\n")
+    payload = memoryview((encode(message) + "\n").encode("utf-8", "backslashreplace"))
     while payload:
         written = os.write(fd, payload)
         payload = payload[written:]
+
+
+def _read_frame() -> Any:
+    head = sys.stdin.buffer.read(8)
+    if len(head) < 8:
+        return None
+    return marshal.loads(sys.stdin.buffer.read(int.from_bytes(head, "big")))
 
 
 def _inside(path: str, roots: tuple[str, ...]) -> bool:
@@ -148,23 +205,20 @@ def _on_cpu_limit(_signum: int, _frame: object) -> None:
 
 
 def _portable(value: Any, limit: int) -> dict[str, Any]:
-    """A value as JSON plus its Python type, so the parent can check `_result` without unpickling."""
+    """A value in JSON's types plus its Python type, so the parent can check `_result` as it was."""
     kind = type(value).__name__
-    if value is None or isinstance(value, bool | str | float):
-        return {"value": value, "type": kind}
-    if isinstance(value, int):
-        try:
-            json.dumps(value)
-            return {"value": value, "type": kind}
-        except ValueError:
-            return {"value": None, "type": kind, "repr": "a very large integer"}
     try:
-        text = json.dumps(value)
-        if len(text) <= limit:
-            return {"value": json.loads(text), "type": kind}
-    except (TypeError, ValueError, RecursionError):
+        if _plain(value):
+            if len(encode(value)) > limit:
+                return {"value": None, "type": kind, "too_large": True}
+            return {"value": list(value) if isinstance(value, tuple) else value, "type": kind}
+    except (ValueError, RecursionError):
         pass
-    return {"value": None, "type": kind, "repr": repr(value)[:200]}
+    try:
+        shown = repr(value)[:200]
+    except Exception:  # a broken __repr__ must not stop the report
+        shown = f"a {kind}"
+    return {"value": None, "type": kind, "repr": shown}
 
 
 def _error(exc: BaseException, lines: list[str]) -> dict[str, Any]:
@@ -193,13 +247,12 @@ def _judge(msg_fd: int, default_data: dict[str, Any], max_bytes: int) -> Callabl
         """Served by the parent (the key never enters this process); `api_key` is accepted and ignored."""
         request = {"type": "judge", "data": default_data if data is None else data,
                    "description": description, "eval_type": eval_type, "enum_values": enum_values}
-        if len(json.dumps(request, default=str)) > max_bytes:
+        if len(encode(request)) > max_bytes:
             raise ValueError(f"the data passed to evaluate_llm_judge_metric is larger than {max_bytes} bytes")
         _send(msg_fd, request)
-        line = sys.stdin.buffer.readline()
-        if not line:
+        answer = _read_frame()
+        if not isinstance(answer, dict):
             raise JudgeCallFailed("the server stopped answering judge calls")
-        answer = json.loads(line)
         if answer.get("error"):
             raise JudgeCallFailed(str(answer["error"]))
         return {"result": answer.get("result"), "explanation": list(answer.get("explanation") or [])}
@@ -209,7 +262,7 @@ def _judge(msg_fd: int, default_data: dict[str, Any], max_bytes: int) -> Callabl
 
 def main() -> None:
     msg_fd = int(sys.argv[1])
-    config = json.loads(sys.stdin.buffer.readline())
+    config = _read_frame()
     code: str = config["code"]
     data: dict[str, Any] = config["data"]
     limits: dict[str, int] = config["limits"]
@@ -244,10 +297,12 @@ def _report(msg_fd: int, namespace: dict[str, Any], error: dict[str, Any] | None
     if error is None:
         message["result"] = _portable(namespace.get("_result"), max_bytes // 4)
         message["explanation"] = _portable(namespace.get("_explanation"), max_bytes // 2)
-    if len(json.dumps(message, default=str)) > max_bytes:
-        message.update(result=None, explanation=None, error={
-            "type": "ResultTooLarge", "message": f"_result and _explanation together exceed {max_bytes} bytes",
-            "line": None, "source": None, "frames": []})
+        large = [name for name in ("result", "explanation") if message[name].get("too_large")]
+        if large:
+            message["error"] = {
+                "type": "ResultTooLarge", "message": f"_{large[0]} is larger than the runner accepts "
+                f"({max_bytes // 4 if large[0] == 'result' else max_bytes // 2:,} bytes)",
+                "line": None, "source": None, "frames": []}
     _send(msg_fd, message)
 
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import marshal
 import os
 import pwd
 import re
@@ -246,7 +247,7 @@ def _spawn_and_serve(code: str, data: dict[str, Any], judge: JudgeFn, limits: Li
         os.close(msg_w)
     assert proc.stdin is not None and proc.stdout is not None
     run = _Run(proc=proc, msg_fd=msg_r, out_fd=proc.stdout.fileno(), limits=limits, judge=judge,
-               pending_in=bytearray(json.dumps(config, default=str).encode() + b"\n"),
+               pending_in=bytearray(_frame(config)),
                deadline=time.monotonic() + limits.wall_seconds)
     killed: _Killed | None = None
     try:
@@ -257,6 +258,14 @@ def _spawn_and_serve(code: str, data: dict[str, Any], judge: JudgeFn, limits: Li
         os.close(msg_r)
     exit_code, cpu_seconds = _finish(proc)
     return _report(run, killed, exit_code, cpu_seconds)
+
+
+def _frame(message: dict[str, Any]) -> bytes:
+    """A length-prefixed `marshal` frame for the child: it loads these without importing `json`. Only
+    the parent writes them; what the child sends back is parsed as JSON, never unmarshalled."""
+    plain = json.loads(json.dumps(message, default=str))
+    blob = marshal.dumps(plain)
+    return len(blob).to_bytes(8, "big") + blob
 
 
 def _clean_env(workdir: str) -> dict[str, str]:
@@ -389,7 +398,7 @@ def _serve_judge(run: _Run, message: dict[str, Any]) -> None:
     waited = time.monotonic() - started
     run.judge_seconds += waited
     run.deadline += waited
-    run.pending_in.extend(json.dumps(reply, default=str).encode() + b"\n")
+    run.pending_in.extend(_frame(reply))
 
 
 def _stop_for_time(run: _Run) -> None:
