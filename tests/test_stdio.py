@@ -50,3 +50,27 @@ async def test_serve_without_key_uses_the_embedded_sandbox(tmp_path: Path, sandb
     assert metrics["metrics"], "the embedded sandbox should serve the demo metrics"
     assert stderr.count("sandbox_started") == 1
     assert sandbox.requests() == [], "the embedded sandbox, not the test one, must have answered"
+
+
+async def test_guard_elicits_over_stdio_on_both_protocols(tmp_path: Path, sandbox: SandboxAdmin) -> None:
+    from mcp.types import ElicitRequestParams, ElicitResult
+
+    asked: list[str] = []
+
+    async def person_says_yes(_context: object, params: ElicitRequestParams) -> ElicitResult:
+        asked.append(params.message)
+        return ElicitResult(action="accept", content={"confirm": True})
+
+    agent = sandbox.info()["main_agent_id"]
+    ids = [r["id"] for r in sandbox.api("GET", "/observability/v1/call-logs-external/",
+                                        params={"agent_id": agent, "page_size": 200})["results"]][:101]
+    env = {"CEKURA_API_KEY": SANDBOX_KEY, "CEKURA_API_URL": sandbox.url}
+    spent = []
+    for mode in ("legacy", "auto"):
+        env["CEKURA_LABS_DATA_DIR"] = str(tmp_path / mode)
+        async with Client(stdio_client(_params(env)), mode=mode, elicitation_callback=person_says_yes) as client:
+            result = await call(client, "rerun_evaluation", {"agent_id": agent, "call_ids": ids})
+            assert result["confirmation"] == "elicitation"
+        spent.append(sandbox.credits())
+    assert len(asked) == 2 and all("101 call(s)" in m for m in asked)
+    assert spent[1] == 2 * spent[0] > 0
