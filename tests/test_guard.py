@@ -226,3 +226,20 @@ async def test_every_decision_is_audited(settings: Settings, sandbox: SandboxAdm
         ("allowed", "succeeded"), ("needs_confirmation", "not_sent"), ("refused", "not_sent")]
     assert entries[0]["call_count"] == 5 and entries[0]["credits_estimated"] > 0
     assert json.loads(entries[1]["call_ids"]) == sorted(ids)
+
+
+async def test_project_wide_estimate_counts_each_calls_own_metrics(settings: Settings, sandbox: SandboxAdmin) -> None:
+    info = sandbox.info()
+    ids = []
+    for agent in info["agents"]:
+        rows = sandbox.api("GET", "/observability/v1/call-logs-external/", params={"agent_id": agent["id"]})
+        ids += [r["id"] for r in rows["results"][:3]]
+    async with connect(settings) as client:
+        result = await call(client, "evaluate_metrics", {"project_id": info["project_id"], "call_ids": ids,
+                                                         "metrics": []})
+    judge = {a["id"]: sum(1 for m in info["metrics"] if a["id"] in m["agent_ids"] and m["type"] != "custom_code")
+             for a in info["agents"]}
+    assert len(set(judge.values())) > 1, "the two agents should have different metric sets"
+    expected = sum(3 * n for n in judge.values()) * 0.2
+    assert result["credits_estimated"] == pytest.approx(expected)
+    assert sandbox.credits() == pytest.approx(expected)
