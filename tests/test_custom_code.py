@@ -23,6 +23,7 @@ from cekura_labs_mcp.server.custom_code.runner import (
     RunReport,
     default_isolation,
 )
+from cekura_labs_mcp.server.sandbox import SandboxServer
 from support import SANDBOX_KEY, SandboxAdmin
 
 FAST = Limits(wall_seconds=1.5, cpu_seconds=1)
@@ -101,6 +102,23 @@ def test_every_documented_variable_has_its_documented_shape(sandbox: SandboxAdmi
     assert shapes["simulation_only"] == []
     assert inputs.data["call_log_id"] == call_id
     assert inputs.data["voice_recording"].startswith("https://")
+
+
+def test_the_sandbox_gives_code_the_same_inputs(sandbox_server: SandboxServer, sandbox: SandboxAdmin) -> None:
+    """What a re-run in the sandbox hands the code is what test_custom_code builds from the API's call."""
+    store = sandbox_server.app.state.store
+    metrics = _metrics(sandbox)
+    agent_id = sandbox.info()["main_agent_id"]
+    for call_id in sorted(c.id for c in store.calls.values() if c.agent_id == agent_id)[:12]:
+        call = store.calls[call_id]
+        there = store.evaluator.code_data(call, store.agents[agent_id], store.assigned(agent_id))
+        here = build_inputs(_call(sandbox, call_id), metric_id=9105, metrics=metrics).data
+        assert set(there) == set(here)
+        assert abs(there.pop("call_duration") - here.pop("call_duration")) <= 0.5  # the API gives MM:SS
+        there["recording_data"].pop("total_duration")
+        here["recording_data"].pop("total_duration")
+        assert there.pop("agent_description") and here.pop("agent_description") == ""  # not in the call API
+        assert there == here
 
 
 def test_inputs_from_a_call_follow_its_turns() -> None:

@@ -51,7 +51,7 @@ def build_inputs(call: CallDetail, *, metric_id: int, metrics: Iterable[Metric] 
         "date": (call.timestamp or "")[:10],
         "timestamp": call.timestamp or "",
         "metadata": dict(call.metadata),
-        "recording_data": _recording_data(turns, duration),
+        "recording_data": recording_data(turns, duration),
         "latency_data": latency_data(turns),
         "dynamic_variables": dict(call.dynamic_variables),
         "call_log_id": call.id,
@@ -60,6 +60,8 @@ def build_inputs(call: CallDetail, *, metric_id: int, metrics: Iterable[Metric] 
     }
     if agent_description is None:
         notes.append("agent_description is empty: the call API does not return the agent's description.")
+    if call.duration and not _precise_duration(call):
+        notes.append("call_duration is the API's MM:SS, so whole seconds (Cekura may see up to 0.5 s more or less).")
     notes.append("latency_data and recording_data's speaking segments are derived from transcript timestamps "
                  "(Cekura measures them on the audio); recording_data.has_audio_data is false.")
     for result in call.evaluation.metrics if call.evaluation else []:
@@ -96,12 +98,15 @@ def call_duration(call: CallDetail) -> float:
     """Seconds. The API gives `MM:SS`; the last turn's end is more precise when it agrees to the second."""
     listed = _seconds(call.duration)
     ends = [t.end_time for t in call.transcript_object if t.end_time is not None]
-    last_end = max(ends) if ends else None
     if listed is None:
-        return float(last_end or 0.0)
-    if last_end is not None and abs(last_end - listed) <= 1.0:
-        return float(last_end)
-    return listed
+        return float(max(ends) if ends else 0.0)
+    return float(max(ends)) if _precise_duration(call) else listed
+
+
+def _precise_duration(call: CallDetail) -> bool:
+    listed = _seconds(call.duration)
+    ends = [t.end_time for t in call.transcript_object if t.end_time is not None]
+    return listed is not None and bool(ends) and abs(max(ends) - listed) <= 1.0
 
 
 def _seconds(text: str | None) -> float | None:
@@ -129,7 +134,9 @@ def latency_data(turns: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def _recording_data(turns: list[dict[str, Any]], duration: float) -> dict[str, Any]:
+def recording_data(turns: list[dict[str, Any]], duration: float) -> dict[str, Any]:
+    """No audio here: speaking segments come from the transcript's timestamps."""
+
     def segments(agent: bool) -> list[list[float]]:
         return [[float(t["start_time"]), float(t["end_time"])] for t in turns if (t["role"] == AGENT_ROLE) == agent]
 

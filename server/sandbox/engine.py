@@ -6,6 +6,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from cekura_labs_mcp.server.custom_code.inputs import latency_data, recording_data
+
 from . import judge as judge_mod
 from .models import Agent, Call, Metric, MetricResult, VoteValue
 from .render import iso, recording_url, transcript_items, transcript_text
@@ -115,9 +117,10 @@ class Evaluator:
         return count
 
     def code_data(self, call: Call, agent: Agent, metrics: Sequence[Metric]) -> dict[str, Any]:
+        turns = transcript_items(call)
         data: dict[str, Any] = {
             "transcript": transcript_text(call),
-            "transcript_json": transcript_items(call),
+            "transcript_json": turns,
             "call_duration": call.duration_s,
             "call_end_reason": call.call_ended_reason,
             "voice_recording": recording_url(call),
@@ -125,10 +128,9 @@ class Evaluator:
             "date": call.timestamp.date().isoformat(),
             "timestamp": iso(call.timestamp),
             "metadata": dict(call.metadata),
-            "recording_data": {"has_audio_data": False, "sample_rate": 8000, "shape": [0, 2],
-                               "separable_channels": True, "total_duration": call.duration_s,
-                               "main_speaking": [], "testing_speaking": []},
-            "latency_data": [],
+            # Derived as test_custom_code derives them from a call, so a local test and a re-run here agree.
+            "recording_data": recording_data(turns, call.duration_s),
+            "latency_data": latency_data(turns),
             "dynamic_variables": dict(call.dynamic_variables),
             "call_log_id": call.id,
             "topic": call.topic,
