@@ -215,3 +215,13 @@ async def test_the_sandbox_runs_api_code_in_a_separate_process(settings: Setting
     detail = sandbox.api("GET", f"/observability/v1/call-logs-external/{call_id[0]}/")
     result = next(m for m in detail["evaluation"]["metrics"] if m["id"] == metric["id"])
     assert result["value"] == "TRUE" and "blocked: socket" in result["explanation"][0]
+
+
+async def test_patch_metric_refuses_code_that_does_not_compile(settings: Settings, sandbox: SandboxAdmin) -> None:
+    metric = sandbox.metric_named(UNDER_FIVE)
+    async with connect(settings) as client:
+        with pytest.raises(ToolFailed) as failure:
+            await call(client, "patch_metric", {"metric_id": metric["id"], "custom_code": "_result = (\n",
+                                                "type": "custom_code", "confirm": True})
+    assert "does not compile: SyntaxError at line 1" in str(failure.value)
+    assert sandbox.requests("PATCH") == []

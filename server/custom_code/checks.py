@@ -10,7 +10,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from cekura_labs_mcp.server.custom_code.runner import RunReport, Value
+from cekura_labs_mcp.server.custom_code.runner import CodeError, RunReport, Value
 
 BINARY_TYPES = frozenset({"binary", "binary_workflow_adherence", "binary_qualitative"})
 _TRUE_TEXT = {"true", "pass", "yes"}
@@ -150,3 +150,17 @@ def display(value: Verdict) -> str:
     if isinstance(value, float):
         return f"{value:g}"
     return str(value)
+
+
+def syntax_error(code: str) -> CodeError | None:
+    """Compile (never run) the code here, to report a syntax error at once and without spending."""
+    try:
+        compile(code, "<custom_code>", "exec", dont_inherit=True)
+    except SyntaxError as exc:
+        lines = code.splitlines()
+        line = exc.lineno
+        source = lines[line - 1].strip()[:200] if line and 0 < line <= len(lines) else None
+        return CodeError("SyntaxError", str(exc.msg), line=line, source=source)
+    except (ValueError, RecursionError, MemoryError) as exc:
+        return CodeError("SyntaxError", f"the code cannot be compiled ({type(exc).__name__})")
+    return None

@@ -10,6 +10,7 @@ from typing import Any
 import anyio
 from cekura_labs_mcp.server.cekura.client import CekuraClient
 from cekura_labs_mcp.server.cekura.models import ImprovementProposal, Metric, MetricPatch, Score
+from cekura_labs_mcp.server.custom_code.checks import syntax_error
 from cekura_labs_mcp.server.errors import InputError, LabsError
 from cekura_labs_mcp.server.state import Ledger
 from pydantic import BaseModel, Field
@@ -138,6 +139,11 @@ class ImproveService:
                              "Pass the new description (or custom_code with type=custom_code).")
         if patch.type == "custom_code" and not (patch.custom_code or "").strip():
             raise InputError("custom_code", "type custom_code needs the code.", "Pass custom_code as well.")
+        broken = syntax_error(patch.custom_code) if patch.custom_code else None
+        if broken is not None:
+            raise InputError("custom_code", f"it does not compile: {broken.describe()}.",
+                             "Fix it (test_custom_code runs it on calls and shows each error's line); nothing "
+                             "was changed.")
         current = await self._client.get_metric(metric_id)
         diff = self._diff(current, patch)
         if not confirm:

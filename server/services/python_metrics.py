@@ -21,7 +21,7 @@ import anyio.to_thread
 from cekura_labs_mcp.server.cekura.client import CekuraClient
 from cekura_labs_mcp.server.cekura.models import CallDetail, ExpectedValue, Metric
 from cekura_labs_mcp.server.config import Settings
-from cekura_labs_mcp.server.custom_code.checks import Checked, check_outputs
+from cekura_labs_mcp.server.custom_code.checks import Checked, check_outputs, syntax_error
 from cekura_labs_mcp.server.custom_code.convert import JUDGE_EVAL_TYPES, Draft, draft_from_prompt
 from cekura_labs_mcp.server.custom_code.inputs import build_inputs
 from cekura_labs_mcp.server.custom_code.runner import (
@@ -352,17 +352,3 @@ def _explanation(report: RunReport) -> list[str]:
     if isinstance(raw, list):
         return [str(item) for item in raw]
     return [str(raw)]
-
-
-def syntax_error(code: str) -> CodeError | None:
-    """Compile (never run) the code here, to report a syntax error at once and without spending."""
-    try:
-        compile(code, "<custom_code>", "exec", dont_inherit=True)
-    except SyntaxError as exc:
-        lines = code.splitlines()
-        line = exc.lineno
-        source = lines[line - 1].strip()[:200] if line and 0 < line <= len(lines) else None
-        return CodeError("SyntaxError", str(exc.msg), line=line, source=source)
-    except (ValueError, RecursionError, MemoryError) as exc:
-        return CodeError("SyntaxError", f"the code cannot be compiled ({type(exc).__name__})")
-    return None
