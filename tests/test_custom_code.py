@@ -289,6 +289,8 @@ def test_processes_signals_and_outside_files_are_refused() -> None:
         assert report.status == "error", code
         assert report.error is not None and report.error.kind in ("PermissionError", "ImportError"), report.error
     assert not os.path.exists("/tmp/escape.txt")
+    flood = _run("for i in range(1000):\n    open(f'f{i}', 'w').write('x' * 1000)\n")
+    assert flood.error is not None and "more than 32 times" in flood.error.message and flood.error.line == 2
 
 
 def test_the_child_has_a_clean_environment_and_its_own_directory(monkeypatch: pytest.MonkeyPatch) -> None:

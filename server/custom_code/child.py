@@ -51,6 +51,7 @@ _PATH_EVENTS = frozenset({
 _LISTING_EVENTS = frozenset({"os.listdir", "os.scandir", "glob.glob", "glob.glob/2"})
 _READABLE_FILES = ("/dev/null", "/dev/urandom", "/dev/zero")
 _READABLE_DIRS = ("/usr/share/zoneinfo",)
+_MAX_WRITE_OPENS = 32
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
 
 
@@ -135,6 +136,7 @@ def _make_hook(read_roots: tuple[str, ...], work: str, blocked: list[str]) -> Ca
     to it are the interpreter's, and `gc.get_objects`/`get_referrers` are refused."""
     writable = (work,)
     readable = (work, *read_roots, *_READABLE_DIRS)
+    writes_left = [_MAX_WRITE_OPENS]  # with RLIMIT_FSIZE, bounds what the code can put on disk
 
     def deny(event: str, what: str) -> None:
         blocked.append(event)
@@ -149,6 +151,10 @@ def _make_hook(read_roots: tuple[str, ...], work: str, blocked: list[str]) -> Ca
             isinstance(flags, int) and flags & _WRITE_FLAGS)
         if writes and not _inside(real, writable):
             deny("open", f"write outside its working directory ({real})")
+        if writes:
+            if writes_left[0] <= 0:
+                deny("open", f"open files for writing more than {_MAX_WRITE_OPENS} times")
+            writes_left[0] -= 1
         if not writes and not (_inside(real, readable) or real in _READABLE_FILES):
             deny("open", f"read files outside its working directory ({real})")
 
