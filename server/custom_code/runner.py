@@ -11,13 +11,14 @@ Enforced for every run:
   it is on) and SIGKILL to the process group;
 - caps on what it prints, on the result message and on the number of judge calls;
 - an audit hook refusing sockets, DNS, processes, signals, ctypes, leaving the working directory, and
-  reading or writing files outside it (the Python standard library excepted).
+  reading or writing files outside it (the Python standard library excepted), and more than 32 opens for
+  writing (so, with the file-size limit, at most 256 MB on disk).
 Enforced where the platform allows (probed once, see `Isolation`):
 - a private network namespace (`unshare --net`, or `--user --net` without root): no network at all,
   whatever the code does, even through native code;
 - when the server runs as root: the child drops to `nobody` before the metric's code runs, so the
-  kernel (not only the audit hook) refuses access to the server's files, its /proc entries (where its
-  environment, with the API key, lives) and its processes. The child's interpreter must then be
+  kernel (not only the audit hook) refuses it every file that is not world-readable, the server's /proc
+  entries (where its environment, with the API key, lives) and signals to the server's processes. The child's interpreter must then be
   readable by `nobody`; if the server's own is not (e.g. under /root), a system interpreter of the same
   version is used.
 Not enforced: no mount or PID namespace and no seccomp filter, so without the `nobody` drop the code can
