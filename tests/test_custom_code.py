@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import sys
 import threading
 from typing import Any
 
@@ -16,6 +17,7 @@ from cekura_labs_mcp.server.custom_code.checks import check_outputs
 from cekura_labs_mcp.server.custom_code.inputs import build_inputs
 from cekura_labs_mcp.server.custom_code.runner import (
     CodeRunner,
+    Isolation,
     JudgeAnswer,
     JudgeRequest,
     JudgeUnavailable,
@@ -331,6 +333,18 @@ def test_a_refused_judge_call_reaches_the_code_as_an_error() -> None:
     report = _run("x = 1\nr = evaluate_llm_judge_metric(data)\n", judge=refuse)
     assert report.status == "error" and report.error is not None
     assert (report.error.kind, report.error.line) == ("JudgeCallFailed", 2) and "not approved" in report.error.message
+
+
+def test_without_namespace_or_user_drop_the_audit_hook_still_guards(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fallback where `unshare` or root is missing: the server's own interpreter and user."""
+    monkeypatch.setenv("CEKURA_API_KEY", SANDBOX_KEY)
+    weakest = CodeRunner(limits=FAST, isolation=Isolation(os.path.realpath(sys.executable)))
+    for code in ("import socket\nsocket.getaddrinfo('example.com', 80)\n",
+                 f"open('/proc/{os.getpid()}/environ', 'rb').read()\n", "import os\nos.kill(os.getppid(), 0)\n"):
+        report = weakest.run(code, {})
+        assert report.status == "error" and report.error is not None and report.error.kind == "PermissionError"
+    env = weakest.run("import os\n_result = dict(os.environ)\n_explanation = ''\n", {})
+    assert env.result is not None and "CEKURA_API_KEY" not in env.result.value
 
 
 def test_isolation_is_described_honestly() -> None:

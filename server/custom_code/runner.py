@@ -18,9 +18,9 @@ Enforced where the platform allows (probed once, see `Isolation`):
   whatever the code does, even through native code;
 - when the server runs as root: the child drops to `nobody` before the metric's code runs, so the
   kernel (not only the audit hook) refuses it every file that is not world-readable, the server's /proc
-  entries (where its environment, with the API key, lives) and signals to the server's processes. The child's interpreter must then be
-  readable by `nobody`; if the server's own is not (e.g. under /root), a system interpreter of the same
-  version is used.
+  entries (where its environment, with the API key, lives) and signals to the server's processes. The
+  child's interpreter must then be readable by `nobody`; if the server's own is not (e.g. under /root), a
+  system interpreter of the same version is used.
 Not enforced: no mount or PID namespace and no seccomp filter, so without the `nobody` drop the code can
 read anything the server's user can through native code the audit hook does not see (the hook is a
 guard rail, not a boundary: Python's documentation says as much).

@@ -225,19 +225,21 @@ class PythonMetricsService:
 
         async def one(call: CallDetail) -> None:
             inputs = build_inputs(call, metric_id=metric.id, metrics=metrics.get(call.agent, []))
-            notes[:] = inputs.notes
+            notes.extend(n for n in inputs.notes if n not in notes)
             report = await anyio.to_thread.run_sync(
                 self.runner.run, plan.code, inputs.data, bridge, limits, limiter=self._slots)
             runs[call.id] = (report, check_outputs(report, metric.eval_type, metric.enum_values))
 
+        outcome = "unknown"
         try:
             async with anyio.create_task_group() as group:
                 for call in calls:
                     group.start_soon(one, call)
+            outcome = "unknown" if bridge.outcome_unknown else "succeeded"
         finally:
+            # A run that broke off may still have made judge calls: its outcome stays "unknown".
             if decision is not None:
-                self._guard.finish(decision, "unknown" if bridge.outcome_unknown else "succeeded",
-                                   f"{bridge.made} judge call(s) made by custom_code")
+                self._guard.finish(decision, outcome, f"{bridge.made} judge call(s) made by custom_code")
         rows = [self._row(metric, call, *runs[call.id]) for call in calls]
         reports = [runs[call.id][0] for call in calls]
         confirmation = decision.confirmation if decision else "not_needed"
