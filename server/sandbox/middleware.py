@@ -82,7 +82,7 @@ class CekuraGate:
         entry: dict[str, Any] = {
             "method": scope["method"], "path": scope["path"],
             "query": dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)),
-            "body": parsed(body), "status": None, "started": time.time(), "ended": None,
+            "body": parsed(body), "status": None, "started": time.time(), "ended": None, "fault": None,
         }
         store = self.store
         with store.lock:
@@ -96,7 +96,7 @@ class CekuraGate:
             await send(message)
 
         try:
-            await self._handle(scope, replay(body, receive), logged_send)
+            await self._handle(scope, replay(body, receive), logged_send, entry)
         except Exception:
             entry["status"] = entry["status"] or 500
             raise
@@ -105,10 +105,12 @@ class CekuraGate:
                 store.in_flight -= 1
             entry["ended"] = time.time()
 
-    async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _handle(self, scope: Scope, receive: Receive, send: Send, entry: dict[str, Any]) -> None:
         if self.store.latency_ms > 0:
             await asyncio.sleep(self.store.latency_ms / 1000)
         rule = self.store.faults.take(scope["method"], scope["path"])
+        # The log says which fault a request met: all but `delay` answer (or drop) without reaching the API.
+        entry["fault"] = rule.kind if rule is not None else None
         if rule is not None and await self._fault(rule, scope, receive, send):
             return
         problem = self._auth_problem(scope)
