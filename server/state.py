@@ -145,6 +145,7 @@ class Review:
     vote_state: str
     lab_state: str
     test_set_id: int | None
+    updated_at: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -326,9 +327,10 @@ class Ledger:
     def reviews(self, session_id: int) -> list[Review]:
         rows = self._db.execute(
             "SELECT id, session_id, call_id, metric_id, agreed, result_was, expected, feedback, vote_state,"
-            " lab_state, test_set_id FROM reviews WHERE session_id = ? ORDER BY id", (session_id,)).fetchall()
+            " lab_state, test_set_id, updated_at FROM reviews WHERE session_id = ? ORDER BY id",
+            (session_id,)).fetchall()
         return [Review(int(r[0]), int(r[1]), int(r[2]), int(r[3]), bool(r[4]), r[5], json.loads(r[6]), str(r[7]),
-                       str(r[8]), str(r[9]), None if r[10] is None else int(r[10])) for r in rows]
+                       str(r[8]), str(r[9]), None if r[10] is None else int(r[10]), float(r[11])) for r in rows]
 
     def add_improvement(self, session_id: int, progress_id: str, test_set_ids: Sequence[int]) -> int:
         with self._transaction() as db:
@@ -336,6 +338,15 @@ class Ledger:
                 "INSERT INTO improvements (session_id, progress_id, test_set_ids, state, created_at)"
                 " VALUES (?,?,?,'running',?)", (session_id, progress_id, json.dumps(list(test_set_ids)), time.time()))
             return int(cursor.lastrowid or 0)
+
+    def set_improvement_progress(self, improvement_id: int, progress_id: str) -> None:
+        with self._transaction() as db:
+            db.execute("UPDATE improvements SET progress_id = ? WHERE id = ?", (progress_id, improvement_id))
+
+    def forget_improvement(self, improvement_id: int) -> None:
+        """Only for a start that provably never reached Cekura (refused before it landed)."""
+        with self._transaction() as db:
+            db.execute("DELETE FROM improvements WHERE id = ? AND progress_id = ''", (improvement_id,))
 
     def finish_improvement(self, improvement_id: int, state: str, proposal: dict[str, Any] | None) -> None:
         with self._transaction() as db:

@@ -3,6 +3,7 @@ a verdict (vote + Lab entry, both in the ledger), hands-free auto-improve, and t
 
 from __future__ import annotations
 
+import time
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from typing import Any
@@ -93,14 +94,23 @@ class ReviewService:
                 call = await self._client.get_call(review.call_id)
                 if call.is_reviewed:
                     self._ledger.mark_vote(review.id, "sent", "reconciled: the call is reviewed")
+                elif self._settling(review) > 0:
+                    # A request that timed out may still be processed: only once that time has passed does
+                    # "not reviewed" mean it never arrived. Until then it is left alone (and reported).
+                    continue
                 else:
                     await self._send_vote(review.id, review.call_id, review.metric_id, review.agreed,
                                           review.expected, review.feedback)
             if review.lab_state == "sending":
                 self._ledger.mark_lab(review.id, "unknown", answer="interrupted while adding to the Lab")
-            elif review.lab_state == "waiting":
-                # Never attempted (the ledger marks 'sending' before the request): safe to send now.
+            elif review.lab_state in ("waiting", "failed"):
+                # Never attempted (the ledger marks 'sending' before the request), or refused in a way that
+                # proves it was not applied (429, 4xx, no connection): safe to send now.
                 await self._add_to_lab(review.id, review.call_id, review.metric_id, review.expected, review.feedback)
+
+    def _settling(self, review: Review) -> float:
+        """Seconds before an unanswered vote can be told apart from a lost one (twice the HTTP timeout)."""
+        return max(0.0, review.updated_at + 2 * self._settings.http_timeout_seconds - time.time())
 
     def _session(self, agent_id: int, metric_id: int) -> Session:
         return self._ledger.open_session(metric_id, agent_id, self._settings.feedback_threshold)
@@ -109,6 +119,12 @@ class ReviewService:
         reviews = [r for r in self._ledger.reviews(session.id) if r.vote_state == "sent"]
         checks = [f"call {r.call_id}: Lab entry outcome unknown" for r in self._ledger.reviews(session.id)
                   if r.lab_state == "unknown"]
+        checks += [f"call {r.call_id}: vote outcome not known yet (checked again by the next start_review or "
+                   "record_review)" for r in self._ledger.reviews(session.id) if r.vote_state == "sending"]
+        started = self._ledger.latest_improvement(session.id)
+        if started is not None and not started.progress_id:
+            checks.append("auto-improve: the start's outcome is unknown; look for a running improvement on the "
+                          "metric's Labs page before starting one with process_feedbacks")
         return Progress(
             session_id=session.id, metric=f"{metric.id}: {metric.name}", reviewed=len(reviews),
             agreed=sum(r.agreed for r in reviews), disagreed=sum(not r.agreed for r in reviews),
@@ -149,9 +165,16 @@ class ReviewService:
         metric = await self._client.get_metric(metric_id)
         session = self._session(agent_id, metric_id)
         await self._reconcile(session)
-        if any(r.call_id == call_id and r.vote_state == "sent" for r in self._ledger.reviews(session.id)):
+        earlier = next((r for r in self._ledger.reviews(session.id) if r.call_id == call_id), None)
+        if earlier is not None and earlier.vote_state == "sent":
             raise InputError("call_id", f"call {call_id} is already reviewed in this session.",
                              "Call next_review for the next call.")
+        if earlier is not None:
+            wait = max(1, round(self._settling(earlier)))
+            raise OutcomeUnknownError(
+                f"The earlier vote on call {call_id}", "Cekura does not show it yet, and it may still arrive",
+                f"Wait {wait} s and call record_review again: the server then checks once more and sends the "
+                "vote only if it never arrived.")
         call = await self._client.get_call(call_id)
         result = call.metric(metric_id)
         if result is None:
@@ -163,12 +186,19 @@ class ReviewService:
         await self._send_vote(review_id, call_id, metric_id, agree, expected, feedback)
         lab_note = await self._add_to_lab(review_id, call_id, metric_id, expected, feedback)
         session = self._ledger.session(session.id)
-        improvement = await self._maybe_improve(session, metric, on_progress)
-        following = None if improvement is not None else await self.next_call(agent_id=agent_id,
-                                                                               metric_id=metric_id)
+        # The verdict is recorded: a failure from here on is reported with it, never instead of it.
+        after = ""
+        improvement: ImprovementResult | None = None
+        following: NextReview | None = None
+        try:
+            improvement = await self._maybe_improve(session, metric, on_progress)
+            if improvement is None:
+                following = await self.next_call(agent_id=agent_id, metric_id=metric_id)
+        except CekuraError as exc:
+            after = f" Then: {exc.for_assistant()}"
         return RecordedReview(
             recorded=f"{'Agreed' if agree else 'Disagreed'} on call {call_id}: expected {display(expected)}. "
-                     f"Vote sent; {lab_note}",
+                     f"Vote sent; {lab_note}{after}",
             progress=self._progress(session, metric), improvement=improvement, next=following,
         )
 
@@ -230,10 +260,24 @@ class ReviewService:
                      if r.lab_state == "added" and r.test_set_id is not None]
         if len(test_sets) < session.feedback_threshold:
             return None
-        started = await self._improve.start(metric_id=metric.id, test_set_ids=test_sets)
-        improvement_id = self._ledger.add_improvement(session.id, started.progress_id, test_sets)
-        result = await self._improve.poll(progress_id=started.progress_id, metric_id=metric.id,
-                                          timeout=self._settings.poll_timeout_seconds, on_progress=on_progress)
+        # Intent first: after an unknown outcome or a crash, auto-improve is never started a second time.
+        improvement_id = self._ledger.add_improvement(session.id, "", test_sets)
+        try:
+            started = await self._improve.start(metric_id=metric.id, test_set_ids=test_sets)
+        except OutcomeUnknownError:
+            self._ledger.finish_improvement(improvement_id, "unknown", None)
+            raise
+        except CekuraError:
+            self._ledger.forget_improvement(improvement_id)
+            raise
+        self._ledger.set_improvement_progress(improvement_id, started.progress_id)
+        try:
+            result = await self._improve.poll(progress_id=started.progress_id, metric_id=metric.id,
+                                              timeout=self._settings.poll_timeout_seconds, on_progress=on_progress)
+        except CekuraError as exc:
+            return ImprovementResult(progress_id=started.progress_id, done=False, metric_id=metric.id,
+                                     message=f"Auto-improve is running, but waiting for it failed: {exc.message} "
+                                             "Call poll_progress with this progress_id to resume.")
         if result.done:
             self._ledger.finish_improvement(improvement_id, result.status or "completed", result.model_dump())
         return result
