@@ -57,9 +57,10 @@ def result_text(result: Any) -> str:
 class Admin:
     """The sandbox's admin routes and its API, called directly (the raw-API baseline uses this too)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, key: str = KEY) -> None:
         self.url = url
-        self.http = httpx.Client(base_url=url, timeout=60, headers={"X-CEKURA-API-KEY": KEY})
+        self.key = key
+        self.http = httpx.Client(base_url=url, timeout=60, headers={"X-CEKURA-API-KEY": key})
 
     def reset(self) -> None:
         self.http.post("/_sandbox/reset").raise_for_status()
@@ -118,10 +119,10 @@ class RecordingTransport(httpx.AsyncBaseTransport):
         await self.inner.aclose()
 
 
-def server_env(url: str, data_dir: Path, **extra: str) -> dict[str, str]:
+def server_env(url: str, data_dir: Path, key: str = KEY, **extra: str) -> dict[str, str]:
     """The environment a client would start the stdio server with, pointed at the sandbox."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CEKURA")}
-    env.update({"CEKURA_API_KEY": KEY, "CEKURA_API_URL": url, "CEKURA_LABS_DATA_DIR": str(data_dir), **extra})
+    env.update({"CEKURA_API_KEY": key, "CEKURA_API_URL": url, "CEKURA_LABS_DATA_DIR": str(data_dir), **extra})
     return env
 
 

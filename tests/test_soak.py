@@ -1,0 +1,139 @@
+"""The fault soak in its short form (benchmarks/soak.py runs it long), and the specific cases it exposed:
+a vote whose answer was lost is not sent again while it may still land; a Lab entry refused by a 429 is
+sent again later; an auto-improve start with an unknown outcome is never repeated; the verdict is
+reported even when what follows it fails."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from pathlib import Path
+
+import anyio
+import httpx
+import pytest
+from cekura_labs_mcp.server.config import Settings
+from cekura_labs_mcp.server.state import Ledger
+from support import SANDBOX_KEY, SandboxAdmin, ToolFailed, call, connect
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.common import Admin  # noqa: E402
+from benchmarks.soak import run_soak  # noqa: E402
+
+pytestmark = pytest.mark.anyio
+CALLS = "/observability/v1/call-logs-external/"
+
+
+def _landed(sandbox: SandboxAdmin, contains: str) -> list[dict[str, object]]:
+    return [r for r in sandbox.requests("POST", contains)
+            if r["status"] == 200 and r["fault"] in (None, "delay")]
+
+
+async def test_short_soak_loses_nothing_and_repeats_nothing(tmp_path: Path, sandbox: SandboxAdmin) -> None:
+    admin = Admin(sandbox.url, key=SANDBOX_KEY)
+    try:
+        report = await run_soak(admin, rounds=2, seed=3, max_seconds=40, fault_rate=0.35, scratch=tmp_path)
+    finally:
+        admin.close()
+    lines = "\n".join(report.lines())
+    assert len(report.rounds) >= 1
+    assert all(not r.problems for r in report.rounds), lines
+    assert sum(sum(r.faults.values()) for r in report.rounds) > 0, "faults were injected"
+    assert all(r.votes >= 6 and r.lab_entries >= 1 for r in report.rounds), lines
+
+
+def test_the_request_log_names_the_fault_each_request_met(sandbox: SandboxAdmin) -> None:
+    agent = sandbox.info()["main_agent_id"]
+    sandbox.fault(CALLS, "500", count=1)
+    for _ in range(2):
+        with contextlib.suppress(httpx.HTTPStatusError):
+            sandbox.api("GET", CALLS, params={"agent_id": agent, "page_size": 1})
+    assert [r["fault"] for r in sandbox.requests("GET", CALLS)] == ["500", None]
+
+
+async def test_an_unanswered_vote_is_not_sent_again_while_it_may_still_land(
+    settings: Settings, sandbox: SandboxAdmin
+) -> None:
+    agent = sandbox.info()["main_agent_id"]
+    metric = sandbox.metric_named("one question")["id"]
+    fast = settings.model_copy(update={"http_timeout_seconds": 0.5})
+    async with connect(fast) as client:
+        review = await call(client, "next_review", {"agent_id": agent, "metric_id": metric})
+        call_id = review["call"]["id"]
+        args = {"agent_id": agent, "metric_id": metric, "call_id": call_id, "agree": True}
+        sandbox.fault(f"{CALLS}{call_id}/mark_metric_vote", "delay", delay_ms=800)
+        with pytest.raises(ToolFailed, match=r"\[outcome_unknown\]"):
+            await call(client, "record_review", args)
+        # Asked again at once: the first vote is still on its way, so nothing is sent.
+        with pytest.raises(ToolFailed, match=r"\[outcome_unknown\] The earlier vote .* Wait \d+ s"):
+            await call(client, "record_review", args)
+        progress = await call(client, "start_review", {"agent_id": agent, "metric_id": metric})
+        assert progress["reviewed"] == 0 and any("vote outcome not known yet" in c for c in progress["check"])
+        await anyio.sleep(1.1)  # past twice the timeout: the late vote has landed by now
+        progress = await call(client, "start_review", {"agent_id": agent, "metric_id": metric})
+    assert progress["reviewed"] == 1 and progress["check"] == []
+    assert len(_landed(sandbox, "mark_metric_vote")) == 1
+
+
+async def test_a_vote_that_never_arrived_is_sent_once_the_wait_is_over(
+    settings: Settings, sandbox: SandboxAdmin
+) -> None:
+    agent = sandbox.info()["main_agent_id"]
+    metric = sandbox.metric_named("one question")["id"]
+    fast = settings.model_copy(update={"http_timeout_seconds": 0.25})
+    async with connect(fast) as client:
+        review = await call(client, "next_review", {"agent_id": agent, "metric_id": metric})
+        call_id = review["call"]["id"]
+        sandbox.fault(f"{CALLS}{call_id}/mark_metric_vote", "drop")
+        with pytest.raises(ToolFailed, match=r"\[outcome_unknown\]"):
+            await call(client, "record_review", {"agent_id": agent, "metric_id": metric, "call_id": call_id,
+                                                 "agree": True})
+        await anyio.sleep(0.6)
+        progress = await call(client, "start_review", {"agent_id": agent, "metric_id": metric})
+    assert progress["reviewed"] == 1 and progress["feedback"] == 1
+    assert len(_landed(sandbox, "mark_metric_vote")) == 1
+    assert len(_landed(sandbox, "create_from_call_log")) == 1
+
+
+async def test_a_lab_entry_refused_by_a_long_429_is_sent_again_later(settings: Settings, sandbox: SandboxAdmin) -> None:
+    agent = sandbox.info()["main_agent_id"]
+    metric = sandbox.metric_named("one question")["id"]
+    async with connect(settings) as client:
+        review = await call(client, "next_review", {"agent_id": agent, "metric_id": metric})
+        sandbox.fault("/test_framework/test-sets/create_from_call_log", "429", retry_after=600)
+        recorded = await call(client, "record_review", {"agent_id": agent, "metric_id": metric,
+                                                        "call_id": review["call"]["id"], "agree": True})
+        assert "refused" in recorded["recorded"] and recorded["progress"]["feedback"] == 0
+        progress = await call(client, "start_review", {"agent_id": agent, "metric_id": metric})
+    assert progress["feedback"] == 1
+    assert len(_landed(sandbox, "create_from_call_log")) == 1
+
+
+async def test_an_auto_improve_start_with_an_unknown_outcome_is_never_repeated(
+    settings: Settings, sandbox: SandboxAdmin
+) -> None:
+    agent = sandbox.info()["main_agent_id"]
+    metric = sandbox.metric_named("one question")["id"]
+    few = settings.model_copy(update={"feedback_threshold": 1})
+    async with connect(few) as client:
+        await call(client, "start_review", {"agent_id": agent, "metric_id": metric, "auto_improve": True})
+        review = await call(client, "next_review", {"agent_id": agent, "metric_id": metric})
+        sandbox.fault("/test_framework/metric-reviews/process_feedbacks", "500")
+        recorded = await call(client, "record_review", {"agent_id": agent, "metric_id": metric,
+                                                        "call_id": review["call"]["id"], "agree": True})
+        # The verdict is recorded and says so; the failed start is reported with it, not instead of it.
+        assert recorded["progress"]["reviewed"] == 1 and "Vote sent" in recorded["recorded"]
+        assert "Starting auto-improve" in recorded["recorded"] and recorded["improvement"] is None
+        assert any(c.startswith("auto-improve") for c in recorded["progress"]["check"])
+        review = await call(client, "next_review", {"agent_id": agent, "metric_id": metric})
+        again = await call(client, "record_review", {"agent_id": agent, "metric_id": metric,
+                                                     "call_id": review["call"]["id"], "agree": True})
+    assert again["improvement"] is None
+    assert len(sandbox.requests("POST", "process_feedbacks")) == 1
+    ledger = Ledger(few.ledger_path)
+    session = ledger.open_session(metric, agent, 1)
+    improvement = ledger.latest_improvement(session.id)
+    assert improvement is not None and improvement.state == "unknown"
