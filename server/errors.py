@@ -10,6 +10,8 @@ from collections.abc import Mapping, Sequence
 
 from cekura_labs_mcp.server.logs import scrub
 
+MAX_PROBLEM_CHARS = 400
+
 
 class LabsError(Exception):
     """Base class: `message` says what went wrong, `hint` says what to do about it."""
@@ -32,6 +34,9 @@ class InputError(LabsError):
 
     def __init__(self, field: str, problem: str, fix: str) -> None:
         self.field = field
+        if len(problem) > MAX_PROBLEM_CHARS:  # the problem may quote the input: never echo a huge one back
+            problem = f"{problem[:MAX_PROBLEM_CHARS // 2]} …[{len(problem) - MAX_PROBLEM_CHARS} characters left " \
+                      f"out]… {problem[-MAX_PROBLEM_CHARS // 2:]}"
         super().__init__(f"Invalid `{field}`: {problem}", fix)
 
 

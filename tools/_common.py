@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar
 
-from cekura_labs_mcp.server.errors import LabsError
+from cekura_labs_mcp.server.errors import InputError, LabsError
 from cekura_labs_mcp.server.labs import Labs
 from cekura_labs_mcp.server.logs import get_logger
 from mcp.server.mcpserver import Context
@@ -20,6 +20,8 @@ from pydantic import BaseModel
 P = ParamSpec("P")
 R = TypeVar("R")
 log = get_logger("tools")
+# Cekura's ids are 64-bit: a larger number names nothing (and the ledger's SQLite could not even hold it).
+MAX_ID = 2**63 - 1
 
 
 def labs(ctx: Context[Any, Any]) -> Labs:
@@ -38,7 +40,14 @@ def tool_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
         started = time.perf_counter()
         outcome = "ok"
         try:
-            return await fn(*args, **kwargs)
+            _check_numbers(kwargs)
+            try:
+                return await fn(*args, **kwargs)
+            except ExceptionGroup as group:  # concurrent reads (a task group) failed: report it like one read
+                inner = _labs_error_in(group)
+                if inner is None:
+                    raise
+                raise inner from None
         except LabsError as exc:
             outcome = exc.code
             raise ToolError(f"[{exc.code}] {exc.for_assistant()}") from None
@@ -58,6 +67,31 @@ def tool_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
                      duration_ms=round((time.perf_counter() - started) * 1000, 1))
 
     return wrapper
+
+
+def _labs_error_in(group: BaseExceptionGroup[BaseException]) -> LabsError | None:
+    """The first LabsError of a group made only of LabsErrors (anything else is a crash)."""
+    leaves: list[BaseException] = []
+    pending: list[BaseException] = [group]
+    while pending:
+        item = pending.pop(0)
+        if isinstance(item, BaseExceptionGroup):
+            pending[:0] = list(item.exceptions)
+        else:
+            leaves.append(item)
+    if leaves and all(isinstance(leaf, LabsError) for leaf in leaves):
+        first = leaves[0]
+        assert isinstance(first, LabsError)
+        return first
+    return None
+
+
+def _check_numbers(arguments: dict[str, Any]) -> None:
+    for name, value in arguments.items():
+        values = value if isinstance(value, list) else [value]
+        if any(isinstance(v, int) and not isinstance(v, bool) and abs(v) > MAX_ID for v in values):
+            raise InputError(name, "the number is larger than any Cekura id can be.",
+                             "Check the id (list_calls and list_metrics show valid ones).")
 
 
 def compact_text(fn: Callable[P, Awaitable[Any]]) -> Callable[P, Awaitable[Any]]:
