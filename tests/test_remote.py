@@ -1,0 +1,156 @@
+"""Remote mode (streamable HTTP): no bearer token, no answer; the Host and Origin checks hold; each client
+has its own MCP session (handshake-era protocol) or none at all (2026 protocol), a spend question reaches only
+the client that asked, and neither the Cekura API key nor the bearer token shows in any answer."""
+
+from __future__ import annotations
+
+import io
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import redirect_stderr
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import httpx2
+import pytest
+import uvicorn
+from cekura_labs_mcp.server.app import build_server
+from cekura_labs_mcp.server.config import Settings
+from cekura_labs_mcp.server.remote import http_app, run_http
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.types import ElicitRequestParams, ElicitResult
+from pydantic import SecretStr
+from support import FAST_RETRY, SANDBOX_KEY, TOOL_OUTPUTS, SandboxAdmin, ToolFailed, call
+
+TOKEN = "remote-bearer-9d1c7a55e0"
+INIT = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}}
+ACCEPT = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+
+
+@dataclass
+class Remote:
+    url: str
+    port: int
+    seen: list[str]  # every response (status, headers, body) a client received, for the secret checks
+
+    def client(self, **kwargs: Any) -> Client:
+        async def keep(response: httpx2.Response) -> None:
+            # An event stream is read by the transport as it comes (an elicitation waits inside it): only
+            # its head here; the tool results it carries are checked through `call` (support.TOOL_OUTPUTS).
+            streaming = response.headers.get("content-type", "").startswith("text/event-stream")
+            body = "" if streaming else (await response.aread()).decode("utf-8", "replace")
+            self.seen.append(f"{response.status_code} {dict(response.headers)} {body}")
+
+        http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30,
+                                  event_hooks={"response": [keep]})
+        return Client(streamable_http_client(self.url, http_client=http), **kwargs)
+
+
+@pytest.fixture
+def remote(settings: Settings) -> Iterator[Remote]:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = int(sock.getsockname()[1])
+    secured = settings.model_copy(update={"http_bearer_token": SecretStr(TOKEN)})
+    app = http_app(build_server(secured, retry=FAST_RETRY), secured, "127.0.0.1", port)
+    server = uvicorn.Server(uvicorn.Config(app, log_config=None, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "the HTTP server did not start"
+        time.sleep(0.01)
+    try:
+        yield Remote(f"http://127.0.0.1:{port}/mcp", port, [])
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+def _post(remote: Remote, headers: dict[str, str]) -> httpx.Response:
+    response = httpx.post(remote.url, json=INIT, headers={**ACCEPT, **headers}, timeout=10)
+    remote.seen.append(f"{response.status_code} {dict(response.headers)} {response.text}")
+    return response
+
+
+def test_requests_without_the_bearer_token_are_refused(remote: Remote) -> None:
+    host = {"Host": f"127.0.0.1:{remote.port}"}
+    missing = _post(remote, host)
+    wrong = _post(remote, {**host, "Authorization": "Bearer not-the-token"})
+    basic = _post(remote, {**host, "Authorization": f"Basic {TOKEN}"})
+    right = _post(remote, {**host, "Authorization": f"Bearer {TOKEN}"})
+    for refused in (missing, wrong, basic):
+        assert refused.status_code == 401 and refused.headers["www-authenticate"].startswith("Bearer")
+        assert "mcp-session-id" not in refused.headers
+    assert right.status_code == 200 and right.headers.get("mcp-session-id")
+    assert all(TOKEN not in seen and SANDBOX_KEY not in seen for seen in remote.seen)
+
+
+def test_host_and_origin_checks_hold_even_with_the_token(remote: Remote) -> None:
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    assert _post(remote, {**auth, "Host": "evil.example"}).status_code == 421
+    assert _post(remote, {**auth, "Host": f"attacker.example:{remote.port}"}).status_code == 421
+    assert _post(remote, {**auth, "Origin": "http://evil.example"}).status_code == 403
+    assert _post(remote, {**auth, "Origin": f"http://localhost:{remote.port}"}).status_code == 200
+    # Without the token, nothing is said about hosts or origins either.
+    assert _post(remote, {"Host": "evil.example"}).status_code == 401
+
+
+def test_a_session_id_alone_opens_nothing(remote: Remote) -> None:
+    opened = _post(remote, {"Authorization": f"Bearer {TOKEN}"})
+    session = opened.headers["mcp-session-id"]
+    listing = {"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {}}
+    stolen = httpx.post(remote.url, json=listing, headers={**ACCEPT, "mcp-session-id": session,
+                                                           "mcp-protocol-version": "2025-06-18"}, timeout=10)
+    assert stolen.status_code == 401
+    made_up = httpx.post(remote.url, json=listing, timeout=10,
+                         headers={**ACCEPT, "Authorization": f"Bearer {TOKEN}", "mcp-session-id": "0" * 32,
+                                  "mcp-protocol-version": "2025-06-18"})
+    assert made_up.status_code in (400, 404) and TOKEN not in made_up.text
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+async def test_clients_have_separate_sessions_and_see_no_secret(remote: Remote, sandbox: SandboxAdmin,
+                                                               mode: str) -> None:
+    agent = sandbox.info()["main_agent_id"]
+    asked: dict[str, list[str]] = {"a": [], "b": []}
+
+    def asker(name: str) -> Any:
+        async def answer(_context: Any, params: ElicitRequestParams) -> ElicitResult:
+            asked[name].append(params.message)
+            return ElicitResult(action="decline")
+        return answer
+
+    async with remote.client(elicitation_callback=asker("a"), mode=mode) as a, \
+            remote.client(elicitation_callback=asker("b"), mode=mode) as b:
+        page = await call(a, "list_calls", {"agent_id": agent, "page_size": 2})
+        assert len(page["calls"]) == 2
+        # A's spend question goes to A's person only, and A's "no" decides nothing for B.
+        with pytest.raises(ToolFailed, match="declined"):
+            await call(a, "rerun_evaluation", {"agent_id": agent, "call_ids": "all"})
+        assert len(asked["a"]) == 1 and asked["b"] == []
+        with pytest.raises(ToolFailed, match="declined"):
+            await call(b, "rerun_evaluation", {"agent_id": agent, "call_ids": "all"})
+        assert len(asked["a"]) == 1 and len(asked["b"]) == 1
+    sessions = {line.split("'mcp-session-id': '")[1][:32] for line in remote.seen if "'mcp-session-id': '" in line}
+    if mode == "legacy":
+        assert len(sessions) == 2, "each client got its own MCP session"
+    else:
+        assert sessions == set(), "the 2026 protocol keeps no session on the server: nothing to share"
+    assert sandbox.requests("POST", "rerun_evaluation") == []
+    assert all(TOKEN not in seen and SANDBOX_KEY not in seen for seen in remote.seen + TOOL_OUTPUTS)
+
+
+def test_listening_beyond_loopback_needs_a_token(settings: Settings) -> None:
+    server = build_server(settings)
+    said = io.StringIO()
+    with redirect_stderr(said):
+        code = run_http(server, settings, host="0.0.0.0", port=1)
+    assert code == 2 and "CEKURA_LABS_HTTP_TOKEN" in said.getvalue()
