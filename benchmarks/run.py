@@ -97,9 +97,15 @@ async def token_figures(admin: Admin, scratch: Path) -> list[Figure]:
         ours = compact({"tools": [t.model_dump(mode="json", by_alias=True, exclude_none=True)
                                   for t in listed.tools]})
         generated = openapi_tools()
-        figures.append(emit(Figure(f"tokens_tools_list ({len(listed.tools)} tools)", tokens(ours), "tokens",
-                                   tokens(compact({"tools": generated})),
-                                   f"OpenAPI-generated ({len(generated)} tools)")))
+        baseline = tokens(compact({"tools": generated}))
+        versus = f"OpenAPI-generated ({len(generated)} tools, no output schemas)"
+        figures.append(emit(Figure(f"tokens_tools_list ({len(listed.tools)} tools, with output schemas)",
+                                   tokens(ours), "tokens", baseline, versus)))
+        # What a model is shown of a tool (Anthropic's API takes name, description and input schema).
+        shown = compact({"tools": [{"name": t.name, "description": t.description, "inputSchema": t.input_schema}
+                                   for t in listed.tools]})
+        figures.append(emit(Figure("tokens_tools_list_model_facing (name, description, inputSchema)", tokens(shown),
+                                   "tokens", baseline, versus)))
 
         page = await client.call_tool("list_calls", {"agent_id": agent, "metric_id": metric["id"],
                                                      "page_size": 50})
