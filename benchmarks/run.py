@@ -27,6 +27,7 @@ import anyio
 import httpx
 from cekura_labs_mcp.server.app import build_server
 from cekura_labs_mcp.server.config import Settings
+from cekura_labs_mcp.server.logs import configure_logging
 from mcp import Client, StdioServerParameters, stdio_client
 from pydantic import SecretStr
 
@@ -371,6 +372,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke run)")
     args = parser.parse_args(argv)
+    configure_logging("console", "warning")  # the in-process servers log to stderr, warnings only
     rounds = 20 if args.quick else 200
     starts = 3 if args.quick else 7
     sizes = (50,) if args.quick else (50, 200)
