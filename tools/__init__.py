@@ -30,6 +30,11 @@ class ToolSpec:
     def name(self) -> str:
         return self.fn.__name__
 
+    @property
+    def description(self) -> str:
+        """The docstring as one paragraph: its line breaks and indentation are not worth tokens."""
+        return " ".join((self.fn.__doc__ or "").split())
+
     def annotations(self) -> ToolAnnotations:
         return ToolAnnotations(
             title=self.title,
@@ -78,27 +83,48 @@ ALL_TOOLS: tuple[ToolSpec, ...] = READ_TOOLS + WRITE_TOOLS
 
 def register_tools(server: MCPServer[Any]) -> None:
     for spec in ALL_TOOLS:
-        server.add_tool(compact_text(spec.fn), name=spec.name, title=spec.title, annotations=spec.annotations(),
-                        structured_output=True)
+        server.add_tool(compact_text(spec.fn), name=spec.name, title=spec.title, description=spec.description,
+                        annotations=spec.annotations(), structured_output=True)
         _compact_schemas(server, spec.name)
 
 
 def _compact_schemas(server: MCPServer[Any], name: str) -> None:
-    """Drop pydantic's generated `title`s ("Call Id" for `call_id`): every client reads tools/list into the
-    model's context, and those titles repeat the field names at a cost of about a fifth of the schema."""
+    """Every client reads tools/list into the model's context, so the published schemas carry no noise:
+    no pydantic-generated `title`s ("Call Id" for `call_id`), `X | None` written as a type list, and in
+    output schemas no defaults and no descriptions of nested models (the top-level fields keep theirs).
+    Validation is unchanged: each rewrite is equivalent JSON Schema."""
     tool = server._tool_manager.get_tool(name)  # the SDK has no public hook for the published schema
     if tool is None:
         return
-    tool.parameters = strip_titles(tool.parameters)
+    tool.parameters = compact_schema(tool.parameters)
     if tool.fn_metadata.output_schema is not None:
-        tool.fn_metadata.output_schema = strip_titles(tool.fn_metadata.output_schema)
+        tool.fn_metadata.output_schema = compact_schema(tool.fn_metadata.output_schema, output=True)
 
 
-def strip_titles(schema: Any, *, in_properties: bool = False) -> Any:
-    if isinstance(schema, dict):
-        return {key: strip_titles(value, in_properties=key in ("properties", "$defs") and not in_properties)
-                for key, value in schema.items()
-                if in_properties or not (key == "title" and isinstance(value, str))}
+_NOISE = frozenset({"title"})
+_OUTPUT_NOISE = frozenset({"title", "default"})
+
+
+def compact_schema(schema: Any, *, output: bool = False, nested: bool = False, is_mapping: bool = False) -> Any:
+    """`is_mapping`: `schema` is a `properties`/`$defs` mapping, whose keys are names, not keywords."""
     if isinstance(schema, list):
-        return [strip_titles(item) for item in schema]
+        return [compact_schema(item, output=output, nested=nested) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    if is_mapping:
+        return {key: compact_schema(value, output=output, nested=nested) for key, value in schema.items()}
+    noise = _OUTPUT_NOISE | ({"description"} if output and nested else set()) if output else _NOISE
+    kept = {key: compact_schema(value, output=output, nested=nested or key == "$defs",
+                                is_mapping=key in ("properties", "$defs"))
+            for key, value in schema.items() if not (key in noise and isinstance(value, str | int | float | None))}
+    return _collapse_nullable(kept)
+
+
+def _collapse_nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    options = schema.get("anyOf")
+    if isinstance(options, list) and len(options) == 2 and {"type": "null"} in options:
+        other = next(o for o in options if o != {"type": "null"})
+        if isinstance(other, dict) and set(other) == {"type"} and isinstance(other["type"], str):
+            rest = {k: v for k, v in schema.items() if k != "anyOf"}
+            return {**rest, "type": [other["type"], "null"]}
     return schema

@@ -320,10 +320,11 @@ class CekuraClient:
             attempt += 1
 
     async def _attempt(self, call: _Call, params: Mapping[str, Any] | None, json_body: Any, attempt: int) -> Any:
-        started = time.perf_counter()
+        queued = started = time.perf_counter()
         status: int | None = None
         try:
             async with self._slots:
+                started = time.perf_counter()
                 response = await self._http.request(call.method, call.path, params=params, json=json_body)
             status = response.status_code
             return self._interpret(call, response)
@@ -337,7 +338,8 @@ class CekuraClient:
             return _Retry(ServiceError(detail), None)
         finally:
             log.info("cekura_request", method=call.method, path=call.path, status=status, attempt=attempt,
-                     duration_ms=round((time.perf_counter() - started) * 1000, 1))
+                     duration_ms=round((time.perf_counter() - started) * 1000, 1),
+                     queued_ms=round((started - queued) * 1000, 1))
 
     def _interpret(self, call: _Call, response: httpx.Response) -> Any:
         status = response.status_code
