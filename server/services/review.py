@@ -21,6 +21,7 @@ from cekura_labs_mcp.server.values import display, expected_from_input, result_a
 from pydantic import BaseModel, Field
 
 SAMPLE = 200
+SAMPLE_TTL_SECONDS = 300.0
 
 
 class Progress(BaseModel):
@@ -74,6 +75,7 @@ class ReviewService:
         self._ledger = ledger
         self._improve = improve
         self._settings = settings
+        self._samples: dict[int, tuple[float, list[CallRow]]] = {}
 
     # ---- session -------------------------------------------------------------------------
 
@@ -139,8 +141,7 @@ class ReviewService:
         session = self._session(agent_id, metric_id)
         reviews = self._ledger.reviews(session.id)
         done = {r.call_id for r in reviews}
-        page = await self._client.list_calls(agent_id=agent_id, page_size=SAMPLE)
-        rows = [r for r in page.results if r.metric(metric_id) is not None]
+        rows = [r for r in await self._sample(agent_id) if r.metric(metric_id) is not None]
         ranked = rank_candidates(rows, metric, skip=done, reviewed_values=[r.result_was or "" for r in reviews])
         progress = self._progress(session, metric)
         if not ranked:
@@ -155,6 +156,16 @@ class ReviewService:
             question=f"Call {row.id} was scored {view.metric.value if view.metric else '?'} on {metric.name}. "
                      "Do you agree? If not: what is the right value, and which moment shows it?",
         )
+
+    async def _sample(self, agent_id: int) -> list[CallRow]:
+        """The recent calls the queue ranks. A page of 200 calls with transcripts is heavy, so it is read
+        once per few minutes, not once per review: reviewed calls are skipped through the ledger anyway."""
+        cached = self._samples.get(agent_id)
+        if cached is not None and time.monotonic() - cached[0] < SAMPLE_TTL_SECONDS:
+            return cached[1]
+        page = await self._client.list_calls(agent_id=agent_id, page_size=SAMPLE)
+        self._samples[agent_id] = (time.monotonic(), page.results)
+        return page.results
 
     # ---- recording -----------------------------------------------------------------------
 
