@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+from cekura_labs_mcp.server.argument_errors import ArgumentErrors
 from cekura_labs_mcp.server.cekura.client import RetryPolicy
 from cekura_labs_mcp.server.config import Settings
 from cekura_labs_mcp.server.guidance import register_guidance
@@ -39,6 +40,7 @@ def build_server(settings: Settings, *, use_sandbox: bool = False, retry: RetryP
         instructions=INSTRUCTIONS,
         lifespan=lifespan,
         log_level="WARNING",
+        middleware=[ArgumentErrors()],
     )
     register_tools(server)
     register_guidance(server)

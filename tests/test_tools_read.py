@@ -154,3 +154,28 @@ async def test_get_metric_reads_the_whole_prompt(settings: Settings, sandbox: Sa
             await call(client, "get_metric", {"metric_id": 424_242})
     assert detail["description"] == raw["description"] and len(detail["description"]) > 200
     assert detail["eval_type"] == "binary" and detail["saved_versions"] == 0
+
+
+async def test_argument_errors_are_one_clear_line(settings: Settings) -> None:
+    async with connect(settings) as client:
+        with pytest.raises(ToolFailed) as failure:
+            await call(client, "list_calls", {"agent_id": "abc", "page_size": 500})
+        with pytest.raises(ToolFailed) as bare:
+            await call(client, "create_test_set_from_call", {"call_log_id": 1, "metrics": [3]})
+    text = str(failure.value)
+    assert text.startswith("Error executing tool list_calls: [invalid_input] Invalid argument `agent_id`: ")
+    assert "`page_size`: " in text
+    assert "pydantic" not in text and "[type=" not in text and "\n" not in text
+    assert '"metric": 123' in str(bare.value) and "[type=" not in str(bare.value)
+
+
+def test_validation_report_rewrite_leaves_other_errors_alone() -> None:
+    from cekura_labs_mcp.server.argument_errors import rewrite_validation_report
+
+    assert rewrite_validation_report("Error executing tool get_call: [not_found] Call 5 was not found.") is None
+    report = ("Error executing tool get_call: 1 validation error for get_callArguments\ncall_id\n"
+              "  Field required [type=missing, input_value={}, input_type=dict]\n"
+              "    For further information visit https://errors.pydantic.dev/2.14/v/missing")
+    assert rewrite_validation_report(report) == (
+        "Error executing tool get_call: [invalid_input] Invalid argument `call_id`: Field required. Nothing was "
+        "sent. Hint: fix the named argument(s) as the get_call tool's input schema describes, and call it again.")
