@@ -243,3 +243,23 @@ async def test_project_wide_estimate_counts_each_calls_own_metrics(settings: Set
     expected = sum(3 * n for n in judge.values()) * 0.2
     assert result["credits_estimated"] == pytest.approx(expected)
     assert sandbox.credits() == pytest.approx(expected)
+
+
+async def test_filters_with_explicit_ids_are_refused_not_guessed(settings: Settings, sandbox: SandboxAdmin) -> None:
+    agent = sandbox.info()["main_agent_id"]
+    ids = _agent_calls(sandbox, 3)
+    async with connect(settings) as client:
+        with pytest.raises(ToolFailed, match='call_ids="all"'):
+            await call(client, "rerun_evaluation", {"agent_id": agent, "call_ids": ids, "success": False})
+    assert sandbox.credits() == 0 and sandbox.requests("POST", "rerun_evaluation") == []
+
+
+async def test_ids_of_another_agent_are_refused(settings: Settings, sandbox: SandboxAdmin) -> None:
+    info = sandbox.info()
+    other = next(a["id"] for a in info["agents"] if a["id"] != info["main_agent_id"])
+    rows = sandbox.api("GET", "/observability/v1/call-logs-external/", params={"agent_id": other})["results"]
+    foreign = rows[0]["id"]
+    async with connect(settings) as client:
+        with pytest.raises(ToolFailed, match=str(foreign)):
+            await call(client, "rerun_evaluation", {"agent_id": info["main_agent_id"], "call_ids": [foreign]})
+    assert sandbox.credits() == 0

@@ -103,14 +103,18 @@ class SpendService:
         ids = sorted(set(chosen.call_ids))
         if not ids:
             raise InputError("call_ids", "the list is empty.", 'Pass call ids, or "all" with a filter.')
+        if chosen.selection != CallFilter():
+            raise InputError("call_ids", "filters and time windows only select among \"all\" calls; with a list "
+                             "of ids, exactly those calls are evaluated.",
+                             'Pass either the ids alone, or call_ids="all" with the filters.')
         found: dict[int, CallRow] = {}
         for start in range(0, len(ids), PAGE):
             chunk = ids[start:start + PAGE]
-            for row in await self._walk(agent_id, project_id, chosen.selection, chunk):
+            for row in await self._walk(agent_id, project_id, CallFilter(), chunk):
                 found[row.id] = row
         missing = [i for i in ids if i not in found]
         if missing:
-            await self._find_outside_window(missing, agent_id, found)
+            await self._find_outside_window(missing, agent_id, project_id, found)
         missing = [i for i in ids if i not in found]
         if missing:
             raise InputError("call_ids", f"{len(missing)} call(s) are not calls of this "
@@ -138,7 +142,9 @@ class SpendService:
                 return list(rows.values())
             page += 1
 
-    async def _find_outside_window(self, ids: list[int], agent_id: int | None, found: dict[int, CallRow]) -> None:
+    async def _find_outside_window(
+        self, ids: list[int], agent_id: int | None, project_id: int | None, found: dict[int, CallRow],
+    ) -> None:
         """The list endpoint only looks back ~30 days; older ids are checked one by one."""
         if len(ids) > 50:
             return
@@ -148,7 +154,8 @@ class SpendService:
                 call = await self._client.get_call(call_id)
             except CekuraError:
                 return
-            if agent_id is None or call.agent == agent_id:
+            in_scope = call.agent == agent_id if agent_id is not None else call.project == project_id
+            if in_scope:
                 found[call_id] = CallRow.model_validate(call.model_dump())
 
         async with anyio.create_task_group() as group:
