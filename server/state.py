@@ -256,6 +256,11 @@ class Ledger:
             )
             return int(cursor.lastrowid or 0)
 
+    def forget_metric_version(self, version_id: int) -> None:
+        """Only for a change Cekura refused outright, so it never became a version to go back from."""
+        with self._transaction() as db:
+            db.execute("DELETE FROM metric_versions WHERE id = ?", (version_id,))
+
     def metric_versions(self, metric_id: int) -> list[MetricVersion]:
         rows = self._db.execute(
             "SELECT id, at, metric_id, reason, previous, applied FROM metric_versions"

@@ -164,3 +164,35 @@ async def test_patch_errors(settings: Settings, sandbox: SandboxAdmin) -> None:
         with pytest.raises(ToolFailed, match="No earlier version"):
             await call(client, "rollback_metric", {"metric_id": metric["id"], "confirm": True})
     assert sandbox.requests("PATCH") == []
+
+
+@pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])
+async def test_patch_asks_the_person_with_the_diff_where_the_client_can(
+    settings: Settings, sandbox: SandboxAdmin, mode: str
+) -> None:
+    from mcp.types import ElicitRequestParams, ElicitResult
+
+    metric = sandbox.metric_named("one question")
+    path = f"/test_framework/v1/metrics/{metric['id']}/"
+    original = sandbox.api("GET", path)["description"]
+    change = {"metric_id": metric["id"], "description": original + "\nDO NOT FLAG: greetings.", "confirm": True}
+    asked: list[str] = []
+
+    def person(says: bool) -> Any:
+        async def answer(_context: Any, params: ElicitRequestParams) -> ElicitResult:
+            asked.append(params.message)
+            return ElicitResult(action="accept", content={"apply": says})
+        return answer
+
+    async with connect(settings, mode=mode, elicitation_callback=person(False)) as client:
+        with pytest.raises(ToolFailed, match="did not approve"):
+            await call(client, "patch_metric", change)
+        preview = await call(client, "patch_metric", {**change, "confirm": False})
+    assert sandbox.requests("PATCH") == [] and preview["applied"] is False
+    assert len(asked) == 1 and "+DO NOT FLAG: greetings." in asked[0], "only confirm=true asks, with the diff"
+    async with connect(settings, mode=mode, elicitation_callback=person(True)) as client:
+        applied = await call(client, "patch_metric", change)
+        restored = await call(client, "rollback_metric", {"metric_id": metric["id"], "confirm": True})
+    assert applied["applied"] and restored["applied"]
+    assert "Restore the earlier version" in asked[-1]
+    assert sandbox.api("GET", path)["description"] == original

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from cekura_labs_mcp.server.cekura.models import MetricPatch
+from cekura_labs_mcp.server.cekura.models import Metric, MetricPatch
+from cekura_labs_mcp.server.errors import LabsError
 from cekura_labs_mcp.server.services.improve import ImprovementResult, ImprovementStarted, PatchPreview
 from cekura_labs_mcp.tools._common import labs, tool_errors
-from mcp.server.mcpserver import Context
-from pydantic import Field
+from mcp.server.mcpserver import AcceptedElicitation, Context, Elicit, ElicitationResult, Resolve
+from pydantic import BaseModel, Field
 
 MetricId = Annotated[int, Field(description="The metric's id.", ge=1)]
 
@@ -51,10 +52,61 @@ async def poll_progress(
     )
 
 
+class ApplyConfirmation(BaseModel):
+    apply: bool = Field(description="Yes, apply exactly this change to the metric.")
+
+
+MAX_QUESTION_DIFF = 2000
+
+
+def _can_ask(ctx: Context[Any, Any]) -> bool:
+    caps = ctx.client_capabilities
+    return caps is not None and caps.elicitation is not None
+
+
+def _question(metric: Metric, diff: str, what: str) -> str:
+    shown = diff if len(diff) <= MAX_QUESTION_DIFF else diff[:MAX_QUESTION_DIFF] + "\n… (diff shortened)"
+    return (f"{what} metric {metric.id} ({metric.name})? The current version is saved first, so it can be "
+            f"restored.\n\n{shown}")
+
+
+@tool_errors
+async def _ask_patch(
+    ctx: Context[Any, Any], metric_id: int, description: str | None, custom_code: str | None,
+    type: Literal["llm_judge", "custom_code"] | None, confirm: bool,
+) -> Elicit[ApplyConfirmation] | str:
+    if not confirm or not _can_ask(ctx):
+        return "not_asked"
+    patch = MetricPatch(description=description, custom_code=custom_code, type=type)
+    if not patch.body():
+        return "not_asked"  # the tool itself explains what is missing
+    metric, diff = await labs(ctx).improve.preview(metric_id, patch)
+    return Elicit(_question(metric, diff, "Apply this change to"), ApplyConfirmation)
+
+
+@tool_errors
+async def _ask_rollback(ctx: Context[Any, Any], metric_id: int, confirm: bool) -> Elicit[ApplyConfirmation] | str:
+    if not confirm or not _can_ask(ctx):
+        return "not_asked"
+    improve = labs(ctx).improve
+    metric, diff = await improve.preview(metric_id, improve.rollback_patch(metric_id))
+    return Elicit(_question(metric, diff, "Restore the earlier version of"), ApplyConfirmation)
+
+
+def _refuse_unless_approved(outcome: ElicitationResult[ApplyConfirmation]) -> None:
+    """Where the client can ask the person, the change waits for their own yes, not only the assistant's."""
+    if isinstance(outcome, AcceptedElicitation) and (not isinstance(outcome.data, ApplyConfirmation)
+                                                     or outcome.data.apply):
+        return
+    raise LabsError("The person did not approve the change; nothing was applied.",
+                    "Ask what they would change, or leave the metric as it is.")
+
+
 @tool_errors
 async def patch_metric(
     ctx: Context[Any, Any],
     metric_id: MetricId,
+    approval: Annotated[ElicitationResult[ApplyConfirmation], Resolve(_ask_patch)],
     description: Annotated[str | None, Field(description="New judge prompt.", max_length=50_000)] = None,
     custom_code: Annotated[str | None, Field(description="New Python code (with type=custom_code).",
                                              max_length=100_000)] = None,
@@ -66,7 +118,9 @@ async def patch_metric(
 ) -> PatchPreview:
     """Change a metric's prompt (or its custom_code and type). Without confirm it only reads the metric and
     returns the diff of what would change; with confirm=true, after the person approved that diff, it saves the
-    current version in the ledger (so rollback_metric can restore it) and applies the change."""
+    current version in the ledger (so rollback_metric can restore it) and applies the change. Where the client
+    supports it, the person is also asked directly, with the diff, before anything is applied."""
+    _refuse_unless_approved(approval)
     patch = MetricPatch(description=description, custom_code=custom_code, type=type)
     return await labs(ctx).improve.patch(metric_id=metric_id, patch=patch, confirm=confirm, reason="patch")
 
@@ -75,8 +129,11 @@ async def patch_metric(
 async def rollback_metric(
     ctx: Context[Any, Any],
     metric_id: MetricId,
+    approval: Annotated[ElicitationResult[ApplyConfirmation], Resolve(_ask_rollback)],
     confirm: Annotated[bool, Field(description="false: show what would be restored; true: restore it.")] = False,
 ) -> PatchPreview:
     """Restore the version of a metric that this server saved before its last patch_metric. Without confirm it
-    shows the diff back to that version; with confirm=true it applies it."""
+    shows the diff back to that version; with confirm=true it applies it (asking the person directly where the
+    client supports it)."""
+    _refuse_unless_approved(approval)
     return await labs(ctx).improve.rollback(metric_id=metric_id, confirm=confirm)

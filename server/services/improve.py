@@ -11,7 +11,7 @@ import anyio
 from cekura_labs_mcp.server.cekura.client import CekuraClient
 from cekura_labs_mcp.server.cekura.models import ImprovementProposal, Metric, MetricPatch, Score
 from cekura_labs_mcp.server.custom_code.checks import syntax_error
-from cekura_labs_mcp.server.errors import InputError, LabsError
+from cekura_labs_mcp.server.errors import CekuraError, InputError, LabsError, OutcomeUnknownError
 from cekura_labs_mcp.server.state import Ledger
 from pydantic import BaseModel, Field
 
@@ -144,26 +144,40 @@ class ImproveService:
             raise InputError("custom_code", f"it does not compile: {broken.describe()}.",
                              "Fix it (test_custom_code runs it on calls and shows each error's line); nothing "
                              "was changed.")
-        current = await self._client.get_metric(metric_id)
-        diff = self._diff(current, patch)
+        current, diff = await self.preview(metric_id, patch)
         if not confirm:
             return PatchPreview(metric_id=metric_id, name=current.name, applied=False, diff=diff,
                                 message="Not applied. Show this diff to the person; if they approve, call "
                                         "patch_metric again with the same change and confirm=true.")
         previous = _snapshot(current, patch)
+        # Saved before the PATCH: if the server dies after Cekura applied it, the old text is still here.
         version_id = self._ledger.record_metric_version(metric_id, reason, previous, patch.body())
-        await self._client.patch_metric(metric_id, patch)
+        try:
+            await self._client.patch_metric(metric_id, patch)
+        except OutcomeUnknownError:
+            raise
+        except CekuraError:
+            self._ledger.forget_metric_version(version_id)
+            raise
         return PatchPreview(metric_id=metric_id, name=current.name, applied=True, diff=diff, version_id=version_id,
                             message=f"Applied. The previous version is saved (version {version_id}); "
                                     "rollback_metric restores it. Re-run the reviewed calls to validate.")
 
-    async def rollback(self, *, metric_id: int, confirm: bool) -> PatchPreview:
+    async def preview(self, metric_id: int, patch: MetricPatch) -> tuple[Metric, str]:
+        """The metric as it is now, and the diff the patch would make to it."""
+        current = await self._client.get_metric(metric_id)
+        return current, self._diff(current, patch)
+
+    def rollback_patch(self, metric_id: int) -> MetricPatch:
         versions = [v for v in self._ledger.metric_versions(metric_id) if v.reason != "rollback"]
         if not versions:
             raise LabsError(f"No earlier version of metric {metric_id} was saved by this server.",
                             "Only changes applied through patch_metric can be rolled back.")
-        previous = MetricPatch.model_validate(versions[0].previous)
-        return await self.patch(metric_id=metric_id, patch=previous, confirm=confirm, reason="rollback")
+        return MetricPatch.model_validate(versions[0].previous)
+
+    async def rollback(self, *, metric_id: int, confirm: bool) -> PatchPreview:
+        return await self.patch(metric_id=metric_id, patch=self.rollback_patch(metric_id), confirm=confirm,
+                                reason="rollback")
 
     @staticmethod
     def _diff(current: Metric, patch: MetricPatch) -> str:
