@@ -263,3 +263,17 @@ async def test_ids_of_another_agent_are_refused(settings: Settings, sandbox: San
         with pytest.raises(ToolFailed, match=str(foreign)):
             await call(client, "rerun_evaluation", {"agent_id": info["main_agent_id"], "call_ids": [foreign]})
     assert sandbox.credits() == 0
+
+
+async def test_spend_log_shows_every_decision(settings: Settings, sandbox: SandboxAdmin) -> None:
+    agent = sandbox.info()["main_agent_id"]
+    ids = _agent_calls(sandbox, 105)
+    async with connect(settings) as client:
+        await call(client, "rerun_evaluation", {"agent_id": agent, "call_ids": ids[:4]})
+        with pytest.raises(ToolFailed):
+            await call(client, "rerun_evaluation", {"agent_id": agent, "call_ids": ids})
+        log = await call(client, "spend_log", {})
+    assert log["window_calls"] == 4 and log["threshold"] == 100
+    assert [(e["decision"], e["calls"], e["outcome"]) for e in log["entries"]] == [
+        ("needs_confirmation", 105, "not_sent"), ("allowed", 4, "succeeded")]
+    assert log["entries"][1]["credits_estimated"] == pytest.approx(sandbox.credits())

@@ -9,7 +9,7 @@ from typing import Any
 
 from cekura_labs_mcp.tools._common import compact_text
 from cekura_labs_mcp.tools.calls import get_call, get_metric, list_calls, list_metrics
-from cekura_labs_mcp.tools.evaluate import evaluate_metrics, rerun_evaluation
+from cekura_labs_mcp.tools.evaluate import evaluate_metrics, rerun_evaluation, spend_log
 from cekura_labs_mcp.tools.feedback import create_test_set_from_call, mark_metric_vote
 from cekura_labs_mcp.tools.improve import patch_metric, poll_progress, process_feedbacks, rollback_metric
 from cekura_labs_mcp.tools.python_metrics import convert_to_custom_code, test_custom_code
@@ -50,6 +50,7 @@ READ_TOOLS: tuple[ToolSpec, ...] = (
     ToolSpec(get_call, "Read one call for review", read_only=True),
     ToolSpec(list_metrics, "List an agent's metrics", read_only=True),
     ToolSpec(get_metric, "Read a metric's full prompt", read_only=True),
+    ToolSpec(spend_log, "What the cost guard allowed and refused", read_only=True),
     ToolSpec(poll_progress, "Wait for an auto-improve run", read_only=True),
     ToolSpec(next_review, "Next call to review", read_only=True),
     ToolSpec(triage_failures, "Group a metric's failures into causes", read_only=True),

@@ -8,6 +8,7 @@ single-use confirmation token bound to the plan.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from cekura_labs_mcp.server.guard import Approval, SpendPlan
@@ -141,3 +142,41 @@ async def evaluate_metrics(
     rerun_evaluation: counted first, confirmation by the person above 100 calls (or 100 in the last hour)."""
     return await labs(ctx).spend.execute(plan, token=confirmation_token, approval=spend_approval(approval),
                                          requested_metrics=metrics)
+
+
+class SpendEntry(BaseModel):
+    at: str = Field(description="UTC time of the decision.")
+    operation: str
+    calls: int
+    credits_estimated: float
+    decision: str = Field(description="allowed, needs_confirmation or refused.")
+    confirmation: str = Field(description="none (under the limit), elicitation or token.")
+    outcome: str = Field(description="succeeded, pending, unknown (may have landed), rejected or not_sent.")
+    detail: str = ""
+
+
+class SpendLog(BaseModel):
+    window_calls: int = Field(description="Calls allowed in the current rolling window (counted against the limit).")
+    threshold: int
+    entries: list[SpendEntry]
+
+
+@tool_errors
+async def spend_log(
+    ctx: Context[Any, Any],
+    limit: Annotated[int, Field(description="Most recent entries to show.", ge=1, le=200)] = 20,
+) -> SpendLog:
+    """The cost guard's audit log, newest first: every evaluation this server was asked for, with its call count,
+    estimated credits, the guard's decision, how it was confirmed and what became of it, plus the calls already
+    counted in the current window. Use it to answer "what have we spent?" or to check a spend whose outcome is
+    unknown."""
+    state = labs(ctx)
+    rows = state.ledger.audit_entries(limit)
+    return SpendLog(
+        window_calls=state.guard.window_total(), threshold=state.guard.threshold,
+        entries=[SpendEntry(at=datetime.fromtimestamp(r["at"], UTC).strftime("%Y-%m-%d %H:%M:%S"),
+                            operation=r["operation"], calls=r["call_count"],
+                            credits_estimated=r["credits_estimated"], decision=r["decision"],
+                            confirmation=r["confirmation"], outcome=r["outcome"], detail=r["detail"])
+                 for r in rows],
+    )
