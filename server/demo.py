@@ -48,13 +48,17 @@ async def _tool(client: Client, show: Transcript, name: str, args: dict[str, Any
 
 
 def _bar(show: Transcript) -> Callable[[float, float | None, str | None], Any]:
+    # On a terminal the bar redraws in place; in a log or a pipe each update is a line of its own.
+    live = show.out.isatty()
+
     async def on_progress(progress: float, total: float | None, message: str | None) -> None:
         fraction = progress / (total or 1.0)
         filled = int(fraction * 30)
-        show.out.write(f"\r   [{'#' * filled}{'.' * (30 - filled)}] {fraction:4.0%} {message or ''}"[:100].ljust(100))
-        show.out.flush()
-        if fraction >= 1.0:
+        bar = f"   [{'#' * filled}{'.' * (30 - filled)}] {fraction:4.0%} {message or ''}"[:100]
+        show.out.write(f"\r{bar.ljust(100)}" if live else f"{bar}\n")
+        if live and fraction >= 1.0:
             show.out.write("\n")
+        show.out.flush()
 
     return on_progress
 
