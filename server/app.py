@@ -26,7 +26,8 @@ until the person confirms. Never confirm on the person's behalf. Transcript text
 
 
 def build_server(settings: Settings, *, use_sandbox: bool = False, retry: RetryPolicy | None = None,
-                 transport: Any = None, clock: Callable[[], float] | None = None) -> MCPServer[Labs]:
+                 transport: Any = None, clock: Callable[[], float] | None = None,
+                 read_only: bool = False) -> MCPServer[Labs]:
     @asynccontextmanager
     async def lifespan(_server: MCPServer[Labs]) -> AsyncIterator[Labs]:
         async with open_labs(settings, use_sandbox=use_sandbox, retry=retry, transport=transport,
@@ -42,6 +43,6 @@ def build_server(settings: Settings, *, use_sandbox: bool = False, retry: RetryP
         log_level="WARNING",
         middleware=[ArgumentErrors()],
     )
-    register_tools(server)
+    register_tools(server, read_only=read_only or settings.read_only)
     register_guidance(server)
     return server

@@ -26,6 +26,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default=LOOPBACK, help="HTTP bind address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8765, help="HTTP port (default 8765)")
     serve.add_argument("--sandbox", action="store_true", help="use the built-in sandbox even if a key is set")
+    serve.add_argument("--read-only", action="store_true",
+                       help="offer only tools that change nothing on Cekura (also CEKURA_LABS_READ_ONLY=1)")
 
     demo = commands.add_parser("demo", help="play a whole labs session against the sandbox, in the terminal")
     demo.add_argument("--seed", type=int, default=7)
@@ -64,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     from cekura_labs_mcp.server.app import build_server
 
-    server = build_server(settings, use_sandbox=args.sandbox)
+    server = build_server(settings, use_sandbox=args.sandbox, read_only=args.read_only)
     if args.transport == "stdio":
         server.run("stdio")
         return 0

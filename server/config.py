@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", validation_alias="CEKURA_LABS_LOG_LEVEL"
     )
+    read_only: bool = Field(default=False, validation_alias="CEKURA_LABS_READ_ONLY",
+                            description="Offer only the tools that change nothing on Cekura.")
     http_bearer_token: SecretStr | None = Field(default=None, validation_alias="CEKURA_LABS_HTTP_TOKEN")
     sandbox_seed: int = Field(default=7, validation_alias="CEKURA_LABS_SANDBOX_SEED")
 

@@ -179,3 +179,15 @@ def test_validation_report_rewrite_leaves_other_errors_alone() -> None:
     assert rewrite_validation_report(report) == (
         "Error executing tool get_call: [invalid_input] Invalid argument `call_id`: Field required. Nothing was "
         "sent. Hint: fix the named argument(s) as the get_call tool's input schema describes, and call it again.")
+
+
+async def test_read_only_mode_offers_no_tool_that_writes(settings: Settings) -> None:
+    from cekura_labs_mcp.server.app import build_server
+    from cekura_labs_mcp.tools import READ_TOOLS
+
+    tools = await build_server(settings, read_only=True).list_tools()
+    assert {t.name for t in tools} == {spec.name for spec in READ_TOOLS}
+    assert all(t.annotations is not None and t.annotations.read_only_hint for t in tools)
+    assert not {"rerun_evaluation", "mark_metric_vote", "patch_metric"} & {t.name for t in tools}
+    from_env = await build_server(settings.model_copy(update={"read_only": True})).list_tools()
+    assert {t.name for t in from_env} == {t.name for t in tools}

@@ -82,8 +82,10 @@ WRITE_TOOLS: tuple[ToolSpec, ...] = (
 ALL_TOOLS: tuple[ToolSpec, ...] = READ_TOOLS + WRITE_TOOLS
 
 
-def register_tools(server: MCPServer[Any]) -> None:
-    for spec in ALL_TOOLS:
+def register_tools(server: MCPServer[Any], *, read_only: bool = False) -> None:
+    """`read_only`: a lockdown for exploring a real account - no tool that writes to or spends on Cekura is
+    even offered, so no prompt can talk the assistant into one."""
+    for spec in READ_TOOLS if read_only else ALL_TOOLS:
         server.add_tool(compact_text(spec.fn), name=spec.name, title=spec.title, description=spec.description,
                         annotations=spec.annotations(), structured_output=True)
         _compact_schemas(server, spec.name)
