@@ -358,6 +358,12 @@ class Ledger:
             db.execute("UPDATE improvements SET state = ?, proposal = ? WHERE id = ?",
                        (state, None if proposal is None else json.dumps(proposal), improvement_id))
 
+    def record_proposal(self, progress_id: str, state: str, proposal: dict[str, Any]) -> None:
+        """A finished auto-improve run of a review session, however its result was fetched."""
+        with self._transaction() as db:
+            db.execute("UPDATE improvements SET state = ?, proposal = ? WHERE progress_id = ? AND progress_id != ''",
+                       (state, json.dumps(proposal), progress_id))
+
     def latest_improvement(self, session_id: int) -> Improvement | None:
         row = self._db.execute(
             "SELECT id, session_id, progress_id, test_set_ids, state, proposal FROM improvements"

@@ -126,3 +126,29 @@ async def test_ledger_keeps_every_write(settings: Settings, sandbox: SandboxAdmi
     [row] = ledger.reviews(session.id)
     assert row.vote_state == "sent" and row.lab_state == "added" and row.test_set_id
     assert ledger.schema_version == 2
+
+
+async def test_a_slow_auto_improve_is_finished_by_poll_progress_and_kept(
+    settings: Settings, sandbox: SandboxAdmin
+) -> None:
+    agent = sandbox.info()["main_agent_id"]
+    metric = sandbox.metric_named("one question")
+    truth = sandbox.truth(metric["id"])
+    impatient = settings.model_copy(update={"poll_timeout_seconds": 0.01})
+    async with connect(impatient) as client:
+        await call(client, "start_review", {"agent_id": agent, "metric_id": metric["id"], "auto_improve": True})
+        review = await call(client, "next_review", {"agent_id": agent, "metric_id": metric["id"]})
+        improvement = None
+        while improvement is None:
+            recorded = await call(client, "record_review", {
+                "agent_id": agent, "metric_id": metric["id"], "call_id": review["call"]["id"],
+                **answer_from_truth(truth, review)})
+            improvement, review = recorded["improvement"], recorded["next"]
+        assert improvement["done"] is False and improvement["progress_id"] in improvement["message"]
+        finished = await call(client, "poll_progress", {"progress_id": improvement["progress_id"],
+                                                        "metric_id": metric["id"], "wait_seconds": 30})
+    assert finished["done"] is True
+    ledger = Ledger(settings.ledger_path)
+    kept = ledger.latest_improvement(ledger.open_session(metric["id"], agent, 6).id)
+    assert kept is not None and kept.state == "completed" and kept.proposal is not None
+    assert kept.proposal["proposed_description"] == finished["proposed_description"]

@@ -99,7 +99,9 @@ class ImproveService:
             polls += 1
             if state.done and state.proposal is not None:
                 await on_progress(1.0, "auto-improve finished")
-                return await self._finished(progress_id, metric_id, state.proposal)
+                result = await self._finished(progress_id, metric_id, state.proposal)
+                self._ledger.record_proposal(progress_id, "completed", result.model_dump())
+                return result
             if state.done:
                 return ImprovementResult(
                     progress_id=progress_id, done=True, status=state.status, metric_id=metric_id,
