@@ -157,26 +157,6 @@ def sandbox_process(seed: int = 7) -> Iterator[Admin]:
             process.wait()
 
 
-def label(value: Any) -> str:
-    if value is None:
-        return "N/A"
-    if isinstance(value, bool):
-        return "TRUE" if value else "FALSE"
-    return str(value)
-
-
-def person(truth: dict[str, Any], review: dict[str, Any]) -> dict[str, Any]:
-    """The person's verdict on the call `next_review` showed, from the sandbox's hidden truth."""
-    call = review["call"]
-    expected = truth[str(call["id"])]["expected"]
-    if label(expected).upper() == str(call["metric"]["value"]).upper():
-        return {"agree": True}
-    turns = call["transcript"]["turns"]
-    turn = next((t for t in turns if t["who"] == "agent"), turns[0])
-    return {"agree": False, "expected_value": "N/A" if expected is None else expected,
-            "reason": f'At {turn["t"]} the agent said "{turn["text"][:80]}"; the judge misread the call, '
-                      f"it should be {label(expected)}."}
-
 
 def failing_call(agent_id: int, n: int) -> dict[str, Any]:
     """A call to ingest whose agent asks two questions in one turn: "One Question Per Turn" fails it."""

@@ -27,6 +27,7 @@ import anyio
 import httpx
 from cekura_labs_mcp.server.app import build_server
 from cekura_labs_mcp.server.config import Settings
+from cekura_labs_mcp.server.demo import person_from_truth as person
 from cekura_labs_mcp.server.logs import configure_logging
 from mcp import Client, StdioServerParameters, stdio_client
 from pydantic import SecretStr
@@ -39,7 +40,6 @@ from benchmarks.common import (
     RecordingTransport,
     compact,
     failing_call,
-    person,
     result_text,
     sandbox_process,
     server_env,

@@ -36,9 +36,10 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+from cekura_labs_mcp.server.demo import person_from_truth as person
 from mcp import Client, StdioServerParameters, stdio_client
 
-from benchmarks.common import SERVE, Admin, person, result_text, sandbox_process, server_env
+from benchmarks.common import SERVE, Admin, result_text, sandbox_process, server_env
 
 TIMEOUT_S = 1.0
 FAULT_PATHS = (

@@ -14,6 +14,7 @@ import anyio
 import httpx
 from cekura_labs_mcp.server.app import build_server
 from cekura_labs_mcp.server.config import Settings
+from cekura_labs_mcp.server.values import display
 from mcp import Client
 from pydantic import SecretStr
 
@@ -63,24 +64,21 @@ def _bar(show: Transcript) -> Callable[[float, float | None, str | None], Any]:
     return on_progress
 
 
-def _person(truth: dict[str, Any], review: dict[str, Any]) -> dict[str, Any]:
-    """The person's answer, from the sandbox's truth, worded like a careful reviewer."""
+def person_from_truth(truth: dict[str, Any], review: dict[str, Any]) -> dict[str, Any]:
+    """What a careful person answers about the call `next_review` showed, from the sandbox's hidden truth:
+    agree when the result is right, otherwise the right value and the moment the judge cited. Never the
+    truth's pattern name: a person would not know it, and the optimizer must not be handed it."""
     call = review["call"]
-    said = truth[str(call["id"])]
     metric = call["metric"]
-    expected = said["expected"]
-    shown = "N/A" if expected is None else ("TRUE" if expected is True else "FALSE" if expected is False
-                                            else str(expected))
-    if shown.upper() == str(metric["value"]).upper():
-        return {"agree": True, "reason": ""}
-    turns = call["transcript"]["turns"]
-    agent_turns = [t for t in turns if t["who"] == "agent"] or turns
+    expected = truth[str(call["id"])]["expected"]
+    if display(expected).upper() == str(metric["value"]).upper():
+        return {"agree": True}
+    agent_turns = [t for t in call["transcript"]["turns"] if t["who"] == "agent"] or call["transcript"]["turns"]
     cited = metric["moments"][0] if metric["moments"] else agent_turns[0]["t"]
     quote = next((t["text"] for t in agent_turns if t["t"] >= cited), agent_turns[0]["text"])[:120]
-    pattern = (said.get("pattern") or "a recurring misjudgement").replace("_", " ")
     return {"agree": False, "expected_value": "N/A" if expected is None else expected,
-            "reason": f'At {cited} the agent said "{quote}". The judge got this wrong ({pattern}); '
-                      f"the correct result is {shown}."}
+            "reason": f'At {cited} the agent said "{quote}"; the judge misread the call, it should be '
+                      f"{display(expected)}."}
 
 
 async def run_demo(out: TextIO = sys.stdout, seed: int = 7, data_dir: Path | None = None) -> dict[str, Any]:
@@ -124,7 +122,7 @@ async def _session(client: Client, show: Transcript, agent: int, metric_id: int,
     review = await _tool(client, show, "next_review", {"agent_id": agent, "metric_id": metric_id})
     while improvement is None and review.get("call"):
         call = review["call"]
-        answer = _person(truth, review)
+        answer = person_from_truth(truth, review)
         show.say(f"   Call {call['id']}: scored {call['metric']['value']} — {review['why_picked'][0]}")
         show.say(f"     judge: {call['metric']['explanation'][:140]}")
         show.say(f"     person: {'agree' if answer['agree'] else 'disagree: ' + answer['reason'][:120]}")

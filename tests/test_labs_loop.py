@@ -3,33 +3,14 @@ hidden truth, auto-improve triggered by the 6th feedback, patch, validation chec
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 from cekura_labs_mcp.server.config import Settings
+from cekura_labs_mcp.server.demo import person_from_truth as answer_from_truth
 from cekura_labs_mcp.server.state import Ledger
+from cekura_labs_mcp.server.values import display
 from support import SandboxAdmin, ToolFailed, call, connect
 
 pytestmark = pytest.mark.anyio
-
-
-def _label(value: Any) -> str:
-    if value is None:
-        return "N/A"
-    if isinstance(value, bool):
-        return "TRUE" if value else "FALSE"
-    return str(value)
-
-
-def answer_from_truth(truth: dict[str, Any], review: dict[str, Any]) -> dict[str, Any]:
-    call_view = review["call"]
-    expected = truth[str(call_view["id"])]["expected"]
-    if _label(expected).upper() == str(call_view["metric"]["value"]).upper():
-        return {"agree": True}
-    turn = next(t for t in call_view["transcript"]["turns"] if t["who"] == "agent")
-    return {"agree": False, "expected_value": "N/A" if expected is None else expected,
-            "reason": f'At {turn["t"]} the agent said "{turn["text"][:80]}"; the judge misread the call, '
-                      f"it should be {_label(expected)}."}
 
 
 async def test_whole_session_fixes_misjudged_calls(settings: Settings, sandbox: SandboxAdmin) -> None:
@@ -63,7 +44,8 @@ async def test_whole_session_fixes_misjudged_calls(settings: Settings, sandbox: 
         report = await call(client, "validate_metric", {"agent_id": agent, "metric_id": metric["id"]})
     # Checked against the sandbox's truth and its current results, not against the report itself.
     after = sandbox.truth(metric["id"])
-    right_after = sum(1 for c in picked if _label(after[str(c)]["expected"]).upper() == after[str(c)]["actual"].upper())
+    right_after = sum(1 for c in picked
+                      if display(after[str(c)]["expected"]).upper() == after[str(c)]["actual"].upper())
     right_before = sum(1 for c in picked if c not in misjudged)
     assert report["calls"] == 6
     assert report["after"]["agreement"] == pytest.approx(right_after / 6, abs=0.01)
