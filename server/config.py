@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
@@ -79,7 +78,3 @@ class Settings(BaseSettings):
     def ledger_path(self) -> Path:
         return self.data_dir / "ledger.sqlite3"
 
-
-@lru_cache(maxsize=1)
-def load_settings() -> Settings:
-    return Settings()
