@@ -137,7 +137,10 @@ class ReviewService:
     # ---- queue ---------------------------------------------------------------------------
 
     async def next_call(self, *, agent_id: int, metric_id: int) -> NextReview:
-        metric = await self._client.get_metric(metric_id)
+        return await self._next(agent_id, await self._client.get_metric(metric_id))
+
+    async def _next(self, agent_id: int, metric: Metric) -> NextReview:
+        metric_id = metric.id
         session = self._session(agent_id, metric_id)
         reviews = self._ledger.reviews(session.id)
         done = {r.call_id for r in reviews}
@@ -204,7 +207,7 @@ class ReviewService:
         try:
             improvement = await self._maybe_improve(session, metric, on_progress)
             if improvement is None:
-                following = await self.next_call(agent_id=agent_id, metric_id=metric_id)
+                following = await self._next(agent_id, metric)
         except CekuraError as exc:
             after = f" Then: {exc.for_assistant()}"
         return RecordedReview(
