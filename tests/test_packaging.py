@@ -1,19 +1,53 @@
-"""The installed wheel puts one package in site-packages, with everything the server needs at run time."""
+"""Packaging: the suite runs the source tree (editable install), and the wheel puts one package in
+site-packages with everything the server needs at run time."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import tomllib
+import zipfile
 from importlib import metadata
+from pathlib import Path
+
+import cekura_labs_mcp.server
+import cekura_labs_mcp.skills
+import cekura_labs_mcp.tools
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_wheel_installs_one_top_level_package() -> None:
-    files = metadata.files("cekura-labs-mcp") or []
-    tops = {f.parts[0] for f in files if not f.parts[0].endswith(".dist-info") and f.parts[0] != ".."}
+def test_the_suite_imports_the_source_tree_not_an_installed_copy() -> None:
+    for module, folder in ((cekura_labs_mcp.server, "server"), (cekura_labs_mcp.tools, "tools"),
+                           (cekura_labs_mcp.skills, "skills")):
+        assert module.__file__ is not None
+        assert Path(module.__file__).resolve().parent == ROOT / folder, (
+            f"{module.__name__} is imported from {module.__file__}, not from this checkout: "
+            "install with `pip install -e .`")
+
+
+def test_every_source_package_is_listed_for_the_build() -> None:
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+                 ["tool"]["setuptools"]["packages"])
+    on_disk = {"cekura_labs_mcp." + ".".join(p.parent.relative_to(ROOT).parts)
+               for top in ("server", "tools", "skills") for p in (ROOT / top).rglob("__init__.py")}
+    assert on_disk == listed, f"add to [tool.setuptools] packages: {sorted(on_disk - listed)}"
+
+
+def test_wheel_installs_one_top_level_package(tmp_path: Path) -> None:
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
+                    "-w", str(tmp_path), str(ROOT)], check=True, capture_output=True)
+    wheel = next(tmp_path.glob("cekura_labs_mcp-*.whl"))
+    names = set(zipfile.ZipFile(wheel).namelist())
+    tops = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
     # `server/`, `tools/` and `skills/` of the source tree live under cekura_labs_mcp, never at the top.
     assert tops == {"cekura_labs_mcp"}, tops
-    names = {"/".join(f.parts) for f in files}
     assert "cekura_labs_mcp/server/cli.py" in names
+    assert "cekura_labs_mcp/server/sandbox/app.py" in names
     assert "cekura_labs_mcp/tools/__init__.py" in names
     assert any(n.startswith("cekura_labs_mcp/skills/") and n.endswith("SKILL.md") for n in names)
+    assert any(n.startswith("cekura_labs_mcp/skills/") and "/references/" in n for n in names)
+    assert not any(n.startswith(("cekura_labs_mcp/tests", "tests/")) for n in names)
 
 
 def test_console_script_points_into_the_package() -> None:
