@@ -337,6 +337,17 @@ class Ledger:
         return [Review(int(r[0]), int(r[1]), int(r[2]), int(r[3]), bool(r[4]), r[5], json.loads(r[6]), str(r[7]),
                        str(r[8]), str(r[9]), None if r[10] is None else int(r[10]), float(r[11])) for r in rows]
 
+    def metric_reviews(self, metric_id: int, *, agent_id: int | None = None, since: float = 0.0) -> list[Review]:
+        """Every review of a metric across its sessions (of one agent, if given), made after `since`."""
+        rows = self._db.execute(
+            "SELECT r.id, r.session_id, r.call_id, r.metric_id, r.agreed, r.result_was, r.expected, r.feedback,"
+            " r.vote_state, r.lab_state, r.test_set_id, r.updated_at FROM reviews r"
+            " JOIN review_sessions s ON s.id = r.session_id"
+            " WHERE r.metric_id = ? AND (? IS NULL OR s.agent_id = ?) AND r.created_at > ? ORDER BY r.id",
+            (metric_id, agent_id, agent_id, since)).fetchall()
+        return [Review(int(r[0]), int(r[1]), int(r[2]), int(r[3]), bool(r[4]), r[5], json.loads(r[6]), str(r[7]),
+                       str(r[8]), str(r[9]), None if r[10] is None else int(r[10]), float(r[11])) for r in rows]
+
     def add_improvement(self, session_id: int, progress_id: str, test_set_ids: Sequence[int]) -> int:
         with self._transaction() as db:
             cursor = db.execute(
