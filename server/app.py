@@ -16,7 +16,8 @@ from mcp.server import MCPServer
 
 INSTRUCTIONS = """\
 Cekura labs: improve the LLM-judge metrics that score a voice agent's calls, with the person.
-Cycle: list_calls (find results that look wrong) → get_call (read the transcript beside the explanation) →
+Cycle: metric_overview (which metric to improve first, and why) → list_calls (find results that look wrong) →
+get_call (read the transcript beside the explanation) →
 ask the person, one call at a time, "agree or disagree, and why?" → mark_metric_vote and
 create_test_set_from_call with a precise reason (a transcript moment and the correct outcome) → with 6+
 feedback items, process_feedbacks then poll_progress → show the diff → patch_metric only after the person

@@ -17,6 +17,7 @@ from cekura_labs_mcp.server.logs import get_logger, register_secret
 from cekura_labs_mcp.server.services.calls import CallsService
 from cekura_labs_mcp.server.services.feedback import FeedbackService
 from cekura_labs_mcp.server.services.improve import ImproveService
+from cekura_labs_mcp.server.services.overview import OverviewService
 from cekura_labs_mcp.server.services.python_metrics import PythonMetricsService
 from cekura_labs_mcp.server.services.review import ReviewService
 from cekura_labs_mcp.server.services.spend import SpendService
@@ -40,6 +41,7 @@ class Labs:
     review: ReviewService
     validation: ValidationService
     python_metrics: PythonMetricsService
+    overview: OverviewService
     sandbox_url: str | None = None
 
 
@@ -69,6 +71,7 @@ async def open_labs(settings: Settings, *, use_sandbox: bool = False, retry: Ret
             review=ReviewService(client, ledger, improve, settings),
             validation=ValidationService(client, ledger, spend, settings),
             python_metrics=PythonMetricsService(client, guard, ledger, settings),
+            overview=OverviewService(client, ledger),
             sandbox_url=sandbox_url,
         )
 

@@ -12,6 +12,7 @@ from cekura_labs_mcp.tools.calls import get_call, get_metric, list_calls, list_m
 from cekura_labs_mcp.tools.evaluate import evaluate_metrics, rerun_evaluation, spend_log
 from cekura_labs_mcp.tools.feedback import create_test_set_from_call, mark_metric_vote
 from cekura_labs_mcp.tools.improve import patch_metric, poll_progress, process_feedbacks, rollback_metric
+from cekura_labs_mcp.tools.overview import metric_overview
 from cekura_labs_mcp.tools.python_metrics import convert_to_custom_code, test_custom_code
 from cekura_labs_mcp.tools.review import next_review, record_review, start_review, triage_failures, validate_metric
 from mcp.server import MCPServer
@@ -46,6 +47,7 @@ class ToolSpec:
 
 
 READ_TOOLS: tuple[ToolSpec, ...] = (
+    ToolSpec(metric_overview, "Which metric to improve first", read_only=True),
     ToolSpec(list_calls, "List calls with a metric's results", read_only=True),
     ToolSpec(get_call, "Read one call for review", read_only=True),
     ToolSpec(list_metrics, "List an agent's metrics", read_only=True),
