@@ -6,9 +6,11 @@ so, never concatenated into instructions, and long turns are clipped.
 
 from __future__ import annotations
 
+import os
 import re
+import textwrap
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, TextIO
 
 from cekura_labs_mcp.server.cekura.models import MetricResult, TranscriptTurn
 from pydantic import BaseModel, Field
@@ -54,8 +56,48 @@ def parse_clock(value: str | float | int) -> float:
 
 
 def one_line(text: str, limit: int = ONE_LINE_CHARS) -> str:
+    return shorten(text, limit)
+
+
+def shorten(text: str, width: int) -> str:
+    """`text` on one line in at most `width` characters. When it must be shortened it ends with "…" and is
+    cut between words, never inside one (only a single word longer than the whole width is cut)."""
     flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
+    if len(flat) <= width:
+        return flat
+    room = max(1, width - 1)
+    cut = flat.rfind(" ", 0, room + 1)
+    head = flat[:cut] if cut > 0 else flat[:room]
+    return head.rstrip(" ,;:-—") + "…"
+
+
+def wrap(text: str, width: int, *, indent: str = "", first: str | None = None) -> str:
+    """`text` wrapped to `width` columns for a terminal: the first line starts with `first` (default `indent`),
+    the others with `indent`. Words are never split: a word longer than a line (a URL) gets a line of its own.
+    Line breaks in `text` start new lines (its paragraphs stay apart)."""
+    lead = indent if first is None else first
+    wrapper = textwrap.TextWrapper(width=max(width, len(lead) + 10, len(indent) + 10), initial_indent=lead,
+                                   subsequent_indent=indent, break_long_words=False, break_on_hyphens=False)
+    lines: list[str] = []
+    for number, paragraph in enumerate(text.splitlines() or [""]):
+        if number == 1:
+            wrapper.initial_indent = indent
+        lines.extend(wrapper.wrap(paragraph) or [wrapper.initial_indent.rstrip()])
+    return "\n".join(lines)
+
+
+def terminal_width(stream: TextIO, fallback: int = 100) -> int:
+    """Columns of the terminal `stream` writes to (`COLUMNS` overrides); `fallback` for a pipe or a log, so a
+    log reads the same on every machine."""
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) >= 20:
+        return int(columns)
+    try:
+        if stream.isatty():
+            return max(20, os.get_terminal_size(stream.fileno()).columns)
+    except (AttributeError, OSError, ValueError):
+        pass
+    return fallback
 
 
 def clip(text: str, limit: int = MAX_TURN_CHARS) -> str:
