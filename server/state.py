@@ -314,6 +314,24 @@ class Ledger:
                 (session_id, call_id, metric_id, int(agreed), result_was, json.dumps(expected), feedback, now, now))
             return int(cursor.lastrowid or 0)
 
+    def skip_review(self, session_id: int, *, call_id: int, metric_id: int, result_was: str | None,
+                    note: str) -> int:
+        """A call the person could not judge: kept so the queue does not show it again, never sent (its vote and
+        Lab states are 'skipped' from the start, so nothing reconciles or resends it)."""
+        now = time.time()
+        with self._transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO reviews (session_id, call_id, metric_id, agreed, result_was, expected, feedback,"
+                " vote_state, lab_state, created_at, updated_at) VALUES (?,?,?,0,?,'null',?,'skipped','skipped',?,?)",
+                (session_id, call_id, metric_id, result_was, note, now, now))
+            return int(cursor.lastrowid or 0)
+
+    def forget_skip(self, session_id: int, call_id: int) -> None:
+        """The person judges a call they skipped earlier: the skip gives way to the verdict."""
+        with self._transaction() as db:
+            db.execute("DELETE FROM reviews WHERE session_id = ? AND call_id = ? AND vote_state = 'skipped'",
+                       (session_id, call_id))
+
     def mark_vote(self, review_id: int, state: str, answer: str = "") -> None:
         with self._transaction() as db:
             db.execute("UPDATE reviews SET vote_state = ?, vote_answer = ?, updated_at = ? WHERE id = ?",
