@@ -21,6 +21,7 @@ from cekura_labs_mcp.server.services.overview import OverviewService
 from cekura_labs_mcp.server.services.python_metrics import PythonMetricsService
 from cekura_labs_mcp.server.services.review import ReviewService
 from cekura_labs_mcp.server.services.spend import SpendService
+from cekura_labs_mcp.server.services.triage import TriageService
 from cekura_labs_mcp.server.services.validation import ValidationService
 from cekura_labs_mcp.server.state import Ledger
 from pydantic import SecretStr
@@ -39,6 +40,7 @@ class Labs:
     improve: ImproveService
     spend: SpendService
     review: ReviewService
+    triage: TriageService
     validation: ValidationService
     python_metrics: PythonMetricsService
     overview: OverviewService
@@ -68,7 +70,7 @@ async def open_labs(settings: Settings, *, use_sandbox: bool = False, retry: Ret
         yield Labs(
             settings=settings, client=client, ledger=ledger, guard=guard,
             calls=CallsService(client), feedback=FeedbackService(client), improve=improve, spend=spend,
-            review=ReviewService(client, ledger, improve, settings),
+            review=ReviewService(client, ledger, improve, settings), triage=TriageService(client),
             validation=ValidationService(client, ledger, spend, settings),
             python_metrics=PythonMetricsService(client, guard, ledger, settings),
             overview=OverviewService(client, ledger),

@@ -76,23 +76,57 @@ async def test_vague_disagreement_is_sent_back_unless_the_person_insists(
     assert "TRUE" in body["metrics"][0]["feedback"], "the correct outcome is added to the feedback"
 
 
-async def test_queue_skips_reviewed_calls_and_balances(settings: Settings, sandbox: SandboxAdmin) -> None:
+async def test_queue_skips_reviewed_and_skipped_calls(settings: Settings, sandbox: SandboxAdmin) -> None:
     agent = sandbox.info()["main_agent_id"]
     metric = sandbox.metric_named("one question")
     truth = sandbox.truth(metric["id"])
-    values: list[str] = []
     async with connect(settings) as client:
         review = await call(client, "next_review", {"agent_id": agent, "metric_id": metric["id"]})
-        seen = set()
-        for _ in range(6):
+        seen: list[int] = []
+        for turn in range(6):
             call_id = review["call"]["id"]
             assert call_id not in seen
-            seen.add(call_id)
-            values.append(review["call"]["metric"]["value"])
-            recorded = await call(client, "record_review", {
-                "agent_id": agent, "metric_id": metric["id"], "call_id": call_id, **answer_from_truth(truth, review)})
+            seen.append(call_id)
+            args = {"agent_id": agent, "metric_id": metric["id"], "call_id": call_id}
+            if turn in (1, 2):
+                recorded = await call(client, "record_review", {**args, "skip": True, "reason": "not sure"})
+                assert "nothing sent" in recorded["recorded"]
+            else:
+                recorded = await call(client, "record_review", {**args, **answer_from_truth(truth, review)})
             review = recorded["next"]
-    assert "TRUE" in values and "FALSE" in values, "the queue should not be one-sided"
+    # "Not sure" stays in the session: no vote, no Lab entry, and the call did not come back.
+    assert recorded["progress"]["skipped"] == 2 and recorded["progress"]["reviewed"] == 4
+    assert len(sandbox.requests("POST", "mark_metric_vote")) == 4
+    assert len(sandbox.requests("POST", "create_from_call_log")) == 4
+    assert review["call"]["id"] not in seen
+
+
+async def test_a_skipped_call_can_still_be_judged_later(settings: Settings, sandbox: SandboxAdmin) -> None:
+    agent = sandbox.info()["main_agent_id"]
+    metric = sandbox.metric_named("one question")
+    truth = sandbox.truth(metric["id"])
+    async with connect(settings) as client:
+        review = await call(client, "next_review", {"agent_id": agent, "metric_id": metric["id"]})
+        args = {"agent_id": agent, "metric_id": metric["id"], "call_id": review["call"]["id"]}
+        await call(client, "record_review", {**args, "skip": True})
+        recorded = await call(client, "record_review", {**args, **answer_from_truth(truth, review)})
+        with pytest.raises(ToolFailed) as missing:
+            await call(client, "record_review", {**args, "call_id": recorded["next"]["call"]["id"]})
+    assert recorded["progress"]["skipped"] == 0 and recorded["progress"]["reviewed"] == 1
+    assert "agree" in str(missing.value) and "skip" in str(missing.value)
+
+
+async def test_a_score_with_its_reason_is_accepted(settings: Settings, sandbox: SandboxAdmin) -> None:
+    agent = sandbox.info()["main_agent_id"]
+    metric = sandbox.metric_named("empathy")
+    async with connect(settings) as client:
+        review = await call(client, "next_review", {"agent_id": agent, "metric_id": metric["id"]})
+        recorded = await call(client, "record_review", {
+            "agent_id": agent, "metric_id": metric["id"], "call_id": review["call"]["id"], "agree": False,
+            "expected_value": 1.5, "reason": "It should be 1.5, the agent only repeated a scripted apology."})
+    assert recorded["progress"]["disagreed"] == 1
+    body = sandbox.requests("POST", "create_from_call_log")[0]["body"]
+    assert body["metrics"][0]["expected_value"] == 1.5
 
 
 async def test_ledger_keeps_every_write(settings: Settings, sandbox: SandboxAdmin) -> None:

@@ -80,16 +80,21 @@ class FeedbackVerdict:
     hint: str
 
 
-def check_disagreement(reason: str) -> FeedbackVerdict:
-    """A disagreement must point at the transcript (a time or a quote) and be more than "this is wrong"."""
+def check_disagreement(reason: str, *, whole_call: bool = False) -> FeedbackVerdict:
+    """A disagreement must be more than "this is wrong" and point at the transcript (a time or a quote). A score
+    (`whole_call`) rates the whole call, so there the reason may describe it instead of citing one moment:
+    "it should be 1.5, the agent only repeated a scripted apology" is feedback an optimizer can use."""
     text = reason.strip()
     problems: list[str] = []
     if not text or _VAGUE.match(text) or len(content_words(text)) < 3:
         problems.append("it only says the result is wrong, not why")
-    if not (_TIME.search(text) or _QUOTED.search(text)):
+    if not whole_call and not (_TIME.search(text) or _QUOTED.search(text)):
         problems.append("it does not point at a transcript moment (a time like 01:12 or a quoted line)")
     hint = ('Ask the person for the moment and the reason, e.g. "At 01:12 the agent asked for postcode and '
             'address together; confirming related details is one question, so this should be TRUE."')
+    if whole_call:
+        hint = ('Ask the person what in the call earns the right score, e.g. "It should be 1.5: the agent only '
+                'repeated a scripted apology and never acknowledged the caller\'s situation."')
     return FeedbackVerdict(ok=not problems, problems=tuple(problems), hint=hint)
 
 

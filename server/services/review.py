@@ -1,10 +1,10 @@
-"""The labs loop: a review session per metric, the queue of calls to put before the person, recording
-a verdict (vote + Lab entry, both in the ledger), hands-free auto-improve, and triage of failures."""
+"""The review session: one per metric, kept in the ledger. It puts the next call before the person (ranked by
+`ranking`), records a verdict (vote + Lab entry, both in the ledger) or a skip (the session only), and starts
+hands-free auto-improve when enough feedback is in. Triage lives in `triage`, the ranking in `ranking`."""
 
 from __future__ import annotations
 
 import time
-from collections import Counter, defaultdict
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,10 +12,11 @@ from cekura_labs_mcp.server.cekura.client import CekuraClient
 from cekura_labs_mcp.server.cekura.models import CallRow, Metric, MetricFeedback
 from cekura_labs_mcp.server.config import Settings
 from cekura_labs_mcp.server.errors import CekuraError, InputError, OutcomeUnknownError
-from cekura_labs_mcp.server.presenting import explanation_text, moments, one_line
-from cekura_labs_mcp.server.services.analysis import check_disagreement, cluster_explanations, mentions_outcome
-from cekura_labs_mcp.server.services.calls import CallFilter, CallReview, review_view
+from cekura_labs_mcp.server.presenting import moments
+from cekura_labs_mcp.server.services.analysis import check_disagreement, mentions_outcome
+from cekura_labs_mcp.server.services.calls import CallReview, review_view
 from cekura_labs_mcp.server.services.improve import ImprovementResult, ImproveService, ProgressCallback
+from cekura_labs_mcp.server.services.ranking import NUMERIC, rank_candidates
 from cekura_labs_mcp.server.state import Ledger, Review, Session
 from cekura_labs_mcp.server.values import display, expected_from_input, result_as_expected
 from pydantic import BaseModel, Field
@@ -28,6 +29,7 @@ class Progress(BaseModel):
     session_id: int
     metric: str
     reviewed: int
+    skipped: int = Field(default=0, description="Calls the person could not judge: kept in this session only.")
     agreed: int
     disagreed: int
     feedback: int = Field(description="Lab entries with feedback: auto-improve needs `needed`.")
@@ -50,23 +52,6 @@ class RecordedReview(BaseModel):
     improvement: ImprovementResult | None = Field(
         default=None, description="Set when this review completed the feedback and auto-improve ran.")
     next: NextReview | None = None
-
-
-class Cause(BaseModel):
-    cause: str = Field(description="The recurring reason, in the judge's own words (a representative line).")
-    key_terms: list[str]
-    count: int
-    share: float
-    example_call_ids: list[int]
-
-
-class Triage(BaseModel):
-    metric: str
-    failing_value: str
-    failing_total: int = Field(description="Failing results in the window, counted before reading.")
-    read: int = Field(description="Explanations actually read (bounded sample).")
-    causes: list[Cause]
-    advice: str
 
 
 class ReviewService:
@@ -127,8 +112,9 @@ class ReviewService:
         if started is not None and not started.progress_id:
             checks.append("auto-improve: the start's outcome is unknown; look for a running improvement on the "
                           "metric's Labs page before starting one with process_feedbacks")
+        skipped = sum(1 for r in self._ledger.reviews(session.id) if r.vote_state == "skipped")
         return Progress(
-            session_id=session.id, metric=f"{metric.id}: {metric.name}", reviewed=len(reviews),
+            session_id=session.id, metric=f"{metric.id}: {metric.name}", reviewed=len(reviews), skipped=skipped,
             agreed=sum(r.agreed for r in reviews), disagreed=sum(not r.agreed for r in reviews),
             feedback=sum(1 for r in reviews if r.lab_state == "added"), needed=session.feedback_threshold,
             auto_improve=session.auto_improve, check=checks,
@@ -145,11 +131,13 @@ class ReviewService:
         reviews = self._ledger.reviews(session.id)
         done = {r.call_id for r in reviews}
         rows = [r for r in await self._sample(agent_id) if r.metric(metric_id) is not None]
-        ranked = rank_candidates(rows, metric, skip=done, reviewed_values=[r.result_was or "" for r in reviews])
+        # Skips say nothing about either side, so only verdicts steer the balance rule.
+        ranked = rank_candidates(rows, metric, skip=done,
+                                 reviewed_values=[r.result_was or "" for r in reviews if r.vote_state != "skipped"])
         progress = self._progress(session, metric)
         if not ranked:
-            return NextReview(progress=progress, why_picked=["every call in the sample is reviewed"])
-        row, reasons = ranked[0]
+            return NextReview(progress=progress, why_picked=["every call in the sample is reviewed or skipped"])
+        row, reasons = ranked[0].row, ranked[0].reasons
         detail = await self._client.get_call(row.id)
         result = detail.metric(metric_id)
         cited = moments(result.explanation) if result else []
@@ -179,7 +167,8 @@ class ReviewService:
         metric = await self._client.get_metric(metric_id)
         session = self._session(agent_id, metric_id)
         await self._reconcile(session)
-        earlier = next((r for r in self._ledger.reviews(session.id) if r.call_id == call_id), None)
+        earlier = next((r for r in self._ledger.reviews(session.id)
+                        if r.call_id == call_id and r.vote_state != "skipped"), None)
         if earlier is not None and earlier.vote_state == "sent":
             raise InputError("call_id", f"call {call_id} is already reviewed in this session.",
                              "Call next_review for the next call.")
@@ -195,6 +184,7 @@ class ReviewService:
             raise InputError("metric_id", f"metric {metric_id} has no result on call {call_id}.",
                              "Review a call the metric ran on (next_review picks one).")
         expected, feedback = self._feedback(metric, result.value, agree, expected_value, reason, insist)
+        self._ledger.forget_skip(session.id, call_id)
         review_id = self._ledger.begin_review(session.id, call_id=call_id, metric_id=metric_id, agreed=agree,
                                               result_was=result.value, expected=expected, feedback=feedback)
         await self._send_vote(review_id, call_id, metric_id, agree, expected, feedback)
@@ -216,6 +206,25 @@ class ReviewService:
             progress=self._progress(session, metric), improvement=improvement, next=following,
         )
 
+    async def skip(self, *, agent_id: int, metric_id: int, call_id: int, reason: str) -> RecordedReview:
+        """"Not sure": kept in this session so the call does not come back; no vote, no Lab entry."""
+        metric = await self._client.get_metric(metric_id)
+        session = self._session(agent_id, metric_id)
+        reviews = self._ledger.reviews(session.id)
+        if any(r.call_id == call_id and r.vote_state != "skipped" for r in reviews):
+            raise InputError("call_id", f"call {call_id} is already reviewed in this session.",
+                             "Call next_review for the next call.")
+        if not any(r.call_id == call_id for r in reviews):
+            call = await self._client.get_call(call_id)
+            result = call.metric(metric_id)
+            self._ledger.skip_review(session.id, call_id=call_id, metric_id=metric_id,
+                                     result_was=result.value if result else None, note=reason.strip())
+        return RecordedReview(
+            recorded=f"Skipped call {call_id}: kept in this session only, nothing sent to Cekura; it will not come "
+                     "back in this session.",
+            progress=self._progress(session, metric), next=await self._next(agent_id, metric),
+        )
+
     def _feedback(
         self, metric: Metric, actual: str | None, agree: bool, raw: Any, reason: str, insist: bool,
     ) -> tuple[Any, str]:
@@ -227,7 +236,7 @@ class ReviewService:
             raise InputError("expected_value", "a disagreement must say what the right value is.",
                              'Ask the person: true/false or "N/A" for binary metrics, a label for enum ones.')
         expected = expected_from_input(metric, raw)
-        verdict = check_disagreement(reason)
+        verdict = check_disagreement(reason, whole_call=metric.eval_type in NUMERIC)
         if not verdict.ok and not insist:
             raise InputError("reason", "this feedback would teach auto-improve little: " + "; ".join(verdict.problems)
                              + ".", verdict.hint + " If the person insists on this wording, pass insist=true.")
@@ -295,121 +304,6 @@ class ReviewService:
         if result.done:
             self._ledger.finish_improvement(improvement_id, result.status or "completed", result.model_dump())
         return result
-
-    # ---- triage --------------------------------------------------------------------------
-
-    async def triage(self, *, agent_id: int, metric_id: int, failing_value: str | None, sample: int,
-                     timestamp_from: str | None, timestamp_to: str | None) -> Triage:
-        metric = await self._client.get_metric(metric_id)
-        value = failing_value or _default_failing(metric)
-        selection = CallFilter(metric_id=metric_id, metric_value=value, timestamp_from=timestamp_from,
-                               timestamp_to=timestamp_to)
-        head = await self._client.list_calls(agent_id=agent_id, page_size=1, filters_v2=selection.filters_v2(),
-                                             timestamp_from=timestamp_from, timestamp_to=timestamp_to)
-        total = max(head.count or 0, len(head.results))
-        rows: list[CallRow] = []
-        if total:
-            page = await self._client.list_calls(agent_id=agent_id, page_size=min(sample, SAMPLE),
-                                                 filters_v2=selection.filters_v2(), timestamp_from=timestamp_from,
-                                                 timestamp_to=timestamp_to)
-            rows = page.results[:sample]
-        # List rows may carry a result without its explanation: read those calls, concurrently (bounded).
-        bare = [row.id for row in rows if (r := row.metric(metric_id)) is not None and not r.explanation]
-        details = await self._client.get_calls(bare) if bare else {}
-        items = [(row.id, explanation_text(r)) for row in rows
-                 if (r := (details.get(row.id) or row).metric(metric_id)) is not None]
-        clusters = cluster_explanations(items)
-        read = len(items)
-        causes = [Cause(cause=one_line(c.representative(), 200), key_terms=c.signature(5), count=len(c.members),
-                        share=round(len(c.members) / read, 2), example_call_ids=c.members[:5])
-                  for c in clusters if len(c.members) >= 2 or read < 10][:8]
-        return Triage(metric=f"{metric.id}: {metric.name}", failing_value=value, failing_total=total, read=read,
-                      causes=causes, advice=_triage_advice(causes, read))
-
-
-def _default_failing(metric: Metric) -> str:
-    if metric.eval_type == "binary":
-        return "FALSE"
-    if metric.eval_type == "enum" and metric.enum_values:
-        return metric.enum_values[-1]
-    raise InputError("failing_value", f"{metric.name} is {metric.eval_type}: which value counts as failing?",
-                     "Pass failing_value (e.g. a low score like 1).")
-
-
-def _triage_advice(causes: Sequence[Cause], read: int) -> str:
-    if not causes:
-        return "No failing results in the window: nothing systemic to fix by hand."
-    top = causes[0]
-    if top.share >= 0.25 and top.count >= 3:
-        return (f"{top.count} of {read} failures share one cause. Read two of the example calls; if the judge is "
-                "wrong there, fix the prompt by hand first (SCOPE & FOCUS, a DO NOT FLAG clause, narrower "
-                "FAILURE CONDITIONS), patch, and re-run a 20–30 call sample before spending Lab iterations.")
-    return "Failures are spread over many causes: review calls one at a time (next_review) and use the Lab."
-
-
-def rank_candidates(
-    rows: Sequence[CallRow], metric: Metric, *, skip: set[int], reviewed_values: Sequence[str],
-) -> list[tuple[CallRow, list[str]]]:
-    """Calls most likely misjudged first, skipping reviewed ones and leaning toward the side (pass or
-    fail) that has had fewer reviews, so the feedback is not one-sided."""
-    results = {row.id: r for row in rows if (r := row.metric(metric.id)) is not None}
-    values = Counter((r.value or "") for r in results.values())
-    failing = _failing_set(metric)
-    clusters = cluster_explanations([(cid, explanation_text(r)) for cid, r in results.items()
-                                     if (r.value or "") in failing])
-    cluster_size = {cid: len(c.members) for c in clusters for cid in c.members}
-    by_topic: dict[str, Counter[str]] = defaultdict(Counter)
-    for row in rows:
-        if row.id in results:
-            by_topic[row.topic or ""][results[row.id].value or ""] += 1
-    reviewed_fail = sum(1 for v in reviewed_values if v in failing)
-    lean = reviewed_fail - (len(reviewed_values) - reviewed_fail)
-    ranked: list[tuple[float, int, CallRow, list[str]]] = []
-    for row in rows:
-        result = results.get(row.id)
-        if result is None or row.id in skip or row.is_reviewed:
-            continue
-        score, reasons = _suspicion(row, result.value or "", metric, values, failing, cluster_size, by_topic)
-        is_fail = (result.value or "") in failing
-        # Two reviews more on one side than the other: the next one comes from the other side.
-        if (lean >= 2 and not is_fail) or (lean <= -2 and is_fail):
-            score += 100.0
-            reasons = [*reasons, "balances the feedback: the last reviews leaned to the other side"]
-        ranked.append((score, -row.id, row, reasons or ["no warning sign: a check on a typical result"]))
-    ranked.sort(key=lambda item: (-item[0], item[1]))
-    return [(row, reasons) for _, _, row, reasons in ranked]
-
-
-def _failing_set(metric: Metric) -> set[str]:
-    if metric.eval_type == "binary":
-        return {"FALSE"}
-    if metric.eval_type == "enum" and metric.enum_values:
-        return {metric.enum_values[-1]}
-    return {v for v in ("0", "1", "2", "0.0", "1.0", "2.0")}
-
-
-def _suspicion(
-    row: CallRow, value: str, metric: Metric, values: Counter[str], failing: set[str],
-    cluster_size: dict[int, int], by_topic: dict[str, Counter[str]],
-) -> tuple[float, list[str]]:
-    score, reasons = 0.0, []
-    size = cluster_size.get(row.id, 0)
-    if value in failing and size >= 3:
-        score += 2.0 + size / max(1, sum(values[v] for v in failing))
-        reasons.append(f"{value} for a reason shared by {size} failing calls: a recurring pattern may be misjudged")
-    topic = by_topic.get(row.topic or "", Counter())
-    majority, majority_count = topic.most_common(1)[0] if topic else ("", 0)
-    if row.topic and sum(topic.values()) >= 5 and value != majority and majority_count >= 0.7 * sum(topic.values()):
-        score += 1.5
-        reasons.append(f"{value} while most '{row.topic}' calls are {majority}: disagrees with similar calls")
-    total = sum(values.values())
-    if value in ("N/A", "") and values[value] <= 0.15 * total:
-        score += 1.0
-        reasons.append("an unexpected N/A")
-    if total and values[value] <= 0.1 * total and value not in failing:
-        score += 0.5
-        reasons.append(f"a rare value ({values[value]} of {total})")
-    return score, reasons
 
 
 def reviewed_calls(reviews: Sequence[Review]) -> list[Review]:
