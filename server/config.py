@@ -25,6 +25,11 @@ class Settings(BaseSettings):
 
     api_key: SecretStr | None = Field(default=None, validation_alias="CEKURA_API_KEY")
     api_url: str = Field(default=DEFAULT_API_URL, validation_alias="CEKURA_API_URL")
+    project_id: int | None = Field(
+        default=None, ge=1, validation_alias="CEKURA_PROJECT_ID",
+        description="The project an organisation-level API key works on; sent wherever a request takes "
+                    "`project_id` and the tool was given none.",
+    )
     data_dir: Path = Field(default_factory=default_data_dir, validation_alias="CEKURA_LABS_DATA_DIR")
     confirm_threshold: int = Field(
         default=100, ge=1, validation_alias="CEKURA_LABS_CONFIRM_THRESHOLD",

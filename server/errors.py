@@ -123,3 +123,32 @@ class RequestRejectedError(CekuraError):
     """Any other 4xx/5xx answer we cannot map more precisely."""
 
     code = "rejected"
+
+
+class ProjectRequiredError(CekuraError):
+    """HTTP 400 about `project_id`: an organisation-level API key must name the project."""
+
+    code = "project_required"
+
+    def __init__(self, operation: str, detail: str) -> None:
+        super().__init__(
+            f"{operation} was refused: Cekura needs `project_id` for this API key ({detail}). "
+            "An organisation-level key must name the project it works on.",
+            "Pass project_id to the tool, or set CEKURA_PROJECT_ID for the server (the project's id is in the "
+            "Cekura dashboard's URL and settings).",
+        )
+
+
+class StillRunningError(CekuraError):
+    """Cekura is still working on something we started; nothing is wrong, the answer is not there yet."""
+
+    code = "still_running"
+
+
+class JudgeStillRunningError(StillRunningError):
+    def __init__(self, progress_id: str, waited: float) -> None:
+        self.progress_id = progress_id
+        super().__init__(
+            f"The judge evaluation {progress_id} has not finished after {waited:g} s.",
+            "Run the test again in a minute; the evaluation keeps going on Cekura's side.",
+        )

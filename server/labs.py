@@ -57,7 +57,7 @@ async def open_labs(settings: Settings, *, use_sandbox: bool = False, retry: Ret
             base_url, api_key, timeout=settings.http_timeout_seconds, max_concurrency=settings.max_concurrency,
             retry=retry or RetryPolicy(max_retries=settings.max_retries,
                                        max_retry_after=settings.max_retry_after_seconds),
-            transport=transport,
+            transport=transport, project_id=settings.project_id if sandbox_url is None else None,
         )
         stack.push_async_callback(client.aclose)
         ledger = Ledger(settings.ledger_path)

@@ -14,28 +14,36 @@ import json
 import random
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import anyio
 import httpx
 from cekura_labs_mcp.server.cekura.models import (
+    BillingInfo,
     CallDetail,
     CallPage,
     CallRow,
     ImprovementProposal,
+    JudgeProgress,
     JudgeVerdict,
     Metric,
     MetricFeedback,
+    MetricHistoryPage,
     MetricPatch,
+    ProgressQuestion,
     ProgressState,
+    QuestionAnswer,
+    SkipQuestion,
     TestSet,
 )
 from cekura_labs_mcp.server.errors import (
     AuthenticationError,
     CekuraError,
+    JudgeStillRunningError,
     NotFoundError,
     OutcomeUnknownError,
+    ProjectRequiredError,
     RateLimitedError,
     RequestRejectedError,
     ServiceError,
@@ -46,13 +54,34 @@ from pydantic import SecretStr
 
 log = get_logger("cekura.http")
 
+CALLS_V2 = "/observability/v2/call-logs/"
 CALLS = "/observability/v1/call-logs-external/"
 CALL_ACTIONS = "/observability/v1/call-logs/"
 METRICS = "/test_framework/v1/metrics/"
 METRICS_EXTERNAL = "/test_framework/v1/metrics-external/"
 REVIEWS = "/test_framework/metric-reviews/"
 TEST_SETS = "/test_framework/test-sets/"
+BILLING = "/test_framework/billing/info/"
 USER_AGENT = "cekura-labs-mcp/0.1"
+MAX_IDS_PER_LIST = 200  # the list's largest page: one request reads up to this many calls by id
+
+
+@dataclass(frozen=True)
+class _Versions:
+    """One call-log endpoint in its two generations. v1 list and detail are deprecated in the spec and
+    Cekura's own MCP server speaks only v2, so v2 is asked first; a deployment that answers 404 there is
+    asked v1, and remembered (per endpoint) for the client's lifetime."""
+
+    name: str
+    v2: str
+    v1: str
+
+
+LIST = _Versions("list", CALLS_V2, CALLS)
+DETAIL = _Versions("detail", CALLS_V2 + "{id}/", CALLS + "{id}/")
+VOTE = _Versions("vote", CALLS_V2 + "{id}/mark_metric_vote/", CALLS + "{id}/mark_metric_vote/")
+EVALUATE = _Versions("evaluate", CALLS_V2 + "evaluate_metrics/", CALL_ACTIONS + "evaluate_metrics/")
+RERUN = _Versions("rerun", CALLS_V2 + "rerun_evaluation/", CALL_ACTIONS + "rerun_evaluation/")
 
 
 @dataclass(frozen=True)
@@ -76,6 +105,7 @@ class _Call:
     operation: str
     is_write: bool
     check_hint: str = ""
+    versions: _Versions | None = None
 
 
 class CekuraClient:
@@ -90,6 +120,7 @@ class CekuraClient:
         retry: RetryPolicy | None = None,
         max_concurrency: int = 8,
         transport: httpx.AsyncBaseTransport | None = None,
+        project_id: int | None = None,
     ) -> None:
         headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
         if api_key is not None:
@@ -104,6 +135,19 @@ class CekuraClient:
         )
         self._retry = retry or RetryPolicy()
         self._slots = anyio.CapacityLimiter(max_concurrency)
+        # The project an organisation-level key must name (`CEKURA_PROJECT_ID`); sent where the caller
+        # named none, on the endpoints that take one.
+        self._project_id = project_id
+        # Which generation of each call-log endpoint this deployment answers: "v2", "v1", or not yet known.
+        self._generation: dict[str, str] = {}
+
+    @property
+    def project_id(self) -> int | None:
+        return self._project_id
+
+    def generation(self, endpoint: str) -> str | None:
+        """"v2" or "v1" once the deployment has answered that call-log endpoint; None before."""
+        return self._generation.get(endpoint)
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -128,11 +172,7 @@ class CekuraClient:
         call_ids: Sequence[int] | None = None,
         filters_v2: Mapping[str, Any] | None = None,
     ) -> CallPage:
-        params: dict[str, Any] = {"page": page, "page_size": page_size}
-        if agent_id is not None:
-            params["agent_id"] = agent_id
-        if project_id is not None:
-            params["project_id"] = project_id
+        params: dict[str, Any] = {"page": page, "page_size": page_size, **self._scope(agent_id, project_id)}
         if timestamp_from:
             params["timestamp_from"] = timestamp_from
         if timestamp_to:
@@ -141,11 +181,29 @@ class CekuraClient:
             params["call_ids"] = ",".join(str(i) for i in call_ids)
         if filters_v2:
             params["filters_v2"] = json.dumps(filters_v2, separators=(",", ":"))
-        data = await self._send(_Call("GET", CALLS, "Listing calls", False), params=params)
+        data = await self._send(_Call("GET", CALLS, "Listing calls", False, versions=LIST), params=params)
         return CallPage.model_validate(data)
 
+    async def calls_by_ids(
+        self, call_ids: Sequence[int], *, agent_id: int | None = None, project_id: int | None = None,
+        timestamp_from: str | None = None, timestamp_to: str | None = None,
+    ) -> dict[int, CallRow]:
+        """The list rows of these calls, one request per 200 ids (the `call_ids` filter), with their
+        `updated_at` and `success`: what a poll for fresh results reads instead of one GET per call.
+        Calls the list does not return (another agent's, outside the time window) are simply absent."""
+        ids = list(dict.fromkeys(call_ids))
+        found: dict[int, CallRow] = {}
+        for start in range(0, len(ids), MAX_IDS_PER_LIST):
+            chunk = ids[start:start + MAX_IDS_PER_LIST]
+            page = await self.list_calls(agent_id=agent_id, project_id=project_id, page_size=len(chunk),
+                                         call_ids=chunk, timestamp_from=timestamp_from, timestamp_to=timestamp_to)
+            wanted = set(chunk)
+            found.update({row.id: row for row in page.results if row.id in wanted})
+        return found
+
     async def get_call(self, call_id: int) -> CallDetail:
-        data = await self._send(_Call("GET", f"{CALLS}{call_id}/", f"Call {call_id}", False))
+        data = await self._send(_Call("GET", f"{CALLS}{call_id}/", f"Call {call_id}", False, versions=DETAIL),
+                                path_id=call_id)
         return CallDetail.model_validate(data)
 
     async def get_calls(self, call_ids: Sequence[int]) -> dict[int, CallDetail]:
@@ -174,11 +232,7 @@ class CekuraClient:
         return Metric.model_validate(data)
 
     async def list_metrics(self, *, agent_id: int | None = None, project_id: int | None = None) -> list[Metric]:
-        params: dict[str, Any] = {}
-        if agent_id is not None:
-            params["agent_id"] = agent_id
-        if project_id is not None:
-            params["project_id"] = project_id
+        params = self._scope(agent_id, project_id)
         data = await self._send(_Call("GET", METRICS, "Listing metrics", False), params=params)
         rows = data.get("results", []) if isinstance(data, dict) else data
         return [Metric.model_validate(row) for row in rows or []]
@@ -189,6 +243,36 @@ class CekuraClient:
             params={"progress_id": progress_id},
         )
         return _progress_state(data)
+
+    async def metric_history(self, metric_id: int, *, page: int = 1, page_size: int = 20) -> MetricHistoryPage:
+        """Cekura's saved versions of a metric (newest first, as the history list gives them)."""
+        data = await self._send(
+            _Call("GET", f"{METRICS_EXTERNAL}{metric_id}/history/", f"The history of metric {metric_id}", False),
+            params={"page": page, "page_size": page_size},
+        )
+        if isinstance(data, list):
+            data = {"count": len(data), "results": data}
+        return MetricHistoryPage.model_validate(data if isinstance(data, dict) else {})
+
+    async def billing_info(self) -> BillingInfo:
+        """Credits remaining and used. Project-scoped keys get 403 here: that is reported as such, not as
+        a bad key, because the key works everywhere else."""
+        try:
+            data = await self._send(_Call("GET", BILLING, "Billing information", False))
+        except AuthenticationError as exc:
+            raise RequestRejectedError(
+                "Cekura does not show billing information to this API key (project-scoped keys cannot read it).",
+                "Use an organisation-level key to see the credit balance; everything else works as it is.",
+            ) from exc
+        return BillingInfo.model_validate(data if isinstance(data, dict) else {})
+
+    async def judge_progress(self, progress_id: str) -> JudgeProgress:
+        """One poll of an LLM-judge evaluation started by `start_llm_judge_evaluation`."""
+        data = await self._send(
+            _Call("GET", f"{METRICS_EXTERNAL}evaluate_metric_progress/", f"Judge evaluation {progress_id}", False),
+            params={"progress_id": progress_id},
+        )
+        return _judge_progress(data)
 
     # ---- writes and spends (never retried once they may have landed) -------------------
 
@@ -205,8 +289,9 @@ class CekuraClient:
                 "feedback": feedback}
         data = await self._send(
             _Call("POST", f"{CALLS}{call_id}/mark_metric_vote/", f"The vote on call {call_id}", True,
-                  "Open the call in Cekura (or get_call) to see whether the vote was recorded before voting again."),
-            json_body=body,
+                  "Open the call in Cekura (or get_call) to see whether the vote was recorded before voting again.",
+                  versions=VOTE),
+            json_body=body, path_id=call_id,
         )
         return str(data.get("detail", "")) if isinstance(data, dict) else ""
 
@@ -250,6 +335,60 @@ class CekuraClient:
             )
         return str(progress_id)
 
+    async def process_feedbacks_answer(self, progress_id: str, answers: Mapping[str, QuestionAnswer]) -> None:
+        """Answer the questions a paused auto-improve run asks, keyed by question id; a `SkipQuestion` sends
+        the documented `{"action": "skip"}`. The run resumes on Cekura's side; keep polling."""
+        if not answers:
+            raise RequestRejectedError("There is no answer to send.", "Answer or skip at least one question.")
+        body = {"progress_id": progress_id,
+                "answers": {str(qid): (a.model_dump() if isinstance(a, SkipQuestion) else a)
+                            for qid, a in answers.items()}}
+        await self._send(
+            _Call("POST", f"{REVIEWS}process_feedbacks_answer/", f"Answering auto-improve run {progress_id}", True,
+                  "Poll the run (poll_progress): if it no longer asks the question, the answer arrived."),
+            json_body=body,
+        )
+
+    async def process_feedbacks_cancel(self, progress_id: str) -> None:
+        """Stop a running auto-improve (nothing it proposed is applied)."""
+        await self._send(
+            _Call("POST", f"{REVIEWS}process_feedbacks_cancel/", f"Cancelling auto-improve run {progress_id}", True,
+                  "Poll the run (poll_progress) to see whether it stopped."),
+            json_body={"progress_id": progress_id},
+        )
+
+    async def apply_optimisation_proposal(self, metric_id: int) -> Metric | None:
+        """Apply the metric's pending proposal on Cekura's side. The answer's body is undocumented ("Metric
+        updated; pending proposal cleared."): the metric is returned when the answer carries it, else None
+        (read it with get_metric)."""
+        data = await self._send(
+            _Call("POST", f"{METRICS_EXTERNAL}{metric_id}/apply_optimisation_proposal/",
+                  f"Applying the proposal to metric {metric_id}", True,
+                  "Read the metric (get_metric) to see whether the proposal was applied."),
+            json_body={},
+        )
+        if isinstance(data, dict) and "id" in data and "name" in data:
+            return Metric.model_validate(data)
+        return None
+
+    async def dismiss_optimisation_proposal(self, metric_id: int) -> None:
+        await self._send(
+            _Call("POST", f"{METRICS_EXTERNAL}{metric_id}/dismiss_optimisation_proposal/",
+                  f"Dismissing the proposal for metric {metric_id}", True,
+                  "Open the metric's Labs page in Cekura to see whether a proposal is still pending."),
+            json_body={},
+        )
+
+    async def restore_metric(self, metric_id: int, history_id: int) -> Metric:
+        """Put a metric back to one of its history entries (`metric_history`)."""
+        data = await self._send(
+            _Call("POST", f"{METRICS_EXTERNAL}{metric_id}/restore/", f"Restoring metric {metric_id}", True,
+                  "Read the metric (get_metric) to see which version it has now."),
+            json_body={"history_id": history_id},
+        )
+        merged = {"id": metric_id, "name": "", **(data if isinstance(data, dict) else {})}
+        return Metric.model_validate(merged)
+
     async def patch_metric(self, metric_id: int, patch: MetricPatch) -> Metric:
         data = await self._send(
             _Call("PATCH", f"{METRICS}{metric_id}/", f"Updating metric {metric_id}", True,
@@ -262,35 +401,37 @@ class CekuraClient:
     async def evaluate_metrics(
         self, *, agent_id: int | None, project_id: int | None, call_logs: Sequence[int], metrics: Sequence[int]
     ) -> list[CallRow]:
-        body: dict[str, Any] = {"call_logs": list(call_logs), "metrics": list(metrics)}
-        if agent_id is not None:
-            body["agent_id"] = agent_id
-        if project_id is not None:
-            body["project_id"] = project_id
+        """Start an evaluation. Asynchronous on Cekura: the answer is the calls "in their current state", i.e.
+        usually the OLD results. Read new results by polling `calls_by_ids` until `updated_at` moves."""
+        body: dict[str, Any] = {"call_logs": list(call_logs), "metrics": list(metrics),
+                                **self._scope(agent_id, project_id)}
         data = await self._send(
             _Call("POST", f"{CALL_ACTIONS}evaluate_metrics/", f"Evaluating {len(call_logs)} call(s)", True,
-                  "Check the calls' results in Cekura before evaluating again: credits may have been spent."),
+                  "Check the calls' results in Cekura before evaluating again: credits may have been spent.",
+                  versions=EVALUATE),
             json_body=body,
         )
-        return [CallRow.model_validate(row) for row in data or []]
+        return [CallRow.model_validate(row) for row in data or []] if isinstance(data, list) else []
 
     async def rerun_evaluation(self, *, agent_id: int, call_logs: Sequence[int]) -> list[CallDetail]:
+        """Start a re-run of every metric of the agent on these calls. Asynchronous on Cekura (non-reviewed
+        calls get `success` reset to null first): the answer is not the new results; poll `calls_by_ids`."""
         body = {"agent_id": agent_id, "call_logs": list(call_logs)}
         data = await self._send(
             _Call("POST", f"{CALL_ACTIONS}rerun_evaluation/", f"Re-running {len(call_logs)} call(s)", True,
-                  "Check the calls' results in Cekura before re-running: credits may have been spent."),
+                  "Check the calls' results in Cekura before re-running: credits may have been spent.",
+                  versions=RERUN),
             json_body=body,
         )
-        return [CallDetail.model_validate(row) for row in data or []]
+        return [CallDetail.model_validate(row) for row in data or []] if isinstance(data, list) else []
 
-    async def evaluate_llm_judge_metric(
+    async def start_llm_judge_evaluation(
         self, metric_id: int, *, data: Mapping[str, Any], description: str, eval_type: str | None,
         enum_values: Sequence[str] | None,
-    ) -> JudgeVerdict:
-        """One LLM-judge verdict on `data`, as `evaluate_llm_judge_metric` inside custom code asks for it.
-        The path is the official SDK's (`metrics.evaluate_llm_judge_metric`, which sends its keyword
-        arguments as the JSON body); the body carries the function's documented parameters. A spend:
-        never retried once it may have landed."""
+    ) -> str | JudgeVerdict:
+        """Start one LLM-judge verdict on `data` (what `evaluate_llm_judge_metric` inside custom code asks
+        for). The spec answers `{progress_id}` to poll at `evaluate_metric_progress`; a deployment that answers
+        the verdict at once gets it returned as is. A spend: never retried once it may have landed."""
         body: dict[str, Any] = {"data": dict(data), "description": description}
         if eval_type:
             body["eval_type"] = eval_type
@@ -302,11 +443,96 @@ class CekuraClient:
                   "It may have been charged; nothing else changed. Run the test again if needed."),
             json_body=body,
         )
-        return JudgeVerdict.model_validate(answer if isinstance(answer, dict) else {})
+        if isinstance(answer, dict):
+            progress_id = answer.get("progress_id") or answer.get("job_id")
+            if progress_id:
+                return str(progress_id)
+            if "result" in answer:
+                return JudgeVerdict.model_validate(answer)
+        raise RequestRejectedError(
+            f"Cekura accepted the judge call for metric {metric_id} but returned neither a progress id nor a "
+            "result.", "Run the test again; if it persists the deployment's judge endpoint is not the documented one.")
+
+    async def evaluate_llm_judge_metric(
+        self, metric_id: int, *, data: Mapping[str, Any], description: str, eval_type: str | None,
+        enum_values: Sequence[str] | None, patience_seconds: float = 60.0, poll_interval: float = 0.5,
+    ) -> JudgeVerdict:
+        """Start a judge evaluation and wait for its verdict, polling at most `patience_seconds`."""
+        started = await self.start_llm_judge_evaluation(metric_id, data=data, description=description,
+                                                        eval_type=eval_type, enum_values=enum_values)
+        if isinstance(started, JudgeVerdict):
+            return started
+        return await self.wait_for_judge(started, patience_seconds=patience_seconds, poll_interval=poll_interval)
+
+    async def wait_for_judge(
+        self, progress_id: str, *, patience_seconds: float = 60.0, poll_interval: float = 0.5,
+    ) -> JudgeVerdict:
+        """Poll a judge evaluation until it has a verdict, bounded by `patience_seconds`."""
+        deadline = time.monotonic() + patience_seconds
+        while True:
+            state = await self.judge_progress(progress_id)
+            if state.done:
+                if state.verdict is not None:
+                    return state.verdict
+                raise RequestRejectedError(
+                    f"The judge evaluation {progress_id} failed on Cekura: "
+                    f"{state.error or state.status or 'no reason given'}.",
+                    "Check the description and the data passed to evaluate_llm_judge_metric, then run again.")
+            if time.monotonic() + poll_interval > deadline:
+                raise JudgeStillRunningError(progress_id, patience_seconds)
+            await anyio.sleep(poll_interval)
+
+    # ---- scope ---------------------------------------------------------------------------
+
+    def _scope(self, agent_id: int | None, project_id: int | None) -> dict[str, Any]:
+        """`agent_id` and/or `project_id` as the caller gave them; the configured project fills in a missing
+        `project_id` (an organisation-level key needs it even with an agent)."""
+        scope: dict[str, Any] = {}
+        if agent_id is not None:
+            scope["agent_id"] = agent_id
+        project = project_id if project_id is not None else self._project_id
+        if project is not None:
+            scope["project_id"] = project
+        return scope
 
     # ---- transport -----------------------------------------------------------------------
 
     async def _send(
+        self, call: _Call, *, params: Mapping[str, Any] | None = None, json_body: Any = None,
+        path_id: int | None = None,
+    ) -> Any:
+        if call.versions is None:
+            return await self._send_once(call, params=params, json_body=json_body)
+        return await self._send_versioned(call, call.versions, params=params, json_body=json_body, path_id=path_id)
+
+    async def _send_versioned(
+        self, call: _Call, versions: _Versions, *, params: Mapping[str, Any] | None, json_body: Any,
+        path_id: int | None,
+    ) -> Any:
+        """v2 first; v1 when v2 answers 404 and this deployment has never answered v2 for the endpoint. A 404
+        from both means the object is missing (and nothing is remembered); a 404 from an endpoint known to
+        answer is an ordinary "not found". A 404 means nothing was done, so even a write may go to v1."""
+
+        def on(template: str) -> _Call:
+            path = template.format(id=path_id) if path_id is not None else template
+            return replace(call, path=path, versions=None)
+
+        known = self._generation.get(versions.name)
+        if known == "v1":
+            return await self._send_once(on(versions.v1), params=params, json_body=json_body)
+        try:
+            answer = await self._send_once(on(versions.v2), params=params, json_body=json_body)
+        except NotFoundError:
+            if known == "v2":
+                raise
+            answer = await self._send_once(on(versions.v1), params=params, json_body=json_body)
+            self._generation[versions.name] = "v1"
+            log.info("cekura_endpoint_generation", endpoint=versions.name, generation="v1")
+            return answer
+        self._generation[versions.name] = "v2"
+        return answer
+
+    async def _send_once(
         self, call: _Call, *, params: Mapping[str, Any] | None = None, json_body: Any = None
     ) -> Any:
         attempt = 0
@@ -387,6 +613,9 @@ def _client_error(call: _Call, response: httpx.Response) -> CekuraError:
     if status == 404:
         return NotFoundError(call.operation)
     body = _json_or_none(response)
+    about_project = _project_complaint(body)
+    if status == 400 and about_project is not None:
+        return ProjectRequiredError(call.operation, about_project)
     if status == 400 and isinstance(body, dict) and body:
         return ValidationFailedError({str(k): _messages(v) for k, v in body.items()})
     detail = body.get("detail") if isinstance(body, dict) else None
@@ -394,6 +623,22 @@ def _client_error(call: _Call, response: httpx.Response) -> CekuraError:
         f"{call.operation} was refused by Cekura (HTTP {status}){': ' + str(detail) if detail else ''}.",
         "Check the arguments; nothing was changed.",
     )
+
+
+def _project_complaint(body: Any) -> str | None:
+    """The message of a 400 that is about `project_id` (the field named, or named in the text)."""
+    if isinstance(body, dict):
+        if "project_id" in body:
+            return " ".join(_messages(body["project_id"]))[:200] or "project_id is required"
+        for value in body.values():
+            text = " ".join(_messages(value))
+            if "project_id" in text:
+                return text[:200]
+    if isinstance(body, list | str):
+        text = " ".join(_messages(body))
+        if "project_id" in text:
+            return text[:200]
+    return None
 
 
 def _messages(value: Any) -> list[str]:
@@ -418,5 +663,38 @@ def _progress_state(data: Any) -> ProgressState:
     if data.get("improved_metric_description"):
         return ProgressState(done=True, status=status, progress=1.0,
                              proposal=ImprovementProposal.model_validate(data))
-    failed = status is not None and status.lower() in {"failed", "error", "cancelled"}
-    return ProgressState(done=failed, status=status, progress=progress, error=error)
+    failed = status is not None and status.lower() in _FAILED
+    return ProgressState(done=failed, status=status, progress=progress, error=error,
+                         questions=[] if failed else _questions(data))
+
+
+_QUESTION_KEYS = ("questions", "pending_questions", "open_questions")
+_DONE = {"completed", "complete", "done", "success", "succeeded", "finished"}
+_FAILED = {"failed", "error", "cancelled", "canceled"}
+
+
+def _questions(data: dict[str, Any]) -> list[ProgressQuestion]:
+    """The questions a paused run asks: a list under one of the likely names, or one `question` object."""
+    for key in _QUESTION_KEYS:
+        value = data.get(key)
+        if isinstance(value, list) and value:
+            return [q for q in (ProgressQuestion.model_validate(v) for v in value) if q.id or q.text]
+    single = data.get("question")
+    if isinstance(single, dict):
+        question = ProgressQuestion.model_validate(single)
+        return [question] if question.id or question.text else []
+    return []
+
+
+def _judge_progress(data: Any) -> JudgeProgress:
+    if not isinstance(data, dict):
+        return JudgeProgress(done=False)
+    status = data.get("status") if isinstance(data.get("status"), str) else None
+    error = data.get("error") if isinstance(data.get("error"), str) and data.get("error") else None
+    output = data.get("output")
+    if isinstance(output, dict) and ("result" in output or "explanation" in output):
+        return JudgeProgress(done=True, status=status, verdict=JudgeVerdict.model_validate(output))
+    if "result" in data and (status is None or status.lower() in _DONE):
+        return JudgeProgress(done=True, status=status, verdict=JudgeVerdict.model_validate(data))
+    failed = error is not None or (status is not None and status.lower() in _FAILED)
+    return JudgeProgress(done=failed, status=status, error=error)

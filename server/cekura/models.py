@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 EvalType = Literal["binary", "continuous_qualitative", "numeric", "enum"]
 MetricType = Literal["basic", "custom_prompt", "custom_code", "llm_judge"]
@@ -33,6 +33,61 @@ def _maybe_json(value: Any) -> Any:
     return value
 
 
+def _is_number_or_none(value: Any) -> bool:
+    if value is None or (isinstance(value, int | float) and not isinstance(value, bool)):
+        return True
+    if isinstance(value, str):
+        try:
+            float(value.strip())
+        except ValueError:
+            return False
+        return True
+    return False
+
+
+def _is_bool_or_none(value: Any) -> bool:
+    return value is None or isinstance(value, bool)
+
+
+def _is_dict_or_none(value: Any) -> bool:
+    return value is None or isinstance(value, dict)
+
+
+def _is_text_or_none(value: Any) -> bool:
+    return value is None or isinstance(value, str)
+
+
+def _is_scalar_or_none(value: Any) -> bool:
+    return value is None or isinstance(value, str | int | float)
+
+
+def _decimal_or_none(value: Any) -> Any:
+    """Cekura sends money as decimal strings (`"7436.08"`) and sometimes as numbers."""
+    if isinstance(value, str):
+        try:
+            return float(value.strip())
+        except ValueError:
+            return None
+    if isinstance(value, bool):
+        return None
+    return value
+
+
+LEGACY_BINARY_EVAL_TYPES = frozenset({"binary_workflow_adherence", "binary_qualitative"})
+EVAL_TYPES = frozenset({"binary", "continuous_qualitative", "numeric", "enum"})
+
+
+def normalise_eval_type(name: str | None) -> str | None:
+    """`binary`, `continuous_qualitative`, `numeric` or `enum`; the legacy binary names
+    (`binary_workflow_adherence`, `binary_qualitative`) are binary. Anything else is unknown (None)."""
+    if not name:
+        return None
+    key = name.strip().lower()
+    if key in LEGACY_BINARY_EVAL_TYPES:
+        return "binary"
+    return key if key in EVAL_TYPES else None
+
+
 class TranscriptTurn(_Model):
     role: str = ""
     content: str = ""
@@ -48,16 +103,51 @@ class TranscriptTurn(_Model):
 
 
 class MetricResult(_Model):
-    """One metric's result on one call (`CallLogListSerializerMetrics[WithExplanation]`)."""
+    """One metric's result on one call (`CallLogListSerializerMetrics[WithExplanation]`, and the shapes
+    Cekura's docs show: `eval_type` + `passed` on binary metrics, legacy `type` names with `score` 5/0/null,
+    `extra.trigger_failed` for N/A, `value` only on enum metrics).
+
+    Do not read `value`/`score`/`passed` directly: `server.cekura.results.read_result` is the one reader.
+    `raw` keeps the answer's fields exactly as sent, so an unreadable result can be shown as it was."""
 
     id: int
     name: str = ""
     type: str = ""
+    eval_type: str | None = None
+    passed: bool | None = None
     score: float | None = None
     enum: str | None = None
     value: str | None = None
     explanation: list[str] = Field(default_factory=list)
     extra: dict[str, Any] | None = None
+    raw: dict[str, Any] = Field(default_factory=dict, exclude=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _keep_raw(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "raw" not in data:
+            raw = {k: v for k, v in data.items() if k != "explanation"}
+            data = {**data, "raw": raw}
+            # Fields whose type the answer may not honour: keep them only in `raw` so the reader can
+            # report them instead of the model refusing the whole call.
+            for key, ok in (("score", _is_number_or_none), ("passed", _is_bool_or_none),
+                            ("extra", _is_dict_or_none), ("eval_type", _is_text_or_none),
+                            ("enum", _is_scalar_or_none)):
+                if key in data and not ok(data[key]):
+                    data.pop(key)
+        return data
+
+    @field_validator("score", mode="before")
+    @classmethod
+    def _score_number(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return float(value.strip())
+        return value
+
+    @field_validator("enum", mode="before")
+    @classmethod
+    def _enum_text(cls, value: Any) -> Any:
+        return value if value is None or isinstance(value, str) else str(value)
 
     @field_validator("explanation", mode="before")
     @classmethod
@@ -94,6 +184,9 @@ class _CallBase(_Model):
     agent_name: str | None = None
     topic: str | None = None
     call_ended_reason: str | None = None
+    created_at: str | None = None
+    updated_at: str | None = Field(default=None, description="Moves when results are written: how a poll "
+                                   "tells a fresh evaluation from the one before.")
     transcript: str | None = None
     evaluation: Evaluation | None = None
     transcript_object: list[TranscriptTurn] = Field(default_factory=list)
@@ -184,8 +277,25 @@ class Metric(_Model):
     custom_code: str | None = None
     evaluation_trigger: str | None = None
     evaluation_trigger_prompt: str | None = None
+    trigger_type: str | None = None
+    evaluation_trigger_custom_code: str | None = None
     agents: list[int | None] = Field(default_factory=list)
     project: int | None = None
+    metric_cost: float | None = Field(default=None, description="Credits per evaluation of this metric, where "
+                                      "Cekura says (the metric list's `metric_cost`); None when not sent.")
+
+    @field_validator("metric_cost", mode="before")
+    @classmethod
+    def _cost(cls, value: Any) -> Any:
+        return _decimal_or_none(value)
+
+    @field_validator("eval_type", mode="before")
+    @classmethod
+    def _eval_type(cls, value: Any) -> Any:
+        # The legacy binary names still appear (skills' create schema, webhooks): one name for binary.
+        if isinstance(value, str) and value.strip().lower() in LEGACY_BINARY_EVAL_TYPES:
+            return "binary"
+        return value if isinstance(value, str) and value else "binary"
 
     @field_validator("enum_values", mode="before")
     @classmethod
@@ -249,11 +359,16 @@ class ReviewResult(_Model):
 
 
 class ImprovementProposal(_Model):
-    """A finished `ProcessFeedbacksResponse`."""
+    """A finished `ProcessFeedbacksResponse`: the whole proposal, not only the description.
+
+    `improved_evaluation_trigger` is read by `improved_trigger_kind`: `always` (run on every call), an LLM-judge
+    trigger prompt (`llm_judge`) or Python source (`custom_code`). `old_score`/`new_score` are the Lab's
+    accuracy before and after over the same samples; a lower `new_score` is a regression to show."""
 
     improved_metric_description: str
     improved_evaluation_trigger: str | None = None
-    improved_trigger_kind: str | None = None
+    improved_trigger_kind: Literal["always", "llm_judge", "custom_code"] | None = None
+    trigger_type: str | None = None
     custom_code: str | None = None
     type: str | None = None
     optimization_summary: str | None = None
@@ -261,6 +376,8 @@ class ImprovementProposal(_Model):
     new_score: Score | None = None
     review_results: list[ReviewResult] = Field(default_factory=list)
     unresolved_samples: list[Any] = Field(default_factory=list)
+    feedback_edits: list[Any] = Field(default_factory=list)
+    unauthorized_label_changes: list[Any] = Field(default_factory=list)
 
     @field_validator("old_score", "new_score", mode="before")
     @classmethod
@@ -269,12 +386,142 @@ class ImprovementProposal(_Model):
             return {"score": float(value)}
         return value if isinstance(value, dict) else None
 
+    @field_validator("improved_trigger_kind", mode="before")
+    @classmethod
+    def _trigger_kind(cls, value: Any) -> Any:
+        return value if value in ("always", "llm_judge", "custom_code") else None
+
+    @field_validator("unresolved_samples", "feedback_edits", "unauthorized_label_changes", mode="before")
+    @classmethod
+    def _list(cls, value: Any) -> Any:
+        return value if isinstance(value, list) else []
+
+    @property
+    def score_dropped(self) -> bool:
+        """True when the Lab scores the proposal lower than the current metric."""
+        old = self.old_score.score if self.old_score else None
+        new = self.new_score.score if self.new_score else None
+        return old is not None and new is not None and new < old
+
+
+class ProgressQuestion(_Model):
+    """A question a paused auto-improve run asks (docs `metric-lab.mdx`, "Answer Questions During
+    Optimization"). Cekura publishes no schema for it; the answer endpoint keys answers by question id. The
+    reader accepts the names a question is likely to carry (`id`/`question_id`; `question`/`text`/`prompt`/
+    `message`; `options`/`choices`; `context`/`sample`/`transcript`) and keeps the rest in `raw`."""
+
+    id: str
+    text: str
+    options: list[str] = Field(default_factory=list)
+    context: str | None = None
+    call_id: int | None = None
+    raw: dict[str, Any] = Field(default_factory=dict, exclude=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_names(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return {"id": "", "text": str(data), "raw": {"question": data}}
+        qid = _first(data, "id", "question_id", "key")
+        text = _first(data, "question", "text", "prompt", "message", "title")
+        options = _first(data, "options", "choices", "answers")
+        context = _first(data, "context", "sample", "transcript", "details")
+        call = _first(data, "call_log_id", "call_id", "call_log")
+        return {
+            "id": "" if qid is None else str(qid),
+            "text": "" if text is None else str(text),
+            "options": [str(o.get("label", o.get("value", o)) if isinstance(o, dict) else o)
+                        for o in options] if isinstance(options, list) else [],
+            "context": None if context is None else (context if isinstance(context, str)
+                                                     else json.dumps(context, default=str)[:2000]),
+            "call_id": call if isinstance(call, int) and not isinstance(call, bool) else None,
+            "raw": dict(data),
+        }
+
+
+def _first(data: dict[str, Any], *names: str) -> Any:
+    for name in names:
+        if data.get(name) not in (None, ""):
+            return data[name]
+    return None
+
 
 class ProgressState(_Model):
-    """The progress endpoint's answer: done once `improved_metric_description` is present."""
+    """The progress endpoint's answer: done once `improved_metric_description` is present; `waiting` while
+    the run is paused on `questions` (answer them with `process_feedbacks_answer`)."""
 
     done: bool
     status: str | None = None
     progress: float | None = None
     error: str | None = None
     proposal: ImprovementProposal | None = None
+    questions: list[ProgressQuestion] = Field(default_factory=list)
+
+    @property
+    def waiting(self) -> bool:
+        return not self.done and bool(self.questions)
+
+
+class SkipQuestion(_Model):
+    """The documented way to skip one question: `{"action": "skip"}`."""
+
+    action: Literal["skip"] = "skip"
+
+
+QuestionAnswer = str | SkipQuestion
+
+
+class MetricVersion(_Model):
+    """One entry of a metric's history (`MetricHistory`): what `restore` takes back."""
+
+    history_id: int
+    history_date: str | None = None
+    history_type: str | None = None
+    history_change_reason: str | None = None
+    version_id: str | None = None
+    version_name: str | None = None
+    name: str | None = None
+    description: str | None = None
+    type: str | None = None
+    eval_type: str | None = None
+    custom_code: str | None = None
+    evaluation_trigger: str | None = None
+    evaluation_trigger_prompt: str | None = None
+
+
+class MetricHistoryPage(_Model):
+    count: int | None = None
+    next: str | None = None
+    previous: str | None = None
+    results: list[MetricVersion] = Field(default_factory=list)
+
+
+class BillingInfo(_Model):
+    """`GET /test_framework/billing/info/` (`BillingInfo`): credits as decimal strings, read as numbers."""
+
+    organization: int | None = None
+    credits_remaining: float | None = None
+    credits_used: float | None = None
+    initial_balance: float | None = None
+    balance_expiry: str | None = None
+    subscription_status: dict[str, Any] | None = None
+
+    @field_validator("credits_remaining", "credits_used", "initial_balance", mode="before")
+    @classmethod
+    def _credits(cls, value: Any) -> Any:
+        return _decimal_or_none(value)
+
+    @field_validator("subscription_status", mode="before")
+    @classmethod
+    def _status(cls, value: Any) -> Any:
+        return value if isinstance(value, dict) else None
+
+
+class JudgeProgress(_Model):
+    """`GET .../metrics-external/evaluate_metric_progress/`: "State object with status, output, error"
+    (the spec's text; its schema is a generator's placeholder). Done when a verdict or an error is there."""
+
+    done: bool
+    status: str | None = None
+    verdict: JudgeVerdict | None = None
+    error: str | None = None

@@ -1,0 +1,294 @@
+"""The client against hand-built answers (httpx MockTransport): v2 first with a remembered v1 fallback, the
+call-log poll by ids, auto-improve questions and the whole proposal, history/restore, the async judge
+endpoint, billing, metric costs and the organisation key's `project_id`. Paths and shapes are the spec's
+(`/work/shared/cekura-openapi-subset.json`)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+from cekura_labs_mcp.server.cekura.client import CekuraClient, RetryPolicy
+from cekura_labs_mcp.server.cekura.models import SkipQuestion
+from cekura_labs_mcp.server.errors import (
+    JudgeStillRunningError,
+    NotFoundError,
+    ProjectRequiredError,
+    RequestRejectedError,
+)
+from pydantic import SecretStr
+
+pytestmark = pytest.mark.anyio
+FAST = RetryPolicy(max_retries=1, backoff_base=0.0, backoff_cap=0.0)
+V1_LIST = "/observability/v1/call-logs-external/"
+V2_LIST = "/observability/v2/call-logs/"
+
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+class Recorder:
+    """A fake Cekura: `routes` maps (method, path) to an answer; everything else is a 404."""
+
+    def __init__(self, routes: dict[tuple[str, str], Any]) -> None:
+        self.routes = routes
+        self.seen: list[httpx.Request] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.seen.append(request)
+        answer = self.routes.get((request.method, request.url.path))
+        if answer is None:
+            return httpx.Response(404, json={"detail": "Not found."})
+        if callable(answer):
+            result: httpx.Response = answer(request)
+            return result
+        return httpx.Response(200, json=answer)
+
+    def paths(self) -> list[str]:
+        return [r.url.path for r in self.seen]
+
+    def body(self, index: int = -1) -> Any:
+        return json.loads(self.seen[index].content)
+
+
+def client_for(fake: Handler, project_id: int | None = None) -> CekuraClient:
+    return CekuraClient("https://cekura.test", SecretStr("k"), retry=FAST, transport=httpx.MockTransport(fake),
+                        project_id=project_id)
+
+
+def row(call_id: int, **fields: Any) -> dict[str, Any]:
+    return {"id": call_id, "call_id": f"c{call_id}", **fields}
+
+
+def page(*rows: dict[str, Any]) -> dict[str, Any]:
+    return {"count": len(rows), "next": None, "previous": None, "results": list(rows)}
+
+
+# ---- v2 first, v1 where a deployment answers 404 ----------------------------------------------------------
+
+async def test_v2_is_asked_first_and_v1_never_when_v2_answers() -> None:
+    fake = Recorder({("GET", V2_LIST): page(row(1)), ("GET", f"{V2_LIST}1/"): row(1)})
+    async with client_for(fake) as client:
+        await client.list_calls(agent_id=3)
+        await client.get_call(1)
+        assert client.generation("list") == "v2"
+    assert fake.paths() == [V2_LIST, f"{V2_LIST}1/"]
+
+
+async def test_a_deployment_without_v2_is_asked_v1_and_remembered_per_endpoint() -> None:
+    fake = Recorder({("GET", V1_LIST): page(row(1)), ("GET", f"{V1_LIST}1/"): row(1),
+                     ("POST", f"{V1_LIST}1/mark_metric_vote/"): {"detail": "ok"}})
+    async with client_for(fake) as client:
+        await client.list_calls(agent_id=3)
+        await client.list_calls(agent_id=3, page=2)
+        await client.get_call(1)
+        await client.get_call(1)
+        await client.mark_metric_vote(1, metric_id=9, thumbs_up=True, expected_value=True, feedback=None)
+        assert (client.generation("list"), client.generation("detail"), client.generation("vote")) == \
+            ("v1", "v1", "v1")
+    assert fake.paths() == [V2_LIST, V1_LIST, V1_LIST, f"{V2_LIST}1/", f"{V1_LIST}1/", f"{V1_LIST}1/",
+                            f"{V2_LIST}1/mark_metric_vote/", f"{V1_LIST}1/mark_metric_vote/"]
+    assert fake.body() == {"metric_id": 9, "thumbs_up": True, "expected_value": True, "feedback": None}
+
+
+async def test_a_missing_call_is_not_taken_for_a_missing_endpoint() -> None:
+    fake = Recorder({("GET", f"{V2_LIST}1/"): row(1)})
+    async with client_for(fake) as client:
+        await client.get_call(1)
+        with pytest.raises(NotFoundError, match="Call 2"):
+            await client.get_call(2)
+        assert client.generation("detail") == "v2"
+    assert fake.paths() == [f"{V2_LIST}1/", f"{V2_LIST}2/"], "v2 answered before: its 404 is a real one"
+
+
+async def test_a_404_from_both_generations_is_not_found_and_remembers_nothing() -> None:
+    fake = Recorder({})
+    async with client_for(fake) as client:
+        with pytest.raises(NotFoundError):
+            await client.get_call(5)
+        assert client.generation("detail") is None
+    assert fake.paths() == [f"{V2_LIST}5/", f"{V1_LIST}5/"]
+
+
+async def test_evaluate_and_rerun_use_v2_or_v1_actions() -> None:
+    fake = Recorder({("POST", "/observability/v1/call-logs/evaluate_metrics/"): [row(1)],
+                     ("POST", f"{V2_LIST}rerun_evaluation/"): [row(1)]})
+    async with client_for(fake) as client:
+        await client.evaluate_metrics(agent_id=3, project_id=None, call_logs=[1], metrics=[9])
+        await client.rerun_evaluation(agent_id=3, call_logs=[1])
+    assert fake.paths() == [f"{V2_LIST}evaluate_metrics/", "/observability/v1/call-logs/evaluate_metrics/",
+                            f"{V2_LIST}rerun_evaluation/"]
+
+
+# ---- fresh results: the list by ids -------------------------------------------------------------------------
+
+async def test_calls_by_ids_reads_up_to_200_calls_per_request_with_updated_at_and_success() -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        ids = [int(i) for i in request.url.params["call_ids"].split(",")]
+        assert int(request.url.params["page_size"]) == len(ids) <= 200
+        return httpx.Response(200, json=page(*[row(i, updated_at=f"2026-11-30T07:00:{i % 60:02d}Z",
+                                                    success=None if i % 2 else True) for i in ids]))
+
+    fake = Recorder({("GET", V2_LIST): answer})
+    async with client_for(fake) as client:
+        rows = await client.calls_by_ids([*range(1, 451), 7], agent_id=3)
+    assert len(fake.seen) == 3
+    assert sorted(rows) == list(range(1, 451))
+    assert rows[61].updated_at == "2026-11-30T07:00:01Z" and rows[61].success is None and rows[2].success is True
+
+
+# ---- auto-improve: questions, the whole proposal, answer and cancel -----------------------------------------
+
+REVIEWS = "/test_framework/metric-reviews/"
+
+
+async def test_a_paused_run_shows_its_questions_and_answers_are_keyed_by_question_id() -> None:
+    paused = {"status": "waiting_for_answer", "questions": [
+        {"id": "q1", "question": "Call 12 and call 19 imply opposite rules. Which is right?",
+         "options": ["call 12", "call 19"], "call_log_id": 12, "context": "Agent: we are closed on Sunday."},
+        {"question_id": 7, "text": "Is a voicemail an answered call?"}]}
+    fake = Recorder({("GET", f"{REVIEWS}process_feedbacks_progress/"): paused,
+                     ("POST", f"{REVIEWS}process_feedbacks_answer/"): {},
+                     ("POST", f"{REVIEWS}process_feedbacks_cancel/"): {"id": 1}})
+    async with client_for(fake) as client:
+        state = await client.get_progress("p-1")
+        await client.process_feedbacks_answer("p-1", {"q1": "call 19", "7": SkipQuestion()})
+        await client.process_feedbacks_cancel("p-1")
+    assert state.waiting and not state.done
+    first, second = state.questions
+    assert (first.id, first.options, first.call_id) == ("q1", ["call 12", "call 19"], 12)
+    assert first.context == "Agent: we are closed on Sunday."
+    assert (second.id, second.text) == ("7", "Is a voicemail an answered call?")
+    assert fake.body(1) == {"progress_id": "p-1", "answers": {"q1": "call 19", "7": {"action": "skip"}}}
+    assert fake.body(2) == {"progress_id": "p-1"}
+
+
+async def test_the_whole_proposal_is_read_trigger_kind_scores_and_unresolved_samples() -> None:
+    finished = {"improved_metric_description": "new prompt", "improved_evaluation_trigger": "Only booking calls.",
+                "improved_trigger_kind": "llm_judge", "old_score": {"num_correct": 8, "num_total": 10, "score": 0.8},
+                "new_score": {"num_correct": 7, "num_total": 10, "score": 0.7},
+                "unresolved_samples": [{"review_id": 3, "verdict": "ambiguous label"}],
+                "optimization_summary": "Stricter on bookings."}
+    fake = Recorder({("GET", f"{REVIEWS}process_feedbacks_progress/"): finished})
+    async with client_for(fake) as client:
+        state = await client.get_progress("p-2")
+    assert state.done and state.proposal is not None and not state.questions
+    proposal = state.proposal
+    assert (proposal.improved_evaluation_trigger, proposal.improved_trigger_kind) == ("Only booking calls.",
+                                                                                      "llm_judge")
+    assert proposal.old_score is not None and proposal.old_score.num_correct == 8
+    assert proposal.score_dropped
+    assert proposal.unresolved_samples == [{"review_id": 3, "verdict": "ambiguous label"}]
+
+
+async def test_an_empty_answer_is_refused_before_anything_is_sent() -> None:
+    fake = Recorder({})
+    async with client_for(fake) as client:
+        with pytest.raises(RequestRejectedError, match="no answer"):
+            await client.process_feedbacks_answer("p", {})
+    assert fake.seen == []
+
+
+# ---- proposals, history and restore -------------------------------------------------------------------------
+
+EXTERNAL = "/test_framework/v1/metrics-external/"
+
+
+async def test_apply_dismiss_history_and_restore_use_the_spec_paths() -> None:
+    history = {"count": 2, "next": None, "previous": None, "results": [
+        {"history_id": 41, "history_date": "2026-11-30T07:00:00Z", "history_type": "~", "name": "M",
+         "description": "newer", "alert_type": "disabled", "ewma_alpha": 0.1, "std_multiplier": 2, "window_size": 50},
+        {"history_id": 40, "history_type": "+", "name": "M", "description": "older"}]}
+    fake = Recorder({("POST", f"{EXTERNAL}9/apply_optimisation_proposal/"): {},
+                     ("POST", f"{EXTERNAL}9/dismiss_optimisation_proposal/"): {},
+                     ("GET", f"{EXTERNAL}9/history/"): history,
+                     ("POST", f"{EXTERNAL}9/restore/"): {"id": 9, "name": "M", "description": "older",
+                                                         "eval_type": "binary"}})
+    async with client_for(fake) as client:
+        assert await client.apply_optimisation_proposal(9) is None
+        await client.dismiss_optimisation_proposal(9)
+        versions = await client.metric_history(9)
+        restored = await client.restore_metric(9, versions.results[-1].history_id)
+    assert [v.history_id for v in versions.results] == [41, 40]
+    assert restored.description == "older"
+    assert fake.body() == {"history_id": 40}
+
+
+# ---- the judge endpoint: started, then polled ---------------------------------------------------------------
+
+async def test_the_judge_answers_a_progress_id_and_the_verdict_is_polled() -> None:
+    polls = iter([{"status": "running"}, {"status": "completed", "output": {"result": 5, "explanation": ["ok"]}}])
+    fake = Recorder({("POST", f"{EXTERNAL}9/evaluate_llm_judge_metric/"): {"progress_id": "j-1"},
+                     ("GET", f"{EXTERNAL}evaluate_metric_progress/"):
+                         lambda request: httpx.Response(200, json=next(polls))})
+    async with client_for(fake) as client:
+        verdict = await client.evaluate_llm_judge_metric(9, data={"transcript": "hi"}, description="Was it polite?",
+                                                         eval_type="binary", enum_values=None, poll_interval=0.0)
+    assert (verdict.result, verdict.explanation) == (5, ["ok"])
+    assert fake.body(0) == {"data": {"transcript": "hi"}, "description": "Was it polite?", "eval_type": "binary"}
+    assert [r.url.params.get("progress_id") for r in fake.seen[1:]] == ["j-1", "j-1"]
+
+
+async def test_a_judge_that_does_not_finish_is_reported_still_running_within_the_patience() -> None:
+    fake = Recorder({("POST", f"{EXTERNAL}9/evaluate_llm_judge_metric/"): {"progress_id": "j-2"},
+                     ("GET", f"{EXTERNAL}evaluate_metric_progress/"): {"status": "running"}})
+    async with client_for(fake) as client:
+        with pytest.raises(JudgeStillRunningError, match="j-2"):
+            await client.evaluate_llm_judge_metric(9, data={}, description="d", eval_type=None, enum_values=None,
+                                                   patience_seconds=0.2, poll_interval=0.05)
+    assert 2 <= len(fake.seen) <= 6
+
+
+async def test_a_failed_judge_evaluation_says_why() -> None:
+    fake = Recorder({("GET", f"{EXTERNAL}evaluate_metric_progress/"): {"status": "failed", "error": "bad prompt"}})
+    async with client_for(fake) as client:
+        with pytest.raises(RequestRejectedError, match="bad prompt"):
+            await client.wait_for_judge("j-3", poll_interval=0.0)
+
+
+# ---- billing, costs, organisation keys ----------------------------------------------------------------------
+
+async def test_billing_info_and_metric_cost_are_read_as_numbers() -> None:
+    fake = Recorder({("GET", "/test_framework/billing/info/"): {
+        "organization": 37, "credits_remaining": "7436.08", "credits_used": "36462.14", "balance_expiry": None},
+        ("GET", "/test_framework/v1/metrics/"): [
+            {"id": 1, "name": "Latency", "eval_type": "numeric", "metric_cost": 0.6},
+            {"id": 2, "name": "Polite", "eval_type": "binary_workflow_adherence", "metric_cost": "0.20"},
+            {"id": 3, "name": "Code", "type": "custom_code", "eval_type": "binary_qualitative"}]})
+    async with client_for(fake) as client:
+        billing = await client.billing_info()
+        metrics = await client.list_metrics(agent_id=3)
+    assert (billing.credits_remaining, billing.credits_used) == (7436.08, 36462.14)
+    assert [m.metric_cost for m in metrics] == [0.6, 0.2, None]
+    assert [m.eval_type for m in metrics] == ["numeric", "binary", "binary"]
+
+
+async def test_billing_refused_to_a_project_key_says_so() -> None:
+    fake = Recorder({("GET", "/test_framework/billing/info/"): lambda r: httpx.Response(403, json={})})
+    async with client_for(fake) as client:
+        with pytest.raises(RequestRejectedError, match="project-scoped keys"):
+            await client.billing_info()
+
+
+async def test_the_configured_project_is_sent_where_the_caller_named_none() -> None:
+    fake = Recorder({("GET", V2_LIST): page(), ("GET", "/test_framework/v1/metrics/"): [],
+                     ("POST", f"{V2_LIST}evaluate_metrics/"): []})
+    async with client_for(fake, project_id=44) as client:
+        await client.list_calls(agent_id=3)
+        await client.list_calls(agent_id=3, project_id=45)
+        await client.list_metrics(agent_id=3)
+        await client.evaluate_metrics(agent_id=3, project_id=None, call_logs=[1], metrics=[2])
+    assert [r.url.params.get("project_id") for r in fake.seen[:3]] == ["44", "45", "44"]
+    assert fake.body(3)["project_id"] == 44
+
+
+async def test_an_organisation_key_without_project_gets_an_error_naming_project_id_and_the_fix() -> None:
+    refusal = {"non_field_errors": ["project_id is required when using an organization-level API key"]}
+    fake = Recorder({("GET", V2_LIST): lambda r: httpx.Response(400, json=refusal)})
+    async with client_for(fake) as client:
+        with pytest.raises(ProjectRequiredError) as failure:
+            await client.list_calls(agent_id=3)
+    text = str(failure.value)
+    assert "`project_id`" in text and "CEKURA_PROJECT_ID" in text and "Pass project_id" in text
