@@ -158,11 +158,25 @@ async def test_a_paused_run_shows_its_questions_and_answers_are_keyed_by_questio
         await client.process_feedbacks_cancel("p-1")
     assert state.waiting and not state.done
     first, second = state.questions
-    assert (first.id, first.options, first.call_id) == ("q1", ["call 12", "call 19"], 12)
+    assert (first.id, first.options, first.call_ids) == ("q1", ["call 12", "call 19"], [12])
     assert first.context == "Agent: we are closed on Sunday."
     assert (second.id, second.text) == ("7", "Is a voicemail an answered call?")
     assert fake.body(1) == {"progress_id": "p-1", "answers": {"q1": "call 19", "7": {"action": "skip"}}}
     assert fake.body(2) == {"progress_id": "p-1"}
+
+
+async def test_a_question_with_several_calls_and_their_transcripts_as_context() -> None:
+    paused = {"status": "waiting_for_input", "questions": [
+        {"id": "q3-1", "kind": "contradictory_labels", "question": "Which label is right?", "review_ids": [4, 5],
+         "call_log_ids": [12, 19], "test_set_ids": [7, 8],
+         "context": [{"call_log_id": 12, "transcript": "[0:01] Main Agent: Hello."},
+                     {"call_log_id": 19, "transcript": "[0:02] Main Agent: Bye."}]}]}
+    fake = Recorder({("GET", f"{REVIEWS}process_feedbacks_progress/"): paused})
+    async with client_for(fake) as client:
+        state = await client.get_progress("p-3")
+    (question,) = state.questions
+    assert (question.kind, question.call_ids) == ("contradictory_labels", [12, 19])
+    assert question.context == "call 12:\n[0:01] Main Agent: Hello.\n\ncall 19:\n[0:02] Main Agent: Bye."
 
 
 async def test_the_whole_proposal_is_read_trigger_kind_scores_and_unresolved_samples() -> None:

@@ -406,15 +406,18 @@ class ImprovementProposal(_Model):
 
 class ProgressQuestion(_Model):
     """A question a paused auto-improve run asks (docs `metric-lab.mdx`, "Answer Questions During
-    Optimization"). Cekura publishes no schema for it; the answer endpoint keys answers by question id. The
-    reader accepts the names a question is likely to carry (`id`/`question_id`; `question`/`text`/`prompt`/
-    `message`; `options`/`choices`; `context`/`sample`/`transcript`) and keeps the rest in `raw`."""
+    Optimization": contradictory labels, or a sample whose label is ambiguous, shown "with the sample's
+    transcript and context"). Cekura publishes no schema for it; the answer endpoint keys answers by question
+    id. The reader accepts the names a question is likely to carry (`id`/`question_id`; `question`/`text`/
+    `prompt`/`message`; `options`/`choices`; `context`/`sample`; `call_log_ids`/`call_log_id`) and keeps the
+    rest in `raw`. `context` is call text: untrusted data, shown as such."""
 
     id: str
     text: str
+    kind: str | None = None
     options: list[str] = Field(default_factory=list)
     context: str | None = None
-    call_id: int | None = None
+    call_ids: list[int] = Field(default_factory=list)
     raw: dict[str, Any] = Field(default_factory=dict, exclude=True)
 
     @model_validator(mode="before")
@@ -422,21 +425,46 @@ class ProgressQuestion(_Model):
     def _known_names(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             return {"id": "", "text": str(data), "raw": {"question": data}}
+        if "raw" in data and "text" in data:
+            return data
         qid = _first(data, "id", "question_id", "key")
         text = _first(data, "question", "text", "prompt", "message", "title")
-        options = _first(data, "options", "choices", "answers")
-        context = _first(data, "context", "sample", "transcript", "details")
-        call = _first(data, "call_log_id", "call_id", "call_log")
+        options = _first(data, "options", "choices")
+        context = _first(data, "context", "sample", "details")
+        calls = _first(data, "call_log_ids", "call_ids", "call_log_id", "call_id")
+        kind = _first(data, "kind", "type")
         return {
             "id": "" if qid is None else str(qid),
             "text": "" if text is None else str(text),
+            "kind": kind if isinstance(kind, str) else None,
             "options": [str(o.get("label", o.get("value", o)) if isinstance(o, dict) else o)
                         for o in options] if isinstance(options, list) else [],
-            "context": None if context is None else (context if isinstance(context, str)
-                                                     else json.dumps(context, default=str)[:2000]),
-            "call_id": call if isinstance(call, int) and not isinstance(call, bool) else None,
+            "context": _context_text(context),
+            "call_ids": [c for c in (calls if isinstance(calls, list) else [calls])
+                         if isinstance(c, int) and not isinstance(c, bool)],
             "raw": dict(data),
         }
+
+
+def _context_text(context: Any, limit: int = 4000) -> str | None:
+    """A question's context as text: a string as is; a list of `{call_log_id, transcript}` (or any
+    structure) as lines; bounded, because it may hold whole transcripts."""
+    if context is None:
+        return None
+    if isinstance(context, str):
+        text = context
+    elif isinstance(context, list):
+        lines = []
+        for item in context:
+            if isinstance(item, dict) and "transcript" in item:
+                head = f"call {item.get('call_log_id', item.get('call_id', '?'))}:"
+                lines.append(f"{head}\n{item['transcript']}")
+            else:
+                lines.append(item if isinstance(item, str) else json.dumps(item, default=str))
+        text = "\n\n".join(lines)
+    else:
+        text = json.dumps(context, default=str)
+    return text if len(text) <= limit else text[:limit] + f" …[{len(text) - limit} characters left out]"
 
 
 def _first(data: dict[str, Any], *names: str) -> Any:
