@@ -407,3 +407,27 @@ class Ledger:
             cursor = db.execute("INSERT INTO validations (session_id, created_at, report) VALUES (?,?,?)",
                                 (session_id, time.time(), json.dumps(report)))
             return int(cursor.lastrowid or 0)
+
+    # A regression check is written before it spends and updated as its results arrive, so a check
+    # interrupted while Cekura evaluates is resumed from here instead of being paid for twice.
+
+    def update_validation(self, validation_id: int, report: dict[str, Any]) -> None:
+        with self._transaction() as db:
+            db.execute("UPDATE validations SET report = ? WHERE id = ?", (json.dumps(report), validation_id))
+
+    def forget_validation(self, validation_id: int) -> None:
+        """Only for a check whose spend provably never reached Cekura (refused, or not confirmed)."""
+        with self._transaction() as db:
+            db.execute("DELETE FROM validations WHERE id = ?", (validation_id,))
+
+    def validation(self, validation_id: int) -> tuple[int, dict[str, Any]] | None:
+        """(session id, report) of one check."""
+        row = self._db.execute("SELECT session_id, report FROM validations WHERE id = ?",
+                               (validation_id,)).fetchone()
+        return None if row is None else (int(row[0]), json.loads(row[1]))
+
+    def validations(self, session_id: int) -> list[tuple[int, dict[str, Any]]]:
+        """(id, report) of every check of a session, oldest first."""
+        rows = self._db.execute("SELECT id, report FROM validations WHERE session_id = ? ORDER BY id",
+                                (session_id,)).fetchall()
+        return [(int(r[0]), json.loads(r[1])) for r in rows]
