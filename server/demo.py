@@ -145,13 +145,16 @@ async def _session(client: Client, show: Transcript, agent: int, metric_id: int,
     show.step("4. The person approves: apply, then validate on the reviewed calls")
     await _tool(client, show, "patch_metric", {"metric_id": metric_id,
                                                "description": improvement["proposed_description"], "confirm": True})
-    report = await _tool(client, show, "validate_metric", {"agent_id": agent, "metric_id": metric_id})
-    show.say(f"   {report['verdict']}")
-    show.say(f"   confusion after (rows: person, columns: metric): {json.dumps(report['after']['matrix'])}")
-    for change in report["fixed"]:
-        show.say(f"   fixed     call {change['call_id']}: {change['before']} → {change['after']}")
-    for change in report["regressed"]:
-        show.say(f"   REGRESSED call {change['call_id']}: {change['before']} → {change['after']}")
+    check = await _tool(client, show, "validate_metric", {"agent_id": agent, "metric_id": metric_id})
+    show.say(f"   {check['verdict'] or check['message']}")
+    report = check.get("reviewed") or {}
+    if report:
+        show.say(f"   confusion after (rows: person, columns: metric): {json.dumps(report['after']['matrix'])}")
+        for change in report["fixed"]:
+            show.say(f"   fixed     call {change['call_id']}: {change['before']} → {change['after']}")
+        for change in report["regressed"]:
+            show.say(f"   REGRESSED call {change['call_id']}: {change['before']} → {change['after']}")
+    report = {**report, "check": check}
     return report
 
 
