@@ -194,8 +194,9 @@ async def test_apply_and_rerun_through_the_sandbox(settings: Settings, sandbox: 
         report = await call(client, "validate_metric", {"agent_id": agent_id, "metric_id": metric["id"]})
     stored = sandbox.api("GET", f"/test_framework/v1/metrics/{metric['id']}/")
     assert stored["type"] == "custom_code" and stored["custom_code"] == proposal["custom_code"]
-    assert report["calls"] == len(reviewed)
-    assert report["after"]["agreement"] == report["before"]["agreement"]  # same verdicts, now from code
+    assert report["reviewed"]["calls"] == len(reviewed)
+    # same verdicts, now from code
+    assert report["reviewed"]["after"]["agreement"] == report["reviewed"]["before"]["agreement"]
     for call_id in reviewed:
         detail = sandbox.api("GET", f"/observability/v1/call-logs-external/{call_id}/")
         result = next(m for m in detail["evaluation"]["metrics"] if m["id"] == metric["id"])
