@@ -51,7 +51,19 @@ class Settings(BaseSettings):
         default=30.0, ge=0, validation_alias="CEKURA_LABS_MAX_RETRY_AFTER"
     )
     max_concurrency: int = Field(default=8, ge=1, le=64, validation_alias="CEKURA_LABS_MAX_CONCURRENCY")
-    poll_timeout_seconds: float = Field(default=45.0, gt=0, le=600, validation_alias="CEKURA_LABS_POLL_TIMEOUT")
+    poll_timeout_seconds: float = Field(
+        default=45.0, gt=0, le=600, validation_alias="CEKURA_LABS_POLL_TIMEOUT",
+        description="Longest a tool waits for Cekura (auto-improve, evaluation) before answering 'still running': "
+                    "Claude Desktop drops a tool result after about 60 s.")
+    evaluation_give_up_seconds: float = Field(
+        default=900.0, gt=0, validation_alias="CEKURA_LABS_EVALUATION_GIVE_UP",
+        description="After this long, calls whose new results never arrived are reported as not evaluated.")
+    fresh_sample_size: int = Field(default=25, ge=20, le=30, validation_alias="CEKURA_LABS_FRESH_SAMPLE",
+                                   description="Recent calls outside the Lab that validation re-evaluates.")
+    improve_min_disagreements: int = Field(
+        default=1, ge=0, validation_alias="CEKURA_LABS_IMPROVE_MIN_DISAGREEMENTS",
+        description="Of the feedback_threshold Lab entries, how many must be disagreements (agreements alone "
+                    "teach the optimizer nothing).")
     poll_interval_seconds: float = Field(default=1.0, gt=0, le=30, validation_alias="CEKURA_LABS_POLL_INTERVAL")
     feedback_threshold: int = Field(default=6, ge=1, validation_alias="CEKURA_LABS_FEEDBACK_THRESHOLD")
     log_format: Literal["console", "json"] = Field(default="console", validation_alias="CEKURA_LABS_LOG_FORMAT")

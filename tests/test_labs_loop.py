@@ -41,18 +41,22 @@ async def test_whole_session_fixes_misjudged_calls(settings: Settings, sandbox: 
         assert improvement["done"] and "+" in improvement["diff"]
         await call(client, "patch_metric", {"metric_id": metric["id"],
                                             "description": improvement["proposed_description"], "confirm": True})
-        report = await call(client, "validate_metric", {"agent_id": agent, "metric_id": metric["id"]})
+        check = await call(client, "validate_metric", {"agent_id": agent, "metric_id": metric["id"]})
     # Checked against the sandbox's truth and its current results, not against the report itself.
     after = sandbox.truth(metric["id"])
     right_after = sum(1 for c in picked
                       if display(after[str(c)]["expected"]).upper() == after[str(c)]["actual"].upper())
     right_before = sum(1 for c in picked if c not in misjudged)
+    assert check["status"] in ("judging", "done") and check["waiting_for"] == 0
+    report = check["reviewed"]
     assert report["calls"] == 6
     assert report["after"]["agreement"] == pytest.approx(right_after / 6, abs=0.01)
     assert report["before"]["agreement"] == pytest.approx(right_before / 6, abs=0.01)
     assert {c["call_id"] for c in report["fixed"]} == set(picked) & misjudged
+    assert all(c["explanation_before"] and c["explanation_after"] for c in report["fixed"])
     assert report["regressed"] == []
     assert report["after"]["kappa"] > report["before"]["kappa"]
+    assert 20 <= check["fresh"]["calls"] <= 30 and not set(picked) & set(_fresh_ids(settings, check["check_id"]))
 
 
 async def test_vague_disagreement_is_sent_back_unless_the_person_insists(
@@ -168,3 +172,9 @@ async def test_a_slow_auto_improve_is_finished_by_poll_progress_and_kept(
     kept = ledger.latest_improvement(ledger.open_session(metric["id"], agent, 6).id)
     assert kept is not None and kept.state == "completed" and kept.proposal is not None
     assert kept.proposal["proposed_description"] == finished["proposed_description"]
+
+
+def _fresh_ids(settings: Settings, check_id: int) -> list[int]:
+    found = Ledger(settings.ledger_path).validation(check_id)
+    assert found is not None
+    return [c["call_id"] for c in found[1]["calls"] if c["group"] == "fresh"]

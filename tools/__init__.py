@@ -14,7 +14,8 @@ from cekura_labs_mcp.tools.feedback import create_test_set_from_call, mark_metri
 from cekura_labs_mcp.tools.improve import patch_metric, poll_progress, process_feedbacks, rollback_metric
 from cekura_labs_mcp.tools.overview import metric_overview
 from cekura_labs_mcp.tools.python_metrics import convert_to_custom_code, test_custom_code
-from cekura_labs_mcp.tools.review import next_review, record_review, start_review, triage_failures, validate_metric
+from cekura_labs_mcp.tools.review import next_review, record_review, start_review, triage_failures
+from cekura_labs_mcp.tools.validate import add_regressions_to_lab, judge_change, validate_metric
 from mcp.server import MCPServer
 from mcp.types import ToolAnnotations
 
@@ -73,8 +74,11 @@ WRITE_TOOLS: tuple[ToolSpec, ...] = (
     # Writes only to the server's own ledger (the session and its auto-improve setting).
     ToolSpec(start_review, "Start or resume a review session", read_only=False, idempotent=True),
     ToolSpec(record_review, "Record the person's verdict on a call", read_only=False),
-    ToolSpec(validate_metric, "Validate a changed metric (costs credits, guarded)", read_only=False,
+    ToolSpec(validate_metric, "Regression check of a changed metric (costs credits, guarded)", read_only=False,
              destructive=True),
+    # Writes only to the server's ledger: a verdict replaces the earlier one on the same call.
+    ToolSpec(judge_change, "Record the person's verdict on a changed result", read_only=False, idempotent=True),
+    ToolSpec(add_regressions_to_lab, "Add rejected regressions to the Lab (with confirmation)", read_only=False),
     # Run code locally; change nothing on Cekura. Only the code's own judge calls spend (guarded).
     ToolSpec(test_custom_code, "Test custom_code locally on calls (judge calls guarded)", read_only=False),
     ToolSpec(convert_to_custom_code, "Draft custom_code from a judge prompt, tested on reviewed calls",

@@ -9,13 +9,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from cekura_labs_mcp.server.errors import InputError
-from cekura_labs_mcp.server.guard import SpendPlan
 from cekura_labs_mcp.server.services.review import NextReview, Progress, RecordedReview
 from cekura_labs_mcp.server.services.triage import Triage
-from cekura_labs_mcp.server.services.validation import ValidationReport
 from cekura_labs_mcp.tools._common import labs, tool_errors
-from cekura_labs_mcp.tools.evaluate import SpendConfirmation, Token, ask_spend, spend_approval
-from mcp.server.mcpserver import Context, Elicit, ElicitationResult, Resolve
+from mcp.server.mcpserver import Context
 from pydantic import Field
 
 AgentId = Annotated[int, Field(description="The agent whose calls are reviewed.", ge=1)]
@@ -96,28 +93,3 @@ async def triage_failures(
     fix by editing the prompt (SCOPE & FOCUS, DO NOT FLAG, narrower FAILURE CONDITIONS) than with Lab iterations."""
     return await labs(ctx).triage.triage(agent_id=agent_id, metric_id=metric_id, failing_value=failing_value,
                                          sample=sample, timestamp_from=timestamp_from, timestamp_to=timestamp_to)
-
-
-@tool_errors
-async def _validation_plan(ctx: Context[Any, Any], agent_id: int, metric_id: int) -> SpendPlan:
-    return await labs(ctx).validation.plan(agent_id=agent_id, metric_id=metric_id)
-
-
-async def _ask_validation(
-    ctx: Context[Any, Any], plan: Annotated[SpendPlan, Resolve(_validation_plan)],
-) -> Elicit[SpendConfirmation] | str:
-    return ask_spend(ctx, plan)
-
-
-@tool_errors
-async def validate_metric(
-    ctx: Context[Any, Any], agent_id: AgentId, metric_id: MetricId,
-    plan: Annotated[SpendPlan, Resolve(_validation_plan)],
-    approval: Annotated[ElicitationResult[SpendConfirmation], Resolve(_ask_validation)],
-    confirmation_token: Token = None,
-) -> ValidationReport:
-    """After patch_metric: re-run the metric on exactly the calls reviewed in this session (costs credits; same cost
-    guard as rerun_evaluation) and compare each new result with the person's expected value. Reports agreement and
-    Cohen's kappa before and after, a confusion matrix, and every call fixed, still wrong or regressed."""
-    return await labs(ctx).validation.run(plan, metric_id=metric_id, token=confirmation_token,
-                                          approval=spend_approval(approval))

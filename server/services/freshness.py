@@ -1,0 +1,82 @@
+"""Telling new evaluation results from old ones.
+
+Cekura evaluates in the background: `evaluate_metrics` and `rerun_evaluation` answer with the calls "in
+their current state", which is the state before the new results. So the server never reads "after" from
+those answers. It reads each call's `updated_at` (and `success`) just before spending, then polls the call
+list with `call_ids` (one request for up to 200 calls) until each call has moved past that mark:
+
+- `updated_at` later than the mark taken before the spend, and
+- `success` set again where it was set before (a re-run resets it to null on unreviewed calls while it runs;
+  a read showing that reset is remembered, and only a later change counts as the result).
+
+A call whose rows carry no `updated_at` can never be shown to be fresh: it stays "still evaluating" rather
+than being reported with a value that may be the old one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from cekura_labs_mcp.server.cekura.client import CekuraClient
+from cekura_labs_mcp.server.cekura.models import CallRow
+from pydantic import BaseModel
+
+LIST_CHUNK = 200
+
+
+class Mark(BaseModel):
+    """What a call looked like at one read: enough to recognise a later change."""
+
+    updated_at: str | None = None
+    success: bool | None = None
+
+
+def mark_of(row: CallRow) -> Mark:
+    return Mark(updated_at=row.updated_at, success=row.success)
+
+
+def _moment(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _later(a: str | None, b: str | None) -> bool:
+    first, second = _moment(a), _moment(b)
+    if first is None or second is None:
+        return False
+    if (first.tzinfo is None) != (second.tzinfo is None):
+        first, second = first.replace(tzinfo=None), second.replace(tzinfo=None)
+    return first > second
+
+
+def is_reset(base: Mark, now: Mark) -> bool:
+    """The call was touched after the spend but its `success` went back to null: evaluation under way."""
+    return _later(now.updated_at, base.updated_at) and now.success is None and base.success is not None
+
+
+def is_fresh(base: Mark, reset: Mark | None, now: Mark) -> bool:
+    """True only when `now` is provably a read taken after the new evaluation finished."""
+    if not _later(now.updated_at, base.updated_at):
+        return False
+    if reset is not None and not _later(now.updated_at, reset.updated_at):
+        return False
+    return now.success is not None or base.success is None
+
+
+async def read_calls(client: CekuraClient, *, agent_id: int | None, project_id: int | None,
+                     call_ids: Sequence[int]) -> dict[int, CallRow]:
+    """The listed calls as the list endpoint shows them now: one request per 200 calls."""
+    ids = sorted(set(call_ids))
+    found: dict[int, CallRow] = {}
+    for start in range(0, len(ids), LIST_CHUNK):
+        chunk = ids[start:start + LIST_CHUNK]
+        page = await client.list_calls(agent_id=agent_id, project_id=project_id, call_ids=chunk,
+                                       page_size=len(chunk))
+        wanted = set(chunk)
+        found.update({row.id: row for row in page.results if row.id in wanted})
+    return found
