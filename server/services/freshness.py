@@ -22,8 +22,6 @@ from cekura_labs_mcp.server.cekura.client import CekuraClient
 from cekura_labs_mcp.server.cekura.models import CallRow
 from pydantic import BaseModel
 
-LIST_CHUNK = 200
-
 
 class Mark(BaseModel):
     """What a call looked like at one read: enough to recognise a later change."""
@@ -71,12 +69,4 @@ def is_fresh(base: Mark, reset: Mark | None, now: Mark) -> bool:
 async def read_calls(client: CekuraClient, *, agent_id: int | None, project_id: int | None,
                      call_ids: Sequence[int]) -> dict[int, CallRow]:
     """The listed calls as the list endpoint shows them now: one request per 200 calls."""
-    ids = sorted(set(call_ids))
-    found: dict[int, CallRow] = {}
-    for start in range(0, len(ids), LIST_CHUNK):
-        chunk = ids[start:start + LIST_CHUNK]
-        page = await client.list_calls(agent_id=agent_id, project_id=project_id, call_ids=chunk,
-                                       page_size=len(chunk))
-        wanted = set(chunk)
-        found.update({row.id: row for row in page.results if row.id in wanted})
-    return found
+    return await client.calls_by_ids(sorted(set(call_ids)), agent_id=agent_id, project_id=project_id)
