@@ -7,9 +7,10 @@ of the skills, so the documents stay the single source of the workflow."""
 
 from __future__ import annotations
 
+import functools
 import re
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib.resources import files
@@ -242,18 +243,46 @@ PROMPTS: tuple[PromptSpec, ...] = (
 )
 
 
-def register_guidance(server: MCPServer[Any]) -> None:
-    """Register the prompts and the skill resources on `server` (once; a second call does nothing)."""
+def read_only_note(unavailable: Sequence[str]) -> str:
+    """What a read-only server puts before every guide: the guides describe the whole cycle, writes included."""
+    return ("READ-ONLY MODE: this server changes nothing on Cekura and spends nothing. These tools named below are "
+            f"not offered: {', '.join(sorted(unavailable))}. Do the reading steps; where the workflow records a "
+            "verdict, adds to a Lab, runs auto-improve, patches or evaluates, tell the person what would be done "
+            "and that it needs the server without --read-only (or the Cekura dashboard). Do not ask the person "
+            "for votes or approvals that nothing can record.")
+
+
+def _with_note(fn: Callable[[int, int], str], note: str) -> Callable[[int, int], str]:
+    @functools.wraps(fn)
+    def noted(agent_id: int, metric_id: int) -> str:
+        return f"{note}\n\n{fn(agent_id, metric_id)}"
+
+    return noted
+
+
+def _noted_document(text: str, note: str) -> str:
+    """The note as a quote right after the front matter, so the document still parses as a skill."""
+    match = _FRONT_MATTER.match(text)
+    head = text[:match.end()] if match else ""
+    return f"{head}\n> {note}\n\n{text[len(head):].lstrip(chr(10))}"
+
+
+def register_guidance(server: MCPServer[Any], *, read_only: bool = False, unavailable: Sequence[str] = ()) -> None:
+    """Register the prompts and the skill resources on `server` (once; a second call does nothing). A
+    read-only server serves the same guides under a note saying which of the tools they name it lacks."""
     if server in _REGISTERED:
         return
+    note = read_only_note(unavailable) if read_only else ""
     documents = skill_documents()
     for spec in PROMPTS:
-        server.add_prompt(Prompt.from_function(spec.fn, name=spec.name, title=spec.title,
+        fn = _with_note(spec.fn, note) if note else spec.fn
+        server.add_prompt(Prompt.from_function(fn, name=spec.name, title=spec.title,
                                                description=spec.description))
-        spec.fn(1, 1)  # build once now: a missing section fails at start-up, not in the person's session
+        fn(1, 1)  # build once now: a missing section fails at start-up, not in the person's session
     for document in documents:
         server.add_resource(TextResource(
             uri=document.uri, name=f"{document.skill}/{document.path}", title=document.title,
-            description=document.description, mime_type=MIME_TYPE, text=document.text,
+            description=document.description, mime_type=MIME_TYPE,
+            text=_noted_document(document.text, note) if note else document.text,
         ))
     _REGISTERED.add(server)

@@ -75,7 +75,6 @@ async def test_misjudged_metrics_rank_above_well_judged_ones(seed: int, overview
             assert max(ranks[m] for m in wrong) < min(ranks[m] for m in right), (seed, scope, scores)
             top = overview.metrics[0]
             assert top.score > 0 and top.why and top.why[0] != "no warning sign"
-            assert overview.next_step.startswith(f"Start with {top.metric}")
 
 
 async def test_disagreements_in_the_ledger_raise_a_metric(sandbox: SandboxAdmin, overview_of: Any,
@@ -139,6 +138,12 @@ async def test_metric_overview_tool_is_lean_and_read_only(settings: Settings, sa
         assert not result.is_error
         text = "".join(getattr(block, "text", "") for block in result.content)
         assert len(text) < 6000, len(text)  # five metrics, with reasons: well under 2,000 tokens
+        top = result.structured_content["metrics"][0]
+        assert result.structured_content["next_step"].startswith(f"Start with {top['metric']}")
+        assert f"triage_failures(agent_id={MAIN_AGENT}, metric_id={top['metric'].split(':')[0]})" in \
+            result.structured_content["next_step"]
+        project = await call(client, "metric_overview", {"project_id": PROJECT})
+        assert all(m["agents"] for m in project["metrics"]) and "triage_failures(agent_id=" in project["next_step"]
         data = await call(client, "metric_overview", {"agent_id": MAIN_AGENT, "metric_ids": [9101, 9105]})
         assert sorted(m["metric"].split(":")[0] for m in data["metrics"]) == ["9101", "9105"]
         with pytest.raises(ToolFailed, match=r"\[invalid_input\].*agent_id"):

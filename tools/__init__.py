@@ -27,6 +27,8 @@ class ToolSpec:
     read_only: bool
     destructive: bool = False
     idempotent: bool = False
+    # Replaces the docstring's last sentence on a read-only server, where it would point at a write.
+    read_only_ending: str = ""
 
     @property
     def name(self) -> str:
@@ -36,6 +38,12 @@ class ToolSpec:
     def description(self) -> str:
         """The docstring as one paragraph: its line breaks and indentation are not worth tokens."""
         return " ".join((self.fn.__doc__ or "").split())
+
+    def description_for(self, read_only: bool) -> str:
+        if not (read_only and self.read_only_ending):
+            return self.description
+        head, _, _last = self.description.rstrip(".").rpartition(". ")
+        return f"{head}. {self.read_only_ending}"
 
     def annotations(self) -> ToolAnnotations:
         return ToolAnnotations(
@@ -50,12 +58,14 @@ class ToolSpec:
 READ_TOOLS: tuple[ToolSpec, ...] = (
     ToolSpec(metric_overview, "Which metric to improve first", read_only=True),
     ToolSpec(list_calls, "List calls with a metric's results", read_only=True),
-    ToolSpec(get_call, "Read one call for review", read_only=True),
+    ToolSpec(get_call, "Read one call for review", read_only=True,
+             read_only_ending="Then discuss with the person whether the result holds (nothing is recorded here)."),
     ToolSpec(list_metrics, "List an agent's metrics", read_only=True),
     ToolSpec(get_metric, "Read a metric's full prompt", read_only=True),
     ToolSpec(spend_log, "What the cost guard allowed and refused", read_only=True),
     ToolSpec(poll_progress, "Wait for an auto-improve run", read_only=True),
-    ToolSpec(next_review, "Next call to review", read_only=True),
+    ToolSpec(next_review, "Next call to review", read_only=True,
+             read_only_ending="Show it and discuss it with the person; read-only: no verdict is recorded."),
     ToolSpec(triage_failures, "Group a metric's failures into causes", read_only=True),
 )
 
@@ -92,7 +102,8 @@ def register_tools(server: MCPServer[Any], *, read_only: bool = False) -> None:
     """`read_only`: a lockdown for exploring a real account - no tool that writes to or spends on Cekura is
     even offered, so no prompt can talk the assistant into one."""
     for spec in READ_TOOLS if read_only else ALL_TOOLS:
-        server.add_tool(compact_text(spec.fn), name=spec.name, title=spec.title, description=spec.description,
+        server.add_tool(compact_text(spec.fn), name=spec.name, title=spec.title,
+                        description=spec.description_for(read_only),
                         annotations=spec.annotations(), structured_output=True)
         _compact_schemas(server, spec.name)
 

@@ -37,7 +37,15 @@ async def next_review(ctx: Context[Any, Any], agent_id: AgentId, metric_id: Metr
     """The single next call to put before the person: the metric's result and explanation, the transcript moments
     the explanation cites, and why this call was picked (likely misjudged first, passing or failing; reviewed and
     skipped calls left out). Show it, then ask the question it gives; record the answer with record_review."""
-    return await labs(ctx).review.next_call(agent_id=agent_id, metric_id=metric_id)
+    state = labs(ctx)
+    review = await state.review.next_call(agent_id=agent_id, metric_id=metric_id)
+    if state.settings.read_only and review.call is not None and review.call.metric is not None:
+        # Nothing can record a verdict here: ask for a look, not for a vote.
+        metric = review.call.metric
+        review = review.model_copy(update={"question": (
+            f"Call {review.call.id} was scored {metric.value} on {metric.name}. Read the cited moments with the "
+            "person: does the explanation hold up? Read-only mode: no verdict is recorded.")})
+    return review
 
 
 @tool_errors

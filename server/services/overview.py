@@ -53,6 +53,7 @@ class MetricHealth(BaseModel):
     rank: int
     metric: str = Field(description="`id: name`.")
     kind: str = Field(description="eval type; `code` marks a custom_code metric.")
+    agents: list[int] | None = Field(default=None, description="The agents it scores (project scope only).")
     results: int = Field(description="Results read in the window.")
     dist: dict[str, int] = Field(description="Result → count (numbers binned by whole points, e.g. `2` = 2-2.9).")
     fail_rate: float | None = Field(default=None, description="FALSE share of applicable results (binary only).")
@@ -76,7 +77,7 @@ class Overview(BaseModel):
     previous: Window
     sampled: str | None = Field(default=None, description="Set when a window held more calls than were read.")
     metrics: list[MetricHealth]
-    next_step: str
+    next_step: str = ""
 
 
 # ---- reading ------------------------------------------------------------------------------
@@ -148,13 +149,16 @@ class OverviewService:
         reviews = {m.id: self._ledger.metric_reviews(m.id, agent_id=agent_id, since=self._changed_at(m.id))
                    for m in metrics}
         ranked = rank_metrics(metrics, current.rows, previous.rows, reviews)
+        if agent_id is None:
+            agents = {m.id: sorted(a for a in m.agents if a is not None) for m in metrics}
+            ranked = [h.model_copy(update={"agents": agents.get(_metric_id(h))}) for h in ranked]
         sampled = _sampling_note(current, previous)
         scope = f"agent {agent_id}" if agent_id is not None else f"project {project_id}"
         return Overview(
             scope=scope,
             window=Window(start=_iso(start), end=_iso(end), calls=current.count, read=len(current.rows)),
             previous=Window(start=_iso(before), end=_iso(start), calls=previous.count, read=len(previous.rows)),
-            sampled=sampled, metrics=ranked, next_step=_next_step(ranked, agent_id),
+            sampled=sampled, metrics=ranked,
         )
 
     def _changed_at(self, metric_id: int) -> float:
@@ -187,6 +191,10 @@ class OverviewService:
         return CallsRead(rows=rows, count=max(count, len(rows)))
 
 
+def _metric_id(health: MetricHealth) -> int:
+    return int(health.metric.split(":", 1)[0])
+
+
 def _instant(text: str) -> datetime:
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
@@ -206,18 +214,6 @@ def _sampling_note(current: CallsRead, previous: CallsRead) -> str | None:
     if not parts:
         return None
     return "; ".join(parts) + ". Rates describe those calls only; raise max_calls (up to 1000) to read more."
-
-
-def _next_step(ranked: Sequence[MetricHealth], agent_id: int | None) -> str:
-    if not ranked:
-        return "No metric had results in the window: widen it (days) or check the agent's metrics (list_metrics)."
-    top = ranked[0]
-    metric_id = top.metric.split(":", 1)[0]
-    agent = f"agent_id={agent_id}, " if agent_id is not None else ""
-    if top.score <= 0:
-        return f"No warning sign in any metric; spot-check {top.metric} if the person suspects it."
-    return (f"Start with {top.metric} ({top.why[0]}): triage_failures({agent}metric_id={metric_id}) for a systemic "
-            "cause to fix by hand, then review calls one at a time.")
 
 
 # ---- ranking (pure: the metrics, the calls read, the reviews) ------------------------------
