@@ -48,6 +48,8 @@ def read(fields: dict[str, Any], metric: Metric | None = None) -> tuple[str, obj
     ({"type": "binary", "score": 5, "value": "TRUE"}, None, "pass", True),
     ({"type": "binary", "score": 0, "value": "FALSE"}, None, "fail", False),
     ({"type": "binary", "score": None, "value": "N/A"}, None, "na", None),
+    # the spec's serializer (and the sandbox's spec dialect): N/A written out, the score left at its default 0
+    ({"type": "llm_judge", "score": 0.0, "value": "N/A", "enum": ""}, BINARY, "na", None),
     ({"value": "FALSE"}, None, "fail", False),
 ])
 def test_binary_results_in_every_documented_shape(fields: dict[str, Any], metric: Metric | None, kind: str,
@@ -68,6 +70,8 @@ def test_binary_results_in_every_documented_shape(fields: dict[str, Any], metric
     ({"type": "numeric", "score": 3}, NUMERIC, "number", 3),
     ({"type": "numeric", "score": 2.5}, None, "number", 2.5),
     ({"type": "numeric", "score": None}, None, "na", None),
+    ({"type": "llm_judge", "score": 0.0, "value": "N/A"}, CONTINUOUS, "na", None),
+    ({"type": "numeric", "score": 0.0, "value": "0"}, NUMERIC, "number", 0),
     ({"type": "continuous_qualitative", "score": 4.0}, CONTINUOUS, "number", 4),
     ({"score": 5}, CONTINUOUS, "number", 5),
     ({"type": "numeric", "value": "7"}, None, "number", 7),

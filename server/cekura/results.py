@@ -105,7 +105,17 @@ def format_number(number: float) -> str:
 
 # ---- by eval type --------------------------------------------------------------------------------------
 
+def _written_na(result: MetricResult) -> bool:
+    """`value` says "N/A" in words beside a `score` of 0 and no `passed`: the spec's serializer writes N/A out
+    and leaves the score at its default 0, so the words are the statement (not a FAIL, not a 0 score)."""
+    text = _value_text(result)
+    return (text is not None and text.strip().lower() in _NA - {""} and _score(result) == FAIL_SCORE
+            and result.raw.get("passed") is None)
+
+
 def _binary(result: MetricResult) -> Reading:
+    if _written_na(result):
+        return _reading(result, "na", None, "value")
     votes: list[tuple[bool, str]] = []
     if isinstance(result.raw.get("passed"), bool):
         votes.append((bool(result.raw["passed"]), "passed"))
@@ -159,6 +169,8 @@ def _enum(result: MetricResult, metric: Metric | None) -> Reading:
 
 
 def _number(result: MetricResult) -> Reading:
+    if _written_na(result):
+        return _reading(result, "na", None, "value")
     score = _score(result)
     if score is not None:
         return _reading(result, "number", _plain(score), "score")
