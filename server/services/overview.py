@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 import anyio
 from cekura_labs_mcp.server.cekura.client import CekuraClient
 from cekura_labs_mcp.server.cekura.models import CallRow, Metric
+from cekura_labs_mcp.server.cekura.results import NA_TEXT, UNREADABLE_TEXT, read_result
 from cekura_labs_mcp.server.errors import InputError
 from cekura_labs_mcp.server.presenting import explanation_text, one_line
 from cekura_labs_mcp.server.services.analysis import cluster_explanations
@@ -33,7 +34,8 @@ from pydantic import BaseModel, Field
 PAGE = 200
 MAX_CALLS = 1000
 MAX_WINDOW_DAYS = 33  # Cekura lists at most 33 days at once
-NA = "N/A"
+NA = NA_TEXT
+UNREADABLE = UNREADABLE_TEXT
 # Below these many results a rate says too little to rank on (it is still shown).
 MIN_RESULTS = 20
 MIN_TOPIC = 5
@@ -93,14 +95,16 @@ class Observation:
     explanation: str
 
 
-def observations(rows: Sequence[CallRow], metric_id: int) -> list[Observation]:
-    """The metric's results on the calls read; calls it did not run on are left out."""
+def observations(rows: Sequence[CallRow], metric: Metric) -> list[Observation]:
+    """The metric's results on the calls read, through the one result reader; calls it did not run on are
+    left out. A result the reader cannot read counts as `unreadable`, never as N/A or FALSE."""
     found: list[Observation] = []
     for row in rows:
-        result = row.metric(metric_id)
+        result = row.metric(metric.id)
         if result is None:
             continue
-        value = result.value if result.value not in (None, "") else NA
+        reading = read_result(result, metric)
+        value = reading.text if reading.readable else UNREADABLE
         found.append(Observation(row.id, row.topic or None, value, explanation_text(result)))
     return found
 
@@ -246,8 +250,8 @@ def rank_metrics(
     metrics: Sequence[Metric], current: Sequence[CallRow], previous: Sequence[CallRow],
     reviews: dict[int, list[Review]],
 ) -> list[MetricHealth]:
-    now = {m.id: observations(current, m.id) for m in metrics}
-    before = {m.id: observations(previous, m.id) for m in metrics}
+    now = {m.id: observations(current, m) for m in metrics}
+    before = {m.id: observations(previous, m) for m in metrics}
     fail_rates = {m.id: rate for m in metrics if (rate := fail_rate(m, now[m.id])) is not None
                   and applicable(now[m.id]) >= MIN_RESULTS}
     rows: list[tuple[float, int, MetricHealth]] = []
@@ -297,15 +301,20 @@ def distribution(metric: Metric, results: Sequence[Observation]) -> dict[str, in
     return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
+def scored(observation: Observation) -> bool:
+    """A result that says pass, fail, a label or a number (not N/A, not unreadable)."""
+    return observation.value not in (NA, UNREADABLE)
+
+
 def applicable(results: Sequence[Observation]) -> int:
-    return sum(o.value != NA for o in results)
+    return sum(scored(o) for o in results)
 
 
 def fail_rate(metric: Metric, results: Sequence[Observation]) -> float | None:
     if metric.eval_type != "binary":
         return None
-    scored = applicable(results)
-    return _share(sum(o.value.upper() == "FALSE" for o in results), scored) if scored else None
+    judged = applicable(results)
+    return _share(sum(o.value.upper() == "FALSE" for o in results), judged) if judged else None
 
 
 def _failing(metric: Metric, observation: Observation) -> bool:
@@ -464,14 +473,14 @@ def topic_outlier(metric: Metric, now: Sequence[Observation]) -> Signal | None:
     best: tuple[float, str, int, int, float] | None = None
     by_topic = _by_topic(now)
     for topic, results in by_topic.items():
-        scored = [o for o in results if o.value != NA]
-        rest = [o for t, rs in by_topic.items() if t != topic for o in rs if o.value != NA]
-        if len(scored) < MIN_TOPIC or len(rest) < MIN_TOPIC:
+        judged = [o for o in results if scored(o)]
+        rest = [o for t, rs in by_topic.items() if t != topic for o in rs if scored(o)]
+        if len(judged) < MIN_TOPIC or len(rest) < MIN_TOPIC:
             continue
-        here = sum(_failing(metric, o) for o in scored) / len(scored)
+        here = sum(_failing(metric, o) for o in judged) / len(judged)
         there = sum(_failing(metric, o) for o in rest) / len(rest)
         if here - there >= 0.5 and (best is None or here - there > best[0]):
-            best = (here - there, topic, sum(_failing(metric, o) for o in scored), len(scored), there)
+            best = (here - there, topic, sum(_failing(metric, o) for o in judged), len(judged), there)
     if best is None:
         return None
     gap, topic, failed, scored_n, there = best
