@@ -43,23 +43,39 @@ EMPATHY_ID = 9104
 UNDER_FIVE_ID = 9105
 REFILL_ID = 9106
 
+# The seeded descriptions follow Cekura's prompt pattern (seed 000; cekura-metric-design's prompt-patterns):
+# SCOPE & FOCUS, FAILURE CONDITIONS, DO NOT FLAG, N/A CONDITIONS. Each one misjudges some calls because of
+# what it literally says, which the stand-in judge applies as written (docs/sandbox-judge.md):
+# - One Question Per Turn: failure condition 2 is too literal (a request for related details is "several
+#   questions") and there is no DO NOT FLAG section.
+# - Appointment Booked Correctly: the failure condition covers every call without a booking, and no N/A
+#   condition scopes out calls where no appointment was requested.
+# - Caller Sentiment: the labels' signals say nothing about sarcasm, so sarcastic praise reads as praise.
+# - Empathy: CREDIT says "every apology", so scripted apologies earn points.
+
 ONE_QUESTION_PROMPT = """You are reviewing a phone call handled by Northwind Health's front-desk voice agent.
 
-GOAL
-Callers on the phone can only process one request at a time. The agent must ask at most ONE question per \
-turn and wait for the answer before asking the next.
+SCOPE & FOCUS
+This metric evaluates question pacing ONLY. Callers on the phone can only process one request at a time: \
+the agent must ask at most ONE question per turn and wait for the answer before asking the next.
 
-WHAT TO CHECK
-- Read every Main Agent turn in the transcript.
-- Count the questions in each turn. A compound request for several pieces of information counts as \
-several questions.
+INPUTS:
+- {{transcript}}
 
-SCORING
-- TRUE: every agent turn contains at most one question.
-- FALSE: at least one agent turn contains two or more questions. Quote the turn and its timestamp.
-- N/A: the agent spoke fewer than three turns (hang-ups, voicemail, wrong numbers)."""
+FAILURE CONDITIONS (Only These Count)
+1. An agent turn contains two or more questions.
+2. An agent asks for several pieces of information in one compound request (it counts as several questions).
+
+N/A CONDITIONS
+- The agent spoke fewer than three turns (hang-ups, voicemail, wrong numbers).
+
+OUTPUT INSTRUCTIONS
+Return: TRUE | FALSE | N/A. If FALSE, quote the turn and its MM:SS timestamp."""
 
 BOOKING_PROMPT = """Evaluate whether the agent followed Northwind Health's booking workflow correctly.
+
+SCOPE & FOCUS
+This metric evaluates the booking workflow ONLY.
 
 WORKFLOW
 1. Verify the caller's identity.
@@ -67,28 +83,41 @@ WORKFLOW
 3. Offer available slots with a named clinician.
 4. Book the chosen slot and read the day, date and time back to the caller.
 
-SCORING
-- TRUE: an appointment was booked (or moved) and the agent confirmed the day and time back to the caller.
-- FALSE: the agent did not complete a booking, or ended the call without confirming the slot.
-- N/A: the caller hung up or said fewer than two things before the call ended."""
+FAILURE CONDITIONS (Only These Count)
+1. The agent did not complete a booking, or ended the call without confirming the booked slot back to \
+the caller.
+
+N/A CONDITIONS
+- The caller hung up or said fewer than two things before the call ended.
+
+OUTPUT INSTRUCTIONS
+Return: TRUE | FALSE | N/A. TRUE when an appointment was booked (or moved) and the day and time were read back."""
 
 SENTIMENT_PROMPT = """Classify the caller's overall sentiment by the end of the call.
 
+CLASSIFICATION
 - positive: the caller is pleased, grateful or relieved.
 - neutral: the caller is matter-of-fact; no clear emotion either way.
 - negative: the caller is frustrated, annoyed or upset.
 
-Base the label on what the caller says, weighing the end of the call most heavily. Return N/A only when \
-the caller never speaks."""
+PRIORITY RULES
+Base the label on what the caller says, weighing the end of the call most heavily.
+
+N/A CONDITIONS
+- The caller never speaks."""
 
 EMPATHY_PROMPT = """Rate how empathetic the agent was, on a scale from 0 to 5.
 
+SCORING
 - 5: the agent consistently acknowledges the caller's feelings and situation.
 - 3: the agent is polite and acknowledges the caller at least once.
 - 1: the agent is transactional and ignores clear signs of distress.
 
-Credit every apology, acknowledgement or expression of understanding from the agent. Return N/A when the \
-caller said fewer than two things."""
+CREDIT
+- Every apology, acknowledgement or expression of understanding from the agent.
+
+N/A CONDITIONS
+- The caller said fewer than two things."""
 
 UNDER_FIVE_CODE = '''# Pass when the call lasted under five minutes: long calls mean the caller waited on hold.
 LIMIT_SECONDS = 300
@@ -108,11 +137,13 @@ else:
 REFILL_PROMPT = """Check that the agent read the prescription details back before submitting a repeat \
 prescription request.
 
-SCORING
-- TRUE: the agent repeated the medication and the collection pharmacy back to the caller \
+FAILURE CONDITIONS (Only These Count)
+1. The request was submitted without reading the medication and the collection pharmacy back to the caller \
 ("Just to confirm, ...").
-- FALSE: the request was submitted without a read-back.
-- N/A: the caller did not ask for a repeat prescription."""
+
+N/A CONDITIONS
+- The caller did not ask for a repeat prescription.
+- The caller said fewer than two things before the call ended."""
 
 
 @dataclass
@@ -247,7 +278,7 @@ def _truth(rule: str, conv: Conversation) -> Truth:
     if rule == "empathy":
         if caller_turns < 2:
             return Truth(None, None)
-        score = judge_mod.empathy_score(plan.empathy, plan.scripted, count_scripted=False)
+        score = judge_mod.scale_score(float(plan.empathy))
         return Truth(score, "scripted_apology" if plan.scripted else None)
     if rule == "refill":
         if caller_turns < 2 or plan.kind != "refill":

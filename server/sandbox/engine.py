@@ -32,13 +32,6 @@ def assigned(metrics: Iterable[Metric], agent_id: int) -> list[Metric]:
     return sorted(chosen, key=lambda m: (m.display_order, m.id))
 
 
-def resolved_rule(metric: Metric) -> str:
-    """Seeded metrics carry their rule; metrics created through the API ("auto") get one by keywords."""
-    if metric.rule != "auto":
-        return metric.rule
-    return judge_mod.infer_rule(metric.name, metric.description, metric.eval_type)
-
-
 def coerce(result: object, eval_type: str) -> VoteValue:
     """A custom-code `_result` in vote form for the metric's eval type (None when unreadable)."""
     if result is None:
@@ -101,8 +94,8 @@ class Evaluator:
         count = EvalCount()
         for metric in metrics:
             if metric.type != "custom_code":
-                verdict = judge_mod.judge(resolved_rule(metric), metric.description, metric.eval_type,
-                                          metric.enum_values, call)
+                # The judge reads the description only; an unrenderable one is a failed evaluation.
+                verdict = judge_mod.safe_judge(metric.description, metric.eval_type, metric.enum_values, call, agent)
                 call.results[metric.id] = MetricResult(metric.id, verdict.value, verdict.explanation)
                 count.llm_judge += 1
         coded = [m for m in metrics if m.type == "custom_code"]
@@ -110,7 +103,7 @@ class Evaluator:
             data = self.code_data(call, agent, metrics)
             for metric in coded:
                 runner = self.runner_for(metric.custom_code)
-                outcome = runner.run(metric.custom_code, data, self._llm_judge_helper(metric, call))
+                outcome = runner.run(metric.custom_code, data, self._llm_judge_helper(metric, call, agent))
                 value = coerce(outcome.result, metric.eval_type)
                 call.results[metric.id] = MetricResult(metric.id, value, outcome.explanation)
                 count.custom_code += 1
@@ -143,16 +136,13 @@ class Evaluator:
                 data["explanation"][metric.name] = list(result.explanation)
         return data
 
-    def _llm_judge_helper(self, metric: Metric, call: Call) -> LlmJudgeFn:
+    def _llm_judge_helper(self, metric: Metric, call: Call, agent: Agent) -> LlmJudgeFn:
         def evaluate_llm_judge_metric(
             data: dict[str, Any], api_key: str | None = None, description: str = "",
             eval_type: str | None = None, enum_values: list[str] | None = None,
         ) -> dict[str, Any]:
             kind = "binary" if (eval_type or metric.eval_type) in BINARY_ALIASES else (eval_type or metric.eval_type)
-            rule = resolved_rule(metric)
-            if rule == "generic":
-                rule = judge_mod.infer_rule(metric.name, description, kind)
-            verdict = judge_mod.judge(rule, description, kind, enum_values or metric.enum_values, call)
+            verdict = judge_mod.safe_judge(description, kind, enum_values or metric.enum_values, call, agent)
             return {"result": judge_value_for_code(verdict.value, kind), "explanation": verdict.explanation}
 
         return evaluate_llm_judge_metric

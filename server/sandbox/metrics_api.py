@@ -7,9 +7,9 @@ from typing import Any
 
 from . import serialize
 from .calls_api import turns_from_objects, turns_from_text
-from .engine import BINARY_ALIASES, judge_value_for_code, resolved_rule
+from .engine import BINARY_ALIASES, judge_value_for_code
 from .errors import field_error, not_found
-from .judge import infer_rule, judge
+from .judge import PromptError, judge
 from .models import EVAL_TYPES, METRIC_TYPES, TRIGGER_TYPES, TRIGGERS, Call, Metric, Turn
 from .store import Store
 from .validate import BAD_BOOL, BAD_INT, BAD_STR, REQUIRED, as_object, opt_str, query_int, to_int
@@ -165,6 +165,11 @@ def create_metric(store: Store, raw_body: object) -> dict[str, Any]:
     return serialize.metric_edit(metric)
 
 
+def _mapping(value: object) -> dict[str, Any]:
+    """`data`'s metadata or dynamic variables, which the judge's {{placeholders}} read."""
+    return {str(k): v for k, v in value.items()} if isinstance(value, dict) else {}
+
+
 def _judged_call(store: Store, metric: Metric, data: Mapping[str, Any]) -> Call:
     """The stored call when `data` names one, else a throwaway call built from `data`'s transcript."""
     stored = store.calls.get(to_int(data.get("call_log_id")) or -1)
@@ -184,7 +189,8 @@ def _judged_call(store: Store, metric: Metric, data: Mapping[str, Any]) -> Call:
         timestamp=now, created_at=now, updated_at=now, turns=turns,
         duration_s=float(duration) if isinstance(duration, (int, float)) else (turns[-1].end if turns else 0.0),
         call_ended_reason=str(data.get("call_end_reason") or ""), customer_number="",
-        topic=str(data.get("topic") or ""), metadata={}, dynamic_variables={},
+        topic=str(data.get("topic") or ""), metadata=_mapping(data.get("metadata")),
+        dynamic_variables=_mapping(data.get("dynamic_variables")),
     )
 
 
@@ -204,10 +210,11 @@ def evaluate_llm_judge_metric(store: Store, key: str, raw_body: object) -> dict[
     labels = body.get("enum_values") or metric.enum_values
     if not isinstance(labels, list) or not all(isinstance(v, str) for v in labels):
         raise field_error("enum_values", "Expected a list of strings.")
-    rule = resolved_rule(metric)
-    if rule == "generic" or metric.type == "custom_code":
-        rule = infer_rule(metric.name, description, kind)
-    verdict = judge(rule, description, kind, labels, _judged_call(store, metric, data))
+    call = _judged_call(store, metric, data)
+    try:
+        verdict = judge(description, kind, labels, call, store.agents.get(call.agent_id))
+    except PromptError as error:
+        raise field_error("description", str(error)) from error
     with store.lock:
         store.evaluations.llm_judge += 1
     return {"result": judge_value_for_code(verdict.value, kind), "explanation": verdict.explanation}

@@ -34,6 +34,10 @@ class Agent:
     name: str
     assistant_id: str
     description: str
+    # Read by the judge's {{agent.*}} placeholders (Cekura's variable reference lists these fields).
+    language: str = "en"
+    inbound: bool = True
+    contact_number: str = ""
 
 
 @dataclass

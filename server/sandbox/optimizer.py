@@ -1,70 +1,264 @@
-"""The sandbox's deterministic stand-in for Labs' `process_feedbacks` optimizer.
+"""The sandbox's deterministic stand-in for Labs' `process_feedbacks` optimizer, driven by feedback text alone.
 
-For each review in the selected test sets it asks the judge what the metric's current description
-scores, compares that with the reviewer's expected value, and names the recurring pattern behind
-each disagreement, from the call's transcript and the reviewer's feedback text. Each pattern it
-recognises adds one scoped clause ("DO NOT FLAG …", "Score N/A when …") to the description, and the
-reviewers' disagreements are appended as calibration examples. Old and new accuracy come from
-running the judge with the old and the new description over the same samples. Nothing is applied
-to the metric: the caller has to PATCH the description.
+For each Lab entry it asks the judge what the metric's current description scores (the judge's value,
+as Cekura's Labs re-runs the prompt on its samples). Where the reviewer's expected value disagrees, it
+takes the reviewer's *reason* — their sentences and quotes, minus verdict boilerplate ("Wrong. It should
+be TRUE.") — and writes it, in the reviewer's own words, into the section that expected value calls for:
+
+- binary: expected TRUE over a FALSE → DO NOT FLAG; expected FALSE over a TRUE → FAILURE CONDITIONS;
+- enum: expected label L → a signal line "L: <reason>" under CLASSIFICATION;
+- numeric: expected lower → DO NOT CREDIT; expected higher → CREDIT;
+- any type: expected N/A over a value → N/A CONDITIONS.
+
+It knows nothing else: not the judge's vocabulary, not the sandbox's hidden truth, not the demo's
+misjudgment patterns. So feedback that names the behaviour (a quote, what should not be flagged) fixes
+the calls that show it, wrong feedback writes a wrong clause that the judge then applies to every call,
+and feedback with no reason changes nothing. Old and new scores come from running the judge with the old
+and the new description over the same entries. Nothing is applied: the caller has to PATCH.
 """
 
 from __future__ import annotations
 
-from collections import Counter
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from . import judge as judge_mod
-from . import lexicon
-from .engine import resolved_rule
-from .models import AGENT_ROLE, CALLER_ROLE, Call, Metric, MetricReview, TestSet, VoteValue
+from .judge import Verdict, safe_judge
+from .models import Agent, Call, Metric, MetricReview, TestSet, VoteValue
 from .render import same_value, value_fields
 from .store import Store
 
+MAX_CLAUSES = 8
+MIN_CONTENT_WORDS = 2
+HEADINGS: dict[str, str] = {
+    "failure": "FAILURE CONDITIONS (FROM LABS FEEDBACK)",
+    "exempt": "DO NOT FLAG THESE (FROM LABS FEEDBACK)",
+    "exempt_numeric": "DO NOT CREDIT (FROM LABS FEEDBACK)",
+    "credit": "CREDIT (FROM LABS FEEDBACK)",
+    "na": "N/A CONDITIONS (FROM LABS FEEDBACK)",
+    "label": "CLASSIFICATION (FROM LABS FEEDBACK)",
+}
+NUMERIC_TYPES = frozenset({"numeric", "continuous_qualitative"})
+
+# Words that carry no reason: verdicts, judge talk, filler. A note made only of these says nothing.
+_EMPTY_WORDS = frozenset(str.split("""
+a an the this that these those it its it's is was were be been being are am should would could have has had
+i i'm we you they he she me my our so and or but to of in on at for with as by from than then there here not no
+yes very really just also too wrong wrongly incorrect incorrectly correct correctly right result results metric
+judge judged score scored value label true false n/a na pass passed fail failed failing agree disagree disagreed
+call calls think marked misread misjudged mistake error please fix fixed actually instead rating rated verdict
+outcome one ok okay yeah nope bad good do does did got get sure maybe agent caller customer said says
+"""))
+_TIMESTAMP = re.compile(r"\b(?:at\s+)?\d{1,2}:\d{2}(?::\d{2})?\b,?", re.I)
+_BOILERPLATE = (
+    re.compile(r"[,;:]?\s*(?:so|and|which means|therefore)?\s*(?:it|this|that|the (?:result|metric|score|value|"
+               r"label|call|outcome|answer))?\s*should (?:have been|be|read|say)\s+[^.;,]*", re.I),
+    re.compile(r"[,;:]?\s*the correct (?:result|value|label|score|outcome|answer) (?:is|was|would be)\s+[^.;,]*", re.I),
+    re.compile(r"[,;:]?\s*the (?:judge|metric) (?:misread|got|was|is|scored|marked)\b[^.;,]*", re.I),
+    re.compile(r"^\s*(?:wrong|incorrect|i disagree|disagree|not correct)\b[.!,;:]*", re.I),
+)
+_WORD = re.compile(r"[a-z][a-z'/-]*", re.I)
+_QUOTED = re.compile(r"\"[^\"]{3,}\"|“[^”]{3,}”|‘[^’]{3,}’|(?<![\w])'.{3,}?'(?![\w])")
+
 
 @dataclass(frozen=True)
-class Pattern:
-    rule: str
-    clause: str
+class LabEntry:
+    """One reviewed call: the call, the value the person expects, and their note."""
+
+    call: Call
+    expected: VoteValue
+    feedback: str
+    agent: Agent | None = None
+
+
+@dataclass(frozen=True)
+class Score:
+    num_correct: int
+    num_total: int
+
+    @property
+    def score(self) -> float:
+        return round(self.num_correct / self.num_total, 4) if self.num_total else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"num_correct": self.num_correct, "num_total": self.num_total, "score": self.score}
+
+
+@dataclass(frozen=True)
+class Clause:
+    section: str
+    text: str
+    label: str = ""
+
+    def line(self) -> str:
+        return f"- {self.label}: {self.text}" if self.label else f"- {self.text}"
+
+
+@dataclass(frozen=True)
+class Proposal:
+    description: str
+    changed: bool
+    clauses: tuple[Clause, ...]
+    old_score: Score
+    new_score: Score
+    old_verdicts: tuple[Verdict, ...]
+    new_verdicts: tuple[Verdict, ...]
+    disagreements: int
+    without_reason: int
     summary: str
-    feedback_words: tuple[str, ...]
 
 
-PATTERNS: dict[str, Pattern] = {
-    "related_details_confirmation": Pattern(
-        "one_question",
-        "DO NOT FLAG a single request to confirm closely related details in one turn — for example postcode "
-        "and first line of address, or date of birth and full name. Treat such a related-details "
-        "confirmation as ONE question; still flag turns that ask two unrelated questions.",
-        "the judge counted one request for related identity details (postcode and address; date of birth and "
-        "name) as two questions",
-        ("postcode", "address", "date of birth", "related", "confirm"),
-    ),
-    "no_booking_requested": Pattern(
-        "booking",
-        "SCOPE: Score N/A when no appointment was requested during the call (for example billing-only or "
-        "insurance-only calls). Score FALSE only when the caller asked to book or move an appointment and "
-        "the agent did not complete it.",
-        "the judge failed calls in which no appointment was requested at all (billing and insurance calls), "
-        "which should be N/A",
-        ("billing", "insurance", "no appointment", "not request", "n/a", "never asked"),
-    ),
-    "sarcasm": Pattern(
-        "sentiment",
-        "Treat sarcastic praise (for example 'great, just great' said about a problem) as negative: judge the "
-        "caller's actual attitude, not the literal words.",
-        "the judge read sarcastic praise as positive sentiment",
-        ("sarcas", "ironic", "not actually happy"),
-    ),
-    "scripted_apology": Pattern(
-        "empathy",
-        "Do not credit formulaic, scripted apologies (for example 'I apologise for any inconvenience') as "
-        "empathy; credit only responses that acknowledge the caller's specific situation.",
-        "the judge credited repeated scripted apologies as empathy",
-        ("scripted", "formulaic", "apolog", "boilerplate"),
-    ),
-}
+JudgeFn = Callable[[str, LabEntry], Verdict]
+
+
+# --- reading the feedback --------------------------------------------------------------------
+
+
+def reason_of(feedback: str, labels: Sequence[str] = ()) -> str:
+    """The part of a note that says something about the call: its sentences with content words or a quote,
+    stripped of timestamps and verdict boilerplate. "" when the note carries no reason."""
+    stash: list[str] = []
+
+    def keep(match: re.Match[str]) -> str:
+        stash.append(match.group(0))
+        return f"QUOTE{len(stash) - 1}Q"
+
+    text = _QUOTED.sub(keep, " ".join(feedback.split()))
+    empty = _EMPTY_WORDS | {label.lower() for label in labels}
+    kept: list[str] = []
+    for sentence in re.split(r"(?<=[.!?])\s+", text):
+        cleaned = _TIMESTAMP.sub(" ", sentence)
+        for pattern in _BOILERPLATE:
+            cleaned = pattern.sub(" ", cleaned)
+        cleaned = " ".join(cleaned.split()).strip(" ,;:-—–")
+        words = [w for w in _WORD.findall(re.sub(r"QUOTE\d+Q", " ", cleaned)) if w.lower() not in empty]
+        if "QUOTE" in cleaned or len(words) >= MIN_CONTENT_WORDS:
+            kept.append(cleaned.rstrip(".!? ") + ".")
+    reason = " ".join(kept)
+    reason = re.sub(r"QUOTE(\d+)Q", lambda m: stash[int(m.group(1))], reason)
+    reason = reason.replace("{{", "{").replace("}}", "}")  # a note must not add a placeholder
+    return reason[:1].upper() + reason[1:] if reason else ""
+
+
+def section_for(expected: VoteValue, judged: VoteValue, eval_type: str) -> str | None:
+    """Which section a disagreement's reason belongs in, from the two values alone."""
+    if expected is None:
+        return "na" if judged is not None else None
+    if judged is None:
+        return None  # an over-broad N/A condition: the reviewer's words cannot narrow it
+    if eval_type == "enum":
+        return "label"
+    if eval_type in NUMERIC_TYPES and isinstance(expected, (int, float)) and isinstance(judged, (int, float)):
+        return "exempt_numeric" if float(expected) < float(judged) else "credit"
+    if expected is True and judged is False:
+        return "exempt"
+    if expected is False and judged is True:
+        return "failure"
+    return None
+
+
+# --- writing the description -----------------------------------------------------------------
+
+
+def _normal(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def with_clauses(description: str, clauses: Sequence[Clause]) -> str:
+    """The description with each clause added as a bullet of its section: into an existing Labs section
+    of that name, or a new one at the end."""
+    text = description.rstrip()
+    for heading in dict.fromkeys(c.section for c in clauses):
+        bullets = [c.line() for c in clauses if c.section == heading]
+        lines = text.split("\n")
+        if heading in (line.strip() for line in lines):
+            at = next(i for i, line in enumerate(lines) if line.strip() == heading) + 1
+            while at < len(lines) and lines[at].strip().startswith("-"):
+                at += 1
+            lines[at:at] = bullets
+            text = "\n".join(lines)
+        else:
+            text += "\n\n" + heading + "\n" + "\n".join(bullets)
+    return text
+
+
+def _clauses(description: str, eval_type: str, labels: Sequence[str], entries: Sequence[LabEntry],
+             old: Sequence[Verdict]) -> tuple[list[Clause], int, int]:
+    clauses: list[Clause] = []
+    seen = {_normal(description)}
+    disagreements = without_reason = 0
+    for entry, verdict in zip(entries, old, strict=True):
+        if same_value(entry.expected, verdict.value, eval_type):
+            continue
+        disagreements += 1
+        reason = reason_of(entry.feedback, labels)
+        section = section_for(entry.expected, verdict.value, eval_type)
+        if not reason:
+            without_reason += 1
+            continue
+        if section is None:
+            continue
+        label = str(entry.expected) if section == "label" else ""
+        clause = Clause(HEADINGS[section], reason, label)
+        key = _normal(clause.line())
+        if any(key[2:] in s for s in seen) or len(clauses) >= MAX_CLAUSES:
+            continue
+        seen.add(key)
+        clauses.append(clause)
+    return clauses, disagreements, without_reason
+
+
+def _scored(description: str, eval_type: str, entries: Sequence[LabEntry], judge_fn: JudgeFn
+            ) -> tuple[Score, tuple[Verdict, ...]]:
+    verdicts = tuple(judge_fn(description, e) for e in entries)
+    correct = sum(1 for e, v in zip(entries, verdicts, strict=True) if same_value(e.expected, v.value, eval_type))
+    return Score(correct, len(entries)), verdicts
+
+
+def optimize(description: str, eval_type: str, enum_values: Sequence[str], entries: Sequence[LabEntry],
+             judge_fn: JudgeFn | None = None, rewrite: bool = True) -> Proposal:
+    """Propose a new description from the Lab entries' expected values and notes, and score both on them.
+
+    `judge_fn(description, entry)` scores one entry (default: the stand-in judge on the entry's call);
+    `rewrite=False` only scores (custom-code metrics: the optimizer does not rewrite Python)."""
+    def default(text: str, entry: LabEntry) -> Verdict:
+        return safe_judge(text, eval_type, enum_values, entry.call, entry.agent)
+
+    score_with = judge_fn or default
+    labels = list(enum_values) if eval_type == "enum" else []
+    old_score, old = _scored(description, eval_type, entries, score_with)
+    clauses, disagreements, without_reason = _clauses(description, eval_type, labels, entries, old) if rewrite \
+        else ([], 0, 0)
+    proposed = with_clauses(description, clauses) if clauses else description
+    new_score, new = (old_score, old) if proposed == description else _scored(proposed, eval_type, entries, score_with)
+    summary = _summary(len(entries), disagreements, without_reason, clauses, old_score, new_score, rewrite)
+    return Proposal(proposed, proposed != description, tuple(clauses), old_score, new_score, old, new,
+                    disagreements, without_reason, summary)
+
+
+def _summary(total: int, disagreements: int, without_reason: int, clauses: Sequence[Clause], old: Score,
+             new: Score, rewrite: bool) -> str:
+    parts = [f"Analysed {total} Lab entr{'y' if total == 1 else 'ies'}; {disagreements} disagreed with the "
+             "current prompt."]
+    if not rewrite:
+        parts.append("This is a custom_code metric: the sandbox optimizer does not rewrite Python, so the code is "
+                     "returned unchanged.")
+    if without_reason:
+        parts.append(f"{without_reason} disagreement(s) gave no reason beyond the verdict (for example 'Wrong. It "
+                     "should be TRUE.'), so they changed nothing.")
+    if clauses:
+        sections = sorted({c.section for c in clauses})
+        parts.append(f"Added {len(clauses)} clause(s) in the reviewers' words under " + ", ".join(sections) + ".")
+    elif rewrite:
+        parts.append("No change: the description is returned as it was.")
+    parts.append(f"Accuracy on these samples: {old.num_correct}/{old.num_total} before, "
+                 f"{new.num_correct}/{new.num_total} after.")
+    parts.append("Nothing has been applied: PATCH the metric's description to use the improved prompt.")
+    return " ".join(parts)
+
+
+# --- the HTTP side: Labs test sets in, process_feedbacks' answer out ---------------------------
 
 
 @dataclass(frozen=True)
@@ -78,53 +272,15 @@ def lab_samples(store: Store, metric: Metric, test_sets: list[TestSet]) -> list[
     return [Sample(ts, ts.reviews[metric.id], store.calls[ts.call_id]) for ts in test_sets]
 
 
-def pattern_of(rule: str, description: str, sample: Sample, judged: object) -> str | None:
-    """Name the recurring mistake behind one disagreement, if it is one the optimizer knows."""
-    expected, feedback = sample.review.expected, sample.review.feedback.lower()
-    for name, pattern in PATTERNS.items():
-        if pattern.rule != rule:
-            continue
-        in_feedback = any(w in feedback for w in pattern.feedback_words)
-        if _call_shows(name, description, sample.call, expected, judged) or in_feedback:
-            return name
-    return None
-
-
-def _call_shows(name: str, description: str, call: Call, expected: object, judged: object) -> bool:
-    caller_text = " ".join(t.content for t in call.turns if t.role == CALLER_ROLE)
-    if name == "related_details_confirmation":
-        flagged, _ = judge_mod.question_flags(description, judge_mod.turns_of(call, AGENT_ROLE))
-        return expected is True and judged is False and bool(flagged) and all(f.details for f in flagged)
-    if name == "no_booking_requested":
-        return expected is None and judged is False and not lexicon.BOOKING_REQUEST_RE.search(caller_text)
-    if name == "sarcasm":
-        return str(expected).lower() == "negative" and bool(lexicon.SARCASM_RE.search(caller_text))
-    agent_text = " ".join(t.content for t in call.turns if t.role != CALLER_ROLE)
-    return lexicon.count_phrases(agent_text, lexicon.SCRIPTED_APOLOGY) > 0
-
-
-def _score(store: Store, metric: Metric, description: str, samples: list[Sample]) -> tuple[dict[str, Any], list[Any]]:
-    verdicts = [store.judge_with(metric, description, s.call) for s in samples]
-    correct = sum(1 for s, v in zip(samples, verdicts, strict=True)
-                  if same_value(s.review.expected, v.value, metric.eval_type))
-    total = len(samples)
-    return {"num_correct": correct, "num_total": total, "score": round(correct / total, 4) if total else 0.0}, verdicts
-
-
 def optimise(store: Store, metric: Metric, test_sets: list[TestSet], metric_type: str | None,
              skip_evaluation: bool) -> dict[str, Any]:
-    rule = resolved_rule(metric)
     samples = lab_samples(store, metric, test_sets)
-    old_score, old_verdicts = _score(store, metric, metric.description, samples)
-    disagreements = [(s, v) for s, v in zip(samples, old_verdicts, strict=True)
-                     if not same_value(s.review.expected, v.value, metric.eval_type)]
-    found = Counter(p for s, v in disagreements if (p := pattern_of(rule, metric.description, s, v.value)))
-    description = improved_description(metric, found, [s for s, _ in disagreements])
-    new_score, new_verdicts = _score(store, metric, description, samples)
-    unresolved = [
-        _unresolved(s, v.value, metric) for s, v in zip(samples, new_verdicts, strict=True)
-        if not same_value(s.review.expected, v.value, metric.eval_type)
-    ]
+    entries = [LabEntry(s.call, s.review.expected, s.review.feedback, store.agents.get(s.call.agent_id))
+               for s in samples]
+    proposal = optimize(metric.description, metric.eval_type, metric.enum_values, entries,
+                        judge_fn=lambda text, entry: store.judge_with(metric, text, entry.call),
+                        rewrite=metric.type != "custom_code")
+    description = proposal.description
     result: dict[str, Any] = {
         "status": "completed", "progress": 1.0, "metric_id": metric.id,
         "improved_metric_description": description, **_trigger(metric),
@@ -133,36 +289,21 @@ def optimise(store: Store, metric: Metric, test_sets: list[TestSet], metric_type
             {"review_id": s.review.id, "test_set_id": s.test_set.id, "actual_value": v.value,
              "explanation": v.explanation, "success": same_value(s.review.expected, v.value, metric.eval_type),
              "error": None}
-            for s, v in zip(samples, new_verdicts, strict=True)
+            for s, v in zip(samples, proposal.new_verdicts, strict=True)
         ],
         "custom_code": metric.custom_code if metric.type == "custom_code" else "",
         "type": metric.type, "feedback_edits": [], "unauthorized_label_changes": [],
-        "unresolved_samples": unresolved,
-        "optimization_summary": _summary(metric, samples, disagreements, found, old_score, new_score),
+        "unresolved_samples": [
+            _unresolved(s, v.value, metric) for s, v in zip(samples, proposal.new_verdicts, strict=True)
+            if not same_value(s.review.expected, v.value, metric.eval_type)
+        ],
+        "optimization_summary": proposal.summary,
     }
     if metric_type == "custom_code" and metric.type != "custom_code":
         result.update(type="custom_code", custom_code=python_wrapper(metric, description))
     if not skip_evaluation:
-        result.update(old_score=old_score, new_score=new_score)
+        result.update(old_score=proposal.old_score.as_dict(), new_score=proposal.new_score.as_dict())
     return result
-
-
-def improved_description(metric: Metric, found: Counter[str], disagreements: list[Sample]) -> str:
-    if metric.type == "custom_code":
-        return metric.description
-    text = metric.description.rstrip()
-    clauses = [PATTERNS[name].clause for name, _ in found.most_common() if PATTERNS[name].clause not in text]
-    if clauses:
-        text += "\n\nDO NOT FLAG / SCOPE (from Labs feedback)\n" + "\n".join(f"- {c}" for c in clauses)
-    examples = [s for s in disagreements if s.review.feedback.strip()][:6]
-    if examples:
-        lines = [
-            f"- Call {s.call.id}: expected {value_fields(s.review.expected, metric.eval_type)[0]}. "
-            f"Reviewer: \"{s.review.feedback.strip()}\""
-            for s in examples
-        ]
-        text += "\n\nCALIBRATION EXAMPLES\n" + "\n".join(lines)
-    return text
 
 
 def _trigger(metric: Metric) -> dict[str, Any]:
@@ -185,33 +326,15 @@ def python_wrapper(metric: Metric, description: str) -> str:
 
 
 def _unresolved(sample: Sample, judged: VoteValue, metric: Metric) -> dict[str, Any]:
-    verdict = "ambiguous_label" if not sample.review.feedback.strip() else "prompt_limit"
+    labels = metric.enum_values if metric.eval_type == "enum" else []
+    verdict = "prompt_limit" if reason_of(sample.review.feedback, labels) else "ambiguous_label"
     return {
         "review_id": sample.review.id, "test_set_id": sample.test_set.id, "call_log_id": sample.call.id,
         "verdict": verdict, "pass_rate": 0.0,
         "explanation": (
             f"Expected {value_fields(sample.review.expected, metric.eval_type)[0]} but the improved prompt still "
-            f"scores {value_fields(judged, metric.eval_type)[0]}; no recurring pattern in the feedback explains it."
+            f"scores {value_fields(judged, metric.eval_type)[0]}"
+            + ("; the feedback gives no reason the prompt could use." if verdict == "ambiguous_label"
+               else "; the reviewer's reason, added to the prompt, did not change this call's result.")
         ),
     }
-
-
-def _summary(metric: Metric, samples: list[Sample], disagreements: list[Any], found: Counter[str],
-             old: dict[str, Any], new: dict[str, Any]) -> str:
-    parts = [f"Analysed {len(samples)} reviewed call(s) in the Lab of '{metric.name}'; "
-             f"{len(disagreements)} disagreed with the current prompt."]
-    if metric.type == "custom_code":
-        parts.append("This is a custom_code metric: the sandbox optimizer does not rewrite Python, so the code is "
-                     "returned unchanged.")
-    elif found:
-        parts.append("Recurring pattern(s): " + "; ".join(
-            f"{PATTERNS[name].summary} ({count} call(s))" for name, count in found.most_common()) + ".")
-        parts.append("Added a scoped clause for each, plus the reviewers' notes as calibration examples.")
-    elif disagreements:
-        parts.append("No recurring pattern was recognised; the reviewers' notes were added as calibration examples.")
-    else:
-        parts.append("The current prompt already agrees with every review; no clause was needed.")
-    parts.append(f"Accuracy on these samples: {old['num_correct']}/{old['num_total']} before, "
-                 f"{new['num_correct']}/{new['num_total']} after.")
-    parts.append("Nothing has been applied: PATCH the metric's description to use the improved prompt.")
-    return " ".join(parts)

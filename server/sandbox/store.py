@@ -13,9 +13,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .data import Dataset, clone, default_anchor, generate
-from .engine import EvalCount, Evaluator, assigned, resolved_rule, success_of
+from .engine import EvalCount, Evaluator, assigned, success_of
 from .faults import FaultBook
-from .judge import Verdict, judge
+from .judge import Verdict, safe_judge
 from .models import Agent, Call, Job, Metric, TestSet, Vote, VoteValue
 from .runner import CodeRunner, InProcessRunner, IsolatedRunner
 
@@ -93,4 +93,4 @@ class Store:
             self.evaluator.evaluate(scratch, self.agents[call.agent_id], [metric])
             result = scratch.results[metric.id]
             return Verdict(result.value, result.explanation)
-        return judge(resolved_rule(metric), description, metric.eval_type, metric.enum_values, call)
+        return safe_judge(description, metric.eval_type, metric.enum_values, call, self.agents.get(call.agent_id))

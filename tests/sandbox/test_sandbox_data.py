@@ -14,7 +14,6 @@ from cekura_labs_mcp.server.sandbox import judge
 from cekura_labs_mcp.server.sandbox.data import generate, snapshot
 from cekura_labs_mcp.server.sandbox.engine import Evaluator
 from cekura_labs_mcp.server.sandbox.models import Metric
-from cekura_labs_mcp.server.sandbox.optimizer import PATTERNS
 from cekura_labs_mcp.server.sandbox.render import same_value, transcript_text
 from cekura_labs_mcp.server.sandbox.runner import CodeOutcome, InProcessRunner, LlmJudgeFn
 from cekura_labs_mcp.server.sandbox.transcripts import empathy_lexicon_check
@@ -51,6 +50,9 @@ def test_shape_of_the_data_set() -> None:
     assert sample.metadata["channel"] == "phone" and sample.dynamic_variables["appointment_slot"]
 
 
+MISJUDGMENTS = {"related_details_confirmation", "no_booking_requested", "sarcasm", "scripted_apology"}
+
+
 @pytest.mark.parametrize("seed", [7, 11, 23])
 def test_the_judge_is_right_except_on_the_named_patterns(seed: int) -> None:
     ds = dataset(seed)
@@ -64,49 +66,32 @@ def test_the_judge_is_right_except_on_the_named_patterns(seed: int) -> None:
              for m in (data_mod.ONE_QUESTION_ID, data_mod.BOOKING_ID)}
     assert all(0.07 <= s <= 0.2 for s in share.values()), share
     patterns = {t.pattern for table in ds.truth.values() for t in table.values()} - {None}
-    assert patterns == set(PATTERNS)
+    assert patterns == MISJUDGMENTS
 
 
-def test_the_improved_clauses_make_the_judge_agree_everywhere() -> None:
-    ds = dataset()
-    for metric_id, table in ds.truth.items():
-        metric = ds.metrics[metric_id]
-        if metric.type == "custom_code":
-            continue
-        improved = metric.description + "\n" + "\n".join(p.clause for p in PATTERNS.values() if p.rule == metric.rule)
-        for call_id, truth in table.items():
-            verdict = judge.judge(metric.rule, improved, metric.eval_type, metric.enum_values, ds.calls[call_id])
-            assert same_value(truth.expected, verdict.value, metric.eval_type), (metric.name, call_id)
-
-
-def test_misjudged_explanations_state_the_mistake_with_a_timestamp() -> None:
+def test_misjudged_explanations_quote_the_moment_and_the_clause_behind_it() -> None:
     ds = dataset()
     table = ds.truth[data_mod.ONE_QUESTION_ID]
     call_id = next(c for c, t in table.items() if t.pattern == "related_details_confirmation")
-    lead = ds.calls[call_id].results[data_mod.ONE_QUESTION_ID].explanation[0]
-    assert lead.startswith("At ") and "two questions in one turn" in lead
+    lead, why = ds.calls[call_id].results[data_mod.ONE_QUESTION_ID].explanation[:2]
+    assert lead.startswith("At ") and "one request for several related details" in lead
     moment = lead[3:8]
     assert f"[{moment}] Main Agent:" in transcript_text(ds.calls[call_id])
+    assert "compound request" in why and "failure condition" in why
     booking = next(c for c, t in ds.truth[data_mod.BOOKING_ID].items() if t.pattern)
-    assert ds.calls[booking].results[data_mod.BOOKING_ID].explanation[0] == "No appointment was booked during the call."
-
-
-def test_description_clauses_are_what_the_judge_reads() -> None:
-    assert not judge.excuses_related_details(data_mod.ONE_QUESTION_PROMPT)
-    assert judge.excuses_related_details(PATTERNS["related_details_confirmation"].clause)
-    assert not judge.scopes_out_unrequested_bookings(data_mod.BOOKING_PROMPT)
-    assert judge.scopes_out_unrequested_bookings(PATTERNS["no_booking_requested"].clause)
-    assert not judge.reads_sarcasm(data_mod.SENTIMENT_PROMPT)
-    assert not judge.discounts_scripted_apologies(data_mod.EMPATHY_PROMPT)
+    lead, why = ds.calls[booking].results[data_mod.BOOKING_ID].explanation[:2]
+    assert lead.startswith("At ") and "without the agent booking a slot" in lead
+    assert 'failure condition "The agent did not complete a booking' in why
     assert empathy_lexicon_check()
 
 
-def test_rules_for_new_metrics_come_from_keywords() -> None:
-    assert judge.infer_rule("Asks one thing at a time", "Flag turns with two questions", "binary") == "one_question"
-    assert judge.infer_rule("Caller mood", "Classify the caller sentiment", "enum") == "sentiment"
-    assert judge.infer_rule("Greeting", "Did the agent greet the caller?", "numeric") == "generic"
-    call = next(iter(dataset().calls.values()))
-    assert judge.judge("sentiment", "", "enum", ["happy", "sad"], call).value in ("happy", "sad", None)
+def test_an_unstructured_description_is_read_sentence_by_sentence() -> None:
+    call = next(c for c in dataset().calls.values() if c.topic == "Appointment booking")
+    flag = judge.judge("Flag any turn where the agent asks two or more questions.", "binary", [], call)
+    lenient = judge.judge("Did the agent greet the caller?", "binary", [], call)
+    assert lenient.value is True and "no failure condition it can check" in lenient.explanation[0]
+    assert flag.value in (True, False) and flag.explanation
+    assert judge.judge("", "enum", ["happy", "sad"], call).value == "happy"
 
 
 def _code_metric(code: str) -> Metric:

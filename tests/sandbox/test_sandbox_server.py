@@ -14,7 +14,6 @@ from pathlib import Path
 import httpx
 import pytest
 from cekura_labs_mcp.server.sandbox import SandboxServer, build_app
-from cekura_labs_mcp.server.sandbox.optimizer import PATTERNS
 from sandbox_helpers import BOOKING, CALLS, EXTERNAL, MAIN, ONE_QUESTION, Admin, main_calls
 
 MISSING = {"detail": "Authentication credentials were not provided."}
@@ -171,7 +170,7 @@ def test_the_sdk_judge_path_used_by_custom_code(api: httpx.Client, admin: Admin)
     strict = api.post(path, json={"data": {"call_log_id": call_id}, "description": prompt,
                                   "eval_type": "binary_workflow_adherence"})
     assert strict.status_code == 200 and strict.json()["result"] == 0
-    improved = prompt + "\n" + PATTERNS["related_details_confirmation"].clause
+    improved = prompt + "\n\nDO NOT FLAG THESE\n- A single request to confirm related details (postcode and address)."
     turns = api.get(f"{CALLS}/{call_id}").json()["transcript_object"]
     lenient = api.post(path, json={"data": {"transcript_json": turns}, "description": improved})
     assert lenient.json()["result"] == 5 and lenient.json()["explanation"]
