@@ -22,15 +22,18 @@ from __future__ import annotations
 import argparse
 import random
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import anyio
 import httpx
 from cekura_labs_mcp.server.cekura.client import CekuraClient
 from cekura_labs_mcp.server.cekura.models import CallRow, Metric
+from cekura_labs_mcp.server.logs import configure_logging
 from cekura_labs_mcp.server.services.ranking import is_failing, rank_candidates, value_key
 from cekura_labs_mcp.server.values import display
 from pydantic import SecretStr
@@ -181,6 +184,252 @@ def print_queue(summaries: Sequence[QueueSummary], seeds: Sequence[int], out: An
               f"{s.failing_first_at_6:9.2f} {s.failing_first_at_12:10.2f} {s.zero_at_12:6d}", file=out)
 
 
+# ---- 2. scripted reviewers ------------------------------------------------------------------
+
+Answer = dict[str, Any]
+Reviewer = Callable[[dict[str, Any], dict[str, Any], random.Random], Answer]
+REVIEWERS = ("truth-telling", "content-free", "wrong", "random", "agree-all")
+MAX_REVIEWS = 12
+
+
+def _moment(review: dict[str, Any]) -> tuple[str, str]:
+    """The moment a person would cite: the judge's first cited time, else the agent's first turn."""
+    call = review["call"]
+    metric = call["metric"]
+    turns = call["transcript"]["turns"]
+    agent_turns = [t for t in turns if t["who"] == "agent"] or turns
+    cited = metric["moments"][0] if metric["moments"] else agent_turns[0]["t"]
+    quote = next((t["text"] for t in agent_turns if t["t"] >= cited), agent_turns[0]["text"])[:120]
+    return cited, quote
+
+
+def _other_value(metric: Metric, shown: str, rng: random.Random | None = None) -> Any:
+    """A value that is not `shown`: the flip of a binary, another label, a score two points away."""
+    if metric.eval_type == "binary":
+        return shown.upper() != "TRUE"
+    if metric.eval_type == "enum":
+        labels = [v for v in (metric.enum_values or []) if v.lower() != shown.lower()]
+        return rng.choice(labels) if rng else labels[0]
+    score = numeric_or(shown, 3.0)
+    return score - 2.0 if score >= 2.5 else score + 2.0
+
+
+def numeric_or(text: str, default: float) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return default
+
+
+def _disagree(review: dict[str, Any], value: Any) -> Answer:
+    """The same wording whoever speaks: a moment, a quote, the value. Only the value can be right or wrong."""
+    cited, quote = _moment(review)
+    label = display(value)
+    return {"agree": False, "expected_value": "N/A" if value is None else value,
+            "reason": f'At {cited} the agent said "{quote}"; the judge misread the call, it should be {label}.'}
+
+
+def make_reviewers(metric: Metric, truth: dict[str, Any]) -> dict[str, Reviewer]:
+    def right(review: dict[str, Any]) -> tuple[bool, Any]:
+        call = review["call"]
+        expected = truth[str(call["id"])]["expected"]
+        return value_key(display(expected)).lower() == value_key(call["metric"]["value"]).lower(), expected
+
+    def truth_telling(review: dict[str, Any], _: dict[str, Any], rng: random.Random) -> Answer:
+        ok, expected = right(review)
+        return {"agree": True} if ok else _disagree(review, expected)
+
+    def content_free(review: dict[str, Any], _: dict[str, Any], rng: random.Random) -> Answer:
+        ok, expected = right(review)
+        if ok:
+            return {"agree": True}
+        return {"agree": False, "expected_value": "N/A" if expected is None else expected,
+                "reason": f"Wrong. It should be {display(expected)}.", "insist": True}
+
+    def wrong(review: dict[str, Any], _: dict[str, Any], rng: random.Random) -> Answer:
+        ok, _expected = right(review)
+        if not ok:
+            return {"agree": True, "reason": "The result is right for this call."}
+        return _disagree(review, _other_value(metric, review["call"]["metric"]["value"]))
+
+    def random_reviewer(review: dict[str, Any], _: dict[str, Any], rng: random.Random) -> Answer:
+        if rng.random() < 0.5:
+            return {"agree": True}
+        return _disagree(review, _other_value(metric, review["call"]["metric"]["value"], rng))
+
+    def agree_all(review: dict[str, Any], _: dict[str, Any], rng: random.Random) -> Answer:
+        return {"agree": True}
+
+    return {"truth-telling": truth_telling, "content-free": content_free, "wrong": wrong,
+            "random": random_reviewer, "agree-all": agree_all}
+
+
+@dataclass(frozen=True)
+class ReviewerCase:
+    seed: int
+    metric: str
+    reviewer: str
+    reviews: int
+    disagreements: int
+    improved: bool = False
+    applied: bool = False
+    fresh: int = 0
+    before: float = 0.0
+    after: float = 0.0
+    fixed: int = 0
+    regressed: int = 0
+    note: str = ""
+
+
+async def _tool(client: Any, name: str, args: dict[str, Any]) -> dict[str, Any]:
+    result = await client.call_tool(name, args)
+    if result.is_error:
+        text = "\n".join(getattr(block, "text", "") for block in result.content)
+        raise RuntimeError(f"{name}: {text}")
+    return dict(result.structured_content or {})
+
+
+async def reviewer_case(url: str, agent_id: int, metric: Metric, reviewer: str, answer: Reviewer,
+                        truth: dict[str, Any], seed: int, scratch: Path) -> ReviewerCase:
+    """One session on a fresh sandbox state: reviews through the real tools until auto-improve proposes a change
+    (or MAX_REVIEWS), the person applies it, and the metric is re-run on every call the optimizer never saw."""
+    from cekura_labs_mcp.server.app import build_server
+    from cekura_labs_mcp.server.config import Settings
+    from mcp import Client
+
+    settings = Settings(api_key=SecretStr(KEY), api_url=url, data_dir=scratch, poll_timeout_seconds=60,
+                        poll_interval_seconds=0.05, confirm_threshold=1000)
+    rng = random.Random(f"{seed}-{metric.id}-{reviewer}")
+    ids = {"agent_id": agent_id, "metric_id": metric.id}
+    reviewed: list[int] = []
+    disagreements = 0
+    improvement: dict[str, Any] | None = None
+    async with Client(build_server(settings)) as client:
+        await _tool(client, "start_review", {**ids, "auto_improve": True})
+        review = await _tool(client, "next_review", ids)
+        while improvement is None and review.get("call") and len(reviewed) < MAX_REVIEWS:
+            reply = answer(review, truth, rng)
+            reviewed.append(review["call"]["id"])
+            disagreements += not reply["agree"]
+            recorded = await _tool(client, "record_review", {**ids, "call_id": review["call"]["id"], **reply})
+            improvement = recorded.get("improvement")
+            review = recorded.get("next") or {}
+        rows = await _rows(url, agent_id)
+        fresh = [r for r in rows if r.metric(metric.id) is not None and r.id not in reviewed and str(r.id) in truth]
+        before = {r.id: value_key((r.metric(metric.id) or _none()).value) for r in fresh}
+        base = ReviewerCase(seed, metric.name, reviewer, len(reviewed), disagreements, fresh=len(fresh),
+                            before=_agreement(before, truth), after=_agreement(before, truth))
+        if not improvement or not improvement.get("done"):
+            return _replace(base, note="auto-improve did not run")
+        proposed = improvement.get("proposed_description") or ""
+        if not proposed or proposed.strip() == metric.description.strip():
+            return _replace(base, improved=True, note="no change proposed")
+        await _tool(client, "patch_metric", {"metric_id": metric.id, "description": proposed, "confirm": True})
+        await _tool(client, "rerun_evaluation", {"agent_id": agent_id, "call_ids": sorted(before)})
+    after_rows = {r.id: r for r in await _rows(url, agent_id)}
+    after = {cid: value_key((after_rows[cid].metric(metric.id) or _none()).value) for cid in before}
+    expected = {cid: value_key(display(truth[str(cid)]["expected"])).lower() for cid in before}
+    fixed = sum(1 for c in before if before[c].lower() != expected[c] and after[c].lower() == expected[c])
+    regressed = sum(1 for c in before if before[c].lower() == expected[c] and after[c].lower() != expected[c])
+    return _replace(base, improved=True, applied=True, after=_agreement(after, truth), fixed=fixed,
+                    regressed=regressed)
+
+
+def _replace(case: ReviewerCase, **changes: Any) -> ReviewerCase:
+    from dataclasses import replace
+
+    return replace(case, **changes)
+
+
+def _agreement(values: dict[int, str], truth: dict[str, Any]) -> float:
+    if not values:
+        return 0.0
+    right = sum(1 for c, v in values.items() if v.lower() == value_key(display(truth[str(c)]["expected"])).lower())
+    return right / len(values)
+
+
+async def _rows(url: str, agent_id: int) -> list[CallRow]:
+    client = CekuraClient(url, SecretStr(KEY))
+    try:
+        return (await client.list_calls(agent_id=agent_id, page_size=PAGE)).results
+    finally:
+        await client.aclose()
+
+
+async def reviewer_cases(seed: int, reviewers: Sequence[str], metric_filter: str | None = None) -> list[ReviewerCase]:
+    """Every reviewer on every metric of the main agent that misjudges some calls, each from the seeded state."""
+    from cekura_labs_mcp.server.sandbox import SandboxServer
+
+    cases: list[ReviewerCase] = []
+    with SandboxServer(seed=seed, api_key=KEY) as sandbox, tempfile.TemporaryDirectory() as scratch:
+        admin = httpx.Client(base_url=sandbox.url, timeout=30)
+        try:
+            info = admin.get("/_sandbox/info").json()
+            agent_id = int(info["main_agent_id"])
+            rows = await _rows(sandbox.url, agent_id)
+            for listed in info["metrics"]:
+                wanted = metric_filter is None or metric_filter in listed["name"].lower()
+                if agent_id not in listed["agent_ids"] or not wanted:
+                    continue
+                truth = admin.get("/_sandbox/truth", params={"metric_id": listed["id"]}).json()["calls"]
+                if not any(truly_wrong(truth, r, listed["id"]) for r in rows if r.metric(listed["id"]) is not None
+                           and str(r.id) in truth):
+                    continue
+                for name in reviewers:
+                    admin.post("/_sandbox/reset").raise_for_status()
+                    metric = await _metric(sandbox.url, listed["id"])
+                    answer = make_reviewers(metric, truth)[name]
+                    data = Path(scratch) / f"{listed['id']}-{name}"
+                    cases.append(await reviewer_case(sandbox.url, agent_id, metric, name, answer, truth, seed, data))
+        finally:
+            admin.close()
+    return cases
+
+
+async def _metric(url: str, metric_id: int) -> Metric:
+    client = CekuraClient(url, SecretStr(KEY))
+    try:
+        return await client.get_metric(metric_id)
+    finally:
+        await client.aclose()
+
+
+@dataclass(frozen=True)
+class ReviewerSummary:
+    metric: str
+    reviewer: str
+    cases: int
+    applied: int
+    before: float
+    after: float
+    fixed: int
+    regressed: int
+
+
+def summarise_reviewers(cases: Sequence[ReviewerCase]) -> list[ReviewerSummary]:
+    out: list[ReviewerSummary] = []
+    for metric in dict.fromkeys(c.metric for c in cases):
+        for reviewer in dict.fromkeys(c.reviewer for c in cases):
+            mine = [c for c in cases if c.metric == metric and c.reviewer == reviewer]
+            if not mine:
+                continue
+            out.append(ReviewerSummary(
+                metric, reviewer, len(mine), sum(c.applied for c in mine),
+                round(sum(c.before for c in mine) / len(mine), 3), round(sum(c.after for c in mine) / len(mine), 3),
+                sum(c.fixed for c in mine), sum(c.regressed for c in mine)))
+    return out
+
+
+def print_reviewers(summaries: Sequence[ReviewerSummary], seeds: Sequence[int], out: Any) -> None:
+    print(f"\nScripted reviewers: fresh-sample agreement with the truth before and after auto-improve (calls the "
+          f"optimizer never saw), seeds {seeds[0]}–{seeds[-1]}, main agent:", file=out)
+    print(f"{'metric':30} {'reviewer':14} {'runs':>4} {'applied':>7} {'before':>6} {'after':>6} {'change':>7} "
+          f"{'fixed':>5} {'regressed':>9}", file=out)
+    for s in summaries:
+        print(f"{s.metric[:30]:30} {s.reviewer:14} {s.cases:4d} {s.applied:7d} {s.before:6.3f} {s.after:6.3f} "
+              f"{s.after - s.before:+7.3f} {s.fixed:5d} {s.regressed:9d}", file=out)
+
+
 # ---- entry point ----------------------------------------------------------------------------
 
 
@@ -193,6 +442,13 @@ async def run(seeds: Sequence[int], parts: Sequence[str], out: Any) -> dict[str,
         report["queue_cases"] = cases
         print_queue(report["queue"], seeds, out)
         print(f"(queue: {time.monotonic() - started:.0f} s)", file=out)
+    if "reviewers" in parts:
+        started = time.monotonic()
+        people = [c for seed in seeds for c in await reviewer_cases(seed, REVIEWERS)]
+        report["reviewers"] = summarise_reviewers(people)
+        report["reviewer_cases"] = people
+        print_reviewers(report["reviewers"], seeds, out)
+        print(f"(reviewers: {time.monotonic() - started:.0f} s)", file=out)
     return report
 
 
@@ -204,7 +460,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     parts = ("queue", "reviewers") if args.part == "all" else (args.part,)
-    random.seed(0)
+    configure_logging("console", "warning")  # the in-process servers log every tool call at info
     anyio.run(run, seeds, parts, sys.stdout)
     return 0
 
