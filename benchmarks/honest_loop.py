@@ -33,6 +33,7 @@ import anyio
 import httpx
 from cekura_labs_mcp.server.cekura.client import CekuraClient
 from cekura_labs_mcp.server.cekura.models import CallRow, Metric
+from cekura_labs_mcp.server.demo import disagreement, person_from_truth
 from cekura_labs_mcp.server.logs import configure_logging
 from cekura_labs_mcp.server.services.ranking import is_failing, rank_candidates, value_key
 from cekura_labs_mcp.server.values import display
@@ -192,17 +193,6 @@ REVIEWERS = ("truth-telling", "content-free", "wrong", "random", "agree-all")
 MAX_REVIEWS = 12
 
 
-def _moment(review: dict[str, Any]) -> tuple[str, str]:
-    """The moment a person would cite: the judge's first cited time, else the agent's first turn."""
-    call = review["call"]
-    metric = call["metric"]
-    turns = call["transcript"]["turns"]
-    agent_turns = [t for t in turns if t["who"] == "agent"] or turns
-    cited = metric["moments"][0] if metric["moments"] else agent_turns[0]["t"]
-    quote = next((t["text"] for t in agent_turns if t["t"] >= cited), agent_turns[0]["text"])[:120]
-    return cited, quote
-
-
 def _other_value(metric: Metric, shown: str, rng: random.Random | None = None) -> Any:
     """A value that is not `shown`: the flip of a binary, another label, a score two points away."""
     if metric.eval_type == "binary":
@@ -221,14 +211,6 @@ def numeric_or(text: str, default: float) -> float:
         return default
 
 
-def _disagree(review: dict[str, Any], value: Any) -> Answer:
-    """The same wording whoever speaks: a moment, a quote, the value. Only the value can be right or wrong."""
-    cited, quote = _moment(review)
-    label = display(value)
-    return {"agree": False, "expected_value": "N/A" if value is None else value,
-            "reason": f'At {cited} the agent said "{quote}"; the judge misread the call, it should be {label}.'}
-
-
 def make_reviewers(metric: Metric, truth: dict[str, Any]) -> dict[str, Reviewer]:
     def right(review: dict[str, Any]) -> tuple[bool, Any]:
         call = review["call"]
@@ -236,8 +218,7 @@ def make_reviewers(metric: Metric, truth: dict[str, Any]) -> dict[str, Reviewer]
         return value_key(display(expected)).lower() == value_key(call["metric"]["value"]).lower(), expected
 
     def truth_telling(review: dict[str, Any], _: dict[str, Any], rng: random.Random) -> Answer:
-        ok, expected = right(review)
-        return {"agree": True} if ok else _disagree(review, expected)
+        return person_from_truth(truth, review)
 
     def content_free(review: dict[str, Any], _: dict[str, Any], rng: random.Random) -> Answer:
         ok, expected = right(review)
@@ -250,12 +231,12 @@ def make_reviewers(metric: Metric, truth: dict[str, Any]) -> dict[str, Reviewer]
         ok, _expected = right(review)
         if not ok:
             return {"agree": True, "reason": "The result is right for this call."}
-        return _disagree(review, _other_value(metric, review["call"]["metric"]["value"]))
+        return disagreement(review, _other_value(metric, review["call"]["metric"]["value"]))
 
     def random_reviewer(review: dict[str, Any], _: dict[str, Any], rng: random.Random) -> Answer:
         if rng.random() < 0.5:
             return {"agree": True}
-        return _disagree(review, _other_value(metric, review["call"]["metric"]["value"], rng))
+        return disagreement(review, _other_value(metric, review["call"]["metric"]["value"], rng))
 
     def agree_all(review: dict[str, Any], _: dict[str, Any], rng: random.Random) -> Answer:
         return {"agree": True}

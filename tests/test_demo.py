@@ -2,20 +2,50 @@
 
 from __future__ import annotations
 
+import inspect
 import io
 from pathlib import Path
 
 import anyio
+import httpx
+from cekura_labs_mcp.server import demo
 from cekura_labs_mcp.server.demo import run_demo
+from cekura_labs_mcp.server.sandbox import SandboxServer
+
+WIDTH = 72
 
 
 def test_demo_runs_the_whole_session(tmp_path: Path) -> None:
     out = io.StringIO()
-    report = anyio.run(run_demo, out, 7, tmp_path)
+    report = anyio.run(run_demo, out, 7, tmp_path, WIDTH)
     text = out.getvalue()
-    for step in ("1. Manual fix first", "2. Review one call", "3. Auto-improve proposal", "4. The person approves"):
+    for step in ("0. Which metric first", "1. Manual fix first", "2. Review one call", "3. Auto-improve proposal",
+                 "4. The person approves"):
         assert step in text
-    assert "[##############################] 100%" in text, "a progress bar while auto-improve runs"
+    assert "] 100%" in text, "a progress bar while auto-improve runs"
     assert report["after"]["agreement"] == 1.0 > report["before"]["agreement"]
     assert report["fixed"] and not report["regressed"]
     assert report["credits_spent"] > 0
+    # Each step says what it spent, and the steps add up to the sandbox's counter.
+    assert text.count("spent in this step:") == 5
+    assert sum(report["spend_by_step"].values()) == report["credits_spent"]
+    # Every verdict comes with the judge's reason and the person's.
+    assert text.count("judge's reason:") == text.count("person: ") == report["calls"]
+    # Wrapped to the width, never cut inside a word: a shortened line ends with "…" after a whole word.
+    lines = text.splitlines()
+    assert all(len(line) <= WIDTH for line in lines), max(lines, key=len)
+    assert all(line.rstrip("…")[-1:].isalnum() or line.rstrip("…")[-1:] in ".)'\"?!;:," for line in lines
+               if line.endswith("…"))
+
+
+def test_the_demo_chooses_its_metric_from_the_overview_not_from_its_code(tmp_path: Path) -> None:
+    out = io.StringIO()
+    report = anyio.run(run_demo, out, 3, tmp_path, 100)
+    chosen = report["metric"]
+    assert f"Chosen: {chosen['id']}: {chosen['name']}" in out.getvalue()
+    assert chosen["why"], "the choice comes with its reason"
+    with SandboxServer(seed=3, api_key="k") as sandbox:
+        names = [m["name"] for m in httpx.get(f"{sandbox.url}/_sandbox/info").json()["metrics"]]
+    source = inspect.getsource(demo).lower()
+    assert not [name for name in names if name.lower() in source]
+    assert "metric_hint" not in source

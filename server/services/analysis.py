@@ -86,7 +86,8 @@ def check_disagreement(reason: str, *, whole_call: bool = False) -> FeedbackVerd
     "it should be 1.5, the agent only repeated a scripted apology" is feedback an optimizer can use."""
     text = reason.strip()
     problems: list[str] = []
-    if not text or _VAGUE.match(text) or len(content_words(text)) < 3:
+    # A quoted moment is substance: it shows what the judge misread, in the call's own words.
+    if not text or _VAGUE.match(text) or (len(content_words(text)) < 3 and not _QUOTED.search(text)):
         problems.append("it only says the result is wrong, not why")
     if not whole_call and not (_TIME.search(text) or _QUOTED.search(text)):
         problems.append("it does not point at a transcript moment (a time like 01:12 or a quoted line)")
