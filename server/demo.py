@@ -263,7 +263,7 @@ def _show_validation(show: Transcript, check: dict[str, Any]) -> None:
             scores = f" agreement {fresh['before']['agreement']:.0%} → {fresh['after']['agreement']:.0%};"
         show.say(f"HEADLINE — on {fresh['calls']} recent calls the optimizer never saw:{scores} "
                  f"{fresh['changed']} changed, {len(fresh['fixed'])} fixed, {len(fresh['regressed'])} regressed, "
-                 f"{len(fresh['still_wrong'])} still wrong ({fresh['basis']}).")
+                 f"{len(fresh['still_wrong'])} still wrong. {fresh['basis']}")
         for change in fresh["regressed"]:
             show.say(f"REGRESSED call {change['call_id']}: {change['before']} → {change['after']}, should be "
                      f"{change['expected']}")
@@ -272,9 +272,7 @@ def _show_validation(show: Transcript, check: dict[str, Any]) -> None:
                  "optimizer was shown.")
     reviewed = check.get("reviewed") or {}
     if reviewed:
-        show.say(f"Reviewed calls ({reviewed['calls']}, the optimizer's own examples): agreement "
-                 f"{reviewed['before']['agreement']:.0%} → {reviewed['after']['agreement']:.0%}, "
-                 f"{len(reviewed['fixed'])} fixed, {len(reviewed['regressed'])} regressed.")
+        show.say(f"On the {reviewed['calls']} reviewed calls (the optimizer's own examples):")
         for fixed in reviewed["fixed"]:
             show.say(f"fixed call {fixed['call_id']}: {fixed['before']} → {fixed['after']}", first=INDENT + "  ",
                      indent=INDENT + "    ")
