@@ -15,11 +15,12 @@ from typing import Any
 import httpx
 import pytest
 from cekura_labs_mcp.server.app import build_server
+from cekura_labs_mcp.server.cekura.models import MetricResult
+from cekura_labs_mcp.server.cekura.results import read_result
 from cekura_labs_mcp.server.config import Settings
 from cekura_labs_mcp.server.demo import person_from_truth
 from cekura_labs_mcp.server.services.freshness import Mark, is_fresh, is_reset
 from cekura_labs_mcp.server.state import Ledger
-from cekura_labs_mcp.server.values import display
 from mcp import Client
 from support import FAST_RETRY, SandboxAdmin, ToolFailed, call
 
@@ -106,7 +107,7 @@ def _check(settings: Settings, check_id: int) -> dict[str, Any]:
 def _current_value(sandbox: SandboxAdmin, call_id: int, metric_id: int) -> str:
     detail = sandbox.api("GET", f"/observability/v1/call-logs-external/{call_id}/")
     result = next(m for m in detail["evaluation"]["metrics"] if m["id"] == metric_id)
-    return display(result["value"] if result["value"] not in (None, "") else None).upper()
+    return read_result(MetricResult.model_validate(result)).text
 
 
 def test_freshness_rules() -> None:

@@ -26,6 +26,7 @@ from typing import Any, Literal
 import anyio
 from cekura_labs_mcp.server.cekura.client import CekuraClient
 from cekura_labs_mcp.server.cekura.models import CallRow, Metric, MetricFeedback, MetricResult
+from cekura_labs_mcp.server.cekura.results import read_result
 from cekura_labs_mcp.server.config import Settings
 from cekura_labs_mcp.server.errors import InputError, LabsError, OutcomeUnknownError
 from cekura_labs_mcp.server.guard import Approval, SpendPlan
@@ -514,7 +515,9 @@ def _label(metric: Metric, value: object) -> str:
 def _seen(metric: Metric, result: MetricResult | None) -> Seen:
     if result is None:
         return Seen(value="(no result)")
-    return Seen(value=_label(metric, result.value), explanation=one_line(explanation_text(result), EXPLANATION_CHARS))
+    reading = read_result(result, metric)
+    value = _label(metric, reading.expected) if reading.readable else reading.text
+    return Seen(value=value, explanation=one_line(explanation_text(result), EXPLANATION_CHARS))
 
 
 def _explanation(row: CallRow | None, metric_id: int) -> str:
