@@ -221,14 +221,14 @@ def test_printed_output_is_returned() -> None:
 
 
 def test_infinite_loop_stops_at_the_cpu_limit_with_its_line() -> None:
-    report = _run("x = 0\nwhile True:\n    x += 1\n")
+    report = _run("x = 0\nwhile True:\n    x += 1\n", limits=Limits(wall_seconds=10, cpu_seconds=1))
     assert report.status == "cpu_limit" and report.error is not None
     assert report.error.line in (2, 3) and "CPU" in report.error.message
 
 
 def test_a_loop_that_swallows_the_cpu_signal_is_killed_at_the_hard_limit() -> None:
     report = _run("import signal\nsignal.signal(signal.SIGXCPU, signal.SIG_IGN)\nwhile True:\n    pass\n",
-                  limits=Limits(wall_seconds=4, cpu_seconds=1))
+                  limits=Limits(wall_seconds=10, cpu_seconds=1))
     assert report.status == "cpu_limit" and report.exit_code == -9
 
 
@@ -297,14 +297,17 @@ def test_processes_signals_and_outside_files_are_refused() -> None:
 
 def test_the_child_has_a_clean_environment_and_its_own_directory(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CEKURA_API_KEY", SANDBOX_KEY)
-    report = _run("import os\nopen('scratch.txt', 'w').write('ok')\n"
-                  "_result = {'env': dict(os.environ), 'cwd': os.getcwd(), 'files': os.listdir('.')}\n"
+    report = _run("import os, tempfile\nopen('scratch.txt', 'w').write('ok')\nkept = tempfile.mkdtemp()\n"
+                  "_result = {'env': dict(os.environ), 'cwd': os.getcwd(), 'files': sorted(os.listdir('.'))}\n"
                   "_explanation = 'env'")
-    assert report.status == "ok" and report.result is not None
+    assert report.status == "ok" and report.result is not None, report.error
+    assert report.sandbox == "bwrap"
     seen = report.result.value
-    assert SANDBOX_KEY not in str(seen) and "CEKURA_API_KEY" not in seen["env"]
-    assert seen["files"] == ["scratch.txt"] and seen["cwd"].startswith(("/tmp", os.environ.get("TMPDIR", "/tmp")))
-    assert not os.path.exists(seen["cwd"])  # removed after the run
+    assert SANDBOX_KEY not in str(seen) and "CEKURA_API_KEY" not in seen["env"] and "HOME" not in seen["env"]
+    assert set(seen["env"]) <= {"LC_CTYPE"}  # the interpreter's own UTF-8 locale coercion, nothing inherited
+    # A tmpfs inside the sandbox: empty at the start, gone with it; the temporary directory went there too.
+    assert seen["cwd"] == "/sandbox" and seen["files"][0] == "scratch.txt" and len(seen["files"]) == 2
+    assert not os.path.exists("/sandbox")
 
 
 def test_judge_calls_go_through_the_parent_and_a_runaway_loop_is_stopped() -> None:
@@ -345,11 +348,13 @@ def test_without_namespace_or_user_drop_the_audit_hook_still_guards(monkeypatch:
         assert report.status == "error" and report.error is not None and report.error.kind == "PermissionError"
     env = weakest.run("import os\n_result = dict(os.environ)\n_explanation = ''\n", {})
     assert env.result is not None and "CEKURA_API_KEY" not in env.result.value
+    assert env.sandbox == "unsandboxed" and env.unsandboxed
 
 
 def test_isolation_is_described_honestly() -> None:
     isolation = default_isolation()
+    assert isolation.kind == "bwrap", isolation.refusal  # CI installs bubblewrap (.ci/run)
     summary = " ".join(isolation.summary())
-    assert "network" in summary and "API key" in summary
-    if isolation.network_namespace:
-        assert "namespace" in summary
+    assert "bubblewrap" in summary and "network" in summary and "API key" in summary
+    weak = Isolation(os.path.realpath(sys.executable))
+    assert weak.summary()[0].startswith("ran UNSANDBOXED")

@@ -40,7 +40,7 @@ _BLOCKED_EXACT = frozenset({
     "os.kill", "os.killpg", "signal.pthread_kill", "os.chdir", "os.fchdir", "os.chroot", "os.symlink",
     "os.link", "gc.get_objects", "gc.get_referrers", "gc.get_referents", "sys.setprofile", "sys.settrace",
     "os.setuid", "os.setgid", "os.setgroups", "resource.setrlimit", "resource.prlimit", "os.startfile",
-    "pty.spawn", "webbrowser.open",
+    "pty.spawn", "webbrowser.open", "cpython.PyInterpreterState_New",
 })
 _BLOCKED_PREFIXES = ("socket.", "ctypes.", "_winapi.", "winreg.", "urllib.Request")
 _PATH_EVENTS = frozenset({
@@ -272,6 +272,7 @@ def main() -> None:
     code: str = config["code"]
     data: dict[str, Any] = config["data"]
     limits: dict[str, int] = config["limits"]
+    os.environ.pop("PWD", None)  # bubblewrap sets it when it enters the working directory; nothing else is set
     _restrict(limits, config.get("user"))
     blocked: list[str] = []
     sys.addaudithook(_make_hook(tuple(p for p in sys.path if p), os.getcwd(), blocked))
@@ -297,7 +298,9 @@ def main() -> None:
 
 def _report(msg_fd: int, namespace: dict[str, Any], error: dict[str, Any] | None, blocked: list[str],
             max_bytes: int) -> None:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     message: dict[str, Any] = {"type": "result", "error": error, "blocked": sorted(set(blocked)),
+                               "cpu_seconds": usage.ru_utime + usage.ru_stime,
                                "has_result": "_result" in namespace,
                                "has_explanation": "_explanation" in namespace}
     if error is None:

@@ -1,38 +1,32 @@
-"""Run a custom_code metric in a separate, limited process, as Cekura would, and report what happened.
+"""Run a custom_code metric in an operating-system sandbox, as Cekura would, and report what happened.
 
-Enforced for every run:
-- a fresh interpreter (`python -I -S -B`: no environment variables read, no site-packages, no .pyc
-  writes) with a minimal environment (no API key, no proxy settings), in its own session so the whole
-  process group is killed at the end, working in a new temporary directory that is then deleted;
-- kernel limits: CPU seconds (soft limit raises `CpuTimeLimit` at the running line, hard limit one second
-  later kills), address space, size of any file written, open files, no core dumps, no child processes
-  or threads (RLIMIT_NPROC, which the kernel applies to every user except root);
+Every run is a fresh `python -I -S -B` process inside the sandbox `sandboxing.py` builds (bubblewrap on
+Linux, Seatbelt on macOS): it sees only the interpreter and its standard library, an empty working
+directory that disappears with it, no home, no other process, no network (loopback included), no
+descriptor but its own pipes, and a cleared environment. Inside it, enforced for every run:
+- kernel limits set by the child before the code runs: CPU seconds (soft limit raises `CpuTimeLimit` at
+  the running line, hard limit one second later kills), address space, size of any file written, open
+  files, no core dumps, no child processes or threads (RLIMIT_NPROC);
 - a wall-clock limit (time spent waiting for the judge excluded), then SIGUSR1 (the child dumps the line
   it is on) and SIGKILL to the process group;
-- caps on what it prints, on the result message and on the number of judge calls;
-- an audit hook refusing sockets, DNS, processes, signals, ctypes, leaving the working directory, and
-  reading or writing files outside it (the Python standard library excepted), and more than 32 opens for
-  writing (so, with the file-size limit, at most 256 MB on disk).
-Enforced where the platform allows (probed once, see `Isolation`):
-- a private network namespace (`unshare --net`, or `--user --net` without root): no network at all,
-  whatever the code does, even through native code;
-- when the server runs as root: the child drops to `nobody` before the metric's code runs, so the
-  kernel (not only the audit hook) refuses it every file that is not world-readable, the server's /proc
-  entries (where its environment, with the API key, lives) and signals to the server's processes. The
-  child's interpreter must then be readable by `nobody`; if the server's own is not (e.g. under /root), a
-  system interpreter of the same version is used.
-Not enforced: no mount or PID namespace and no seccomp filter, so without the `nobody` drop the code can
-read anything the server's user can through native code the audit hook does not see (the hook is a
-guard rail, not a boundary: Python's documentation says as much).
+- caps on what it prints, on the result message and on the number of judge calls; judge calls go out
+  through the parent on the pipe, never from the sandbox, and the parent decides whether they are spent;
+- an audit hook refusing sockets, processes, signals, ctypes and files outside the working directory: a
+  second line behind the sandbox, never the only one.
+
+Where no OS sandbox works (no bubblewrap, user namespaces blocked, no `sandbox-exec`), code is refused
+with one line saying so, unless the person sets `CEKURA_LABS_ALLOW_UNSANDBOXED_CODE=1`. Then it runs in
+the old, weaker way (a separate limited process, a private network namespace where `unshare` allows it,
+the drop to `nobody` under root, and the audit hook) and every report says it ran unsandboxed.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import marshal
 import os
-import pwd
 import re
 import select
 import selectors
@@ -48,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from cekura_labs_mcp.server.custom_code import sandboxing
 from cekura_labs_mcp.server.logs import get_logger
 
 log = get_logger("custom_code.runner")
@@ -57,7 +52,10 @@ _DUMP_LINE = re.compile(r'File "<custom_code>", line (\d+)')
 _READ_CHUNK = 65536
 
 Status = Literal["ok", "error", "timeout", "cpu_limit", "memory_limit", "output_limit", "judge_limit",
-                 "crashed", "no_result"]
+                 "crashed", "no_result", "refused"]
+Kind = Literal["bwrap", "seatbelt", "unsandboxed", "refused"]
+UNSANDBOXED_WARNING = ("ran UNSANDBOXED: no OS sandbox is available and CEKURA_LABS_ALLOW_UNSANDBOXED_CODE=1 is set, "
+                       "so the code could read what the server's user can read and reach the network")
 
 
 @dataclass(frozen=True)
@@ -66,6 +64,7 @@ class Limits:
     cpu_seconds: int = 3
     memory_mb: int = 512
     file_mb: int = 8
+    disk_mb: int = 64
     open_files: int = 64
     output_bytes: int = 1_000_000
     output_keep: int = 4000
@@ -144,32 +143,57 @@ class RunReport:
     judge_ms: float = 0.0
     cpu_ms: float = 0.0
     exit_code: int | None = None
+    sandbox: Kind = "refused"
+
+    @property
+    def unsandboxed(self) -> bool:
+        return self.sandbox == "unsandboxed"
 
 
 @dataclass(frozen=True)
 class Isolation:
-    """How runs are isolated on this machine (probed once; see the module docstring)."""
+    """How runs are isolated on this machine (probed once; see the module docstring).
+
+    `prefix` is the command the interpreter runs under (bubblewrap's or sandbox-exec's arguments, or
+    `unshare` when unsandboxed); `spawn_user` is who that command is started as (root starts bubblewrap as
+    `nobody`); `user` is who the child drops to itself (unsandboxed under root only)."""
 
     interpreter: str
+    kind: Kind = "unsandboxed"
     prefix: tuple[str, ...] = ()
     user: tuple[int, int] | None = None
+    spawn_user: tuple[int, int] | None = None
     notes: tuple[str, ...] = ()
+    refusal: str = ""
+
+    @property
+    def sandboxed(self) -> bool:
+        return self.kind in ("bwrap", "seatbelt")
 
     @property
     def network_namespace(self) -> bool:
-        return bool(self.prefix)
+        return self.kind == "bwrap" or (self.kind == "unsandboxed" and bool(self.prefix))
 
     def summary(self) -> list[str]:
-        parts = [
-            "separate process with CPU, memory, file-size, open-file and process limits; wall-clock kill; "
-            "temporary working directory; clean environment (no API key); audit hook against sockets, "
-            "processes and files outside the working directory",
-            "network: private network namespace (no network at all)" if self.network_namespace
-            else "network: blocked by the audit hook only (no network namespace available)",
-            f"user: runs as uid {self.user[0]} (unprivileged)" if self.user
-            else "user: runs as the server's own user",
+        if self.kind == "refused":
+            return [f"refused: {self.refusal}"]
+        limits = ("separate process with CPU, memory, file-size, open-file and process limits; wall-clock kill; "
+                  "clean environment (no API key); audit hook against sockets, processes and files outside the "
+                  "working directory as a second line")
+        if self.kind == "bwrap":
+            who = " (bubblewrap started as nobody)" if self.spawn_user else ""
+            return [f"sandbox: bubblewrap{who}: own user, PID, network (no loopback to the host), IPC and UTS "
+                    "namespaces; read-only file system of the interpreter and its standard library only; empty "
+                    "tmpfs working directory; no /proc, no home; capabilities dropped", limits, *self.notes]
+        if self.kind == "seatbelt":
+            return ["sandbox: Seatbelt (sandbox-exec), deny by default: the interpreter's files, a fresh "
+                    "working directory, no network, no processes, no signals outside itself", limits, *self.notes]
+        return [
+            UNSANDBOXED_WARNING, limits,
+            "network: private network namespace" if self.prefix else "network: blocked by the audit hook only",
+            f"user: runs as uid {self.user[0]} (unprivileged)" if self.user else "user: runs as the server's own user",
+            *self.notes,
         ]
-        return parts + list(self.notes)
 
 
 class _Killed(Exception):
@@ -196,6 +220,8 @@ class _Run:
     result: dict[str, Any] | None = None
     judge_calls: int = 0
     judge_seconds: float = 0.0
+    wrapped: bool = False  # the code runs under a wrapper process (bubblewrap) rather than as `proc` itself
+    started: float = field(default_factory=time.monotonic)
 
 
 class CodeRunner:
@@ -219,28 +245,43 @@ class CodeRunner:
 
 
 def run_isolated(code: str, data: dict[str, Any], judge: JudgeFn, limits: Limits, isolation: Isolation) -> RunReport:
+    if isolation.kind == "refused":
+        return RunReport(status="refused", sandbox="refused", error=CodeError("NoSandbox", isolation.refusal))
     started = time.perf_counter()
-    workdir = tempfile.mkdtemp(prefix="cekura-code-")
+    # Under bubblewrap the working directory is a tmpfs inside the sandbox: nothing on the host to clean.
+    workdir = None if isolation.kind == "bwrap" else os.path.realpath(tempfile.mkdtemp(prefix="cekura-code-"))
     try:
-        if isolation.user is not None:
+        if workdir is not None and isolation.user is not None:
             os.chown(workdir, *isolation.user)
         report = _spawn_and_serve(code, data, judge, limits, isolation, workdir)
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        if workdir is not None:
+            shutil.rmtree(workdir, ignore_errors=True)
+    report.sandbox = isolation.kind
     report.duration_ms = round((time.perf_counter() - started) * 1000, 1)
     return report
 
 
+def _command(isolation: Isolation, workdir: str | None, msg_fd: int) -> list[str]:
+    prefix = list(isolation.prefix)
+    if isolation.kind == "seatbelt" and workdir is not None:
+        prefix[1:1] = ["-D", f"WORKDIR={workdir}"]
+    return [*prefix, isolation.interpreter, "-I", "-S", "-B", "-c", CHILD_SOURCE, str(msg_fd)]
+
+
 def _spawn_and_serve(code: str, data: dict[str, Any], judge: JudgeFn, limits: Limits, isolation: Isolation,
-                     workdir: str) -> RunReport:
+                     workdir: str | None) -> RunReport:
     msg_r, msg_w = os.pipe()
     config = {"code": code, "data": data, "limits": limits.for_child(),
               "user": list(isolation.user) if isolation.user else None}
+    spawn: dict[str, Any] = {}
+    if isolation.spawn_user is not None:
+        spawn = {"user": isolation.spawn_user[0], "group": isolation.spawn_user[1], "extra_groups": []}
     try:
         proc = subprocess.Popen(
-            [*isolation.prefix, isolation.interpreter, "-I", "-S", "-B", "-c", CHILD_SOURCE, str(msg_w)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, pass_fds=(msg_w,),
-            cwd=workdir, env=_clean_env(workdir), start_new_session=True, close_fds=True)
+            _command(isolation, workdir, msg_w), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, pass_fds=(msg_w,), cwd=workdir or "/",
+            env={} if workdir is None else _clean_env(workdir), start_new_session=True, close_fds=True, **spawn)
     except BaseException:
         os.close(msg_r)
         raise
@@ -249,7 +290,7 @@ def _spawn_and_serve(code: str, data: dict[str, Any], judge: JudgeFn, limits: Li
     assert proc.stdin is not None and proc.stdout is not None
     run = _Run(proc=proc, msg_fd=msg_r, out_fd=proc.stdout.fileno(), limits=limits, judge=judge,
                pending_in=bytearray(_frame(config)),
-               deadline=time.monotonic() + limits.wall_seconds)
+               deadline=time.monotonic() + limits.wall_seconds, wrapped=isolation.kind == "bwrap")
     killed: _Killed | None = None
     try:
         _serve(run)
@@ -258,6 +299,13 @@ def _spawn_and_serve(code: str, data: dict[str, Any], judge: JudgeFn, limits: Li
     finally:
         os.close(msg_r)
     exit_code, cpu_seconds = _finish(proc)
+    if run.wrapped:
+        # wait4 measures bubblewrap, not the interpreter it starts: use what the child measured itself, or,
+        # when it was killed, the wall time (a single-threaded process cannot use more CPU than that).
+        reported = run.result.get("cpu_seconds") if run.result else None
+        cpu_seconds = float(reported) if isinstance(reported, int | float) else time.monotonic() - run.started
+    if run.wrapped and exit_code > 128:
+        exit_code = 128 - exit_code  # bubblewrap reports a child killed by signal N as 128 + N
     return _report(run, killed, exit_code, cpu_seconds)
 
 
@@ -368,6 +416,12 @@ def _on_message(run: _Run, line: bytes) -> None:
         raise _Killed("error", CodeError("ProtocolError", "the code wrote garbage on the runner's channel")) from None
     if not isinstance(message, dict):
         return
+    if run.result is not None:
+        # The child writes exactly one result, last. The code shares its process and can write on this pipe
+        # too, so every line is untrusted data; a second result, or anything after the result, was forged.
+        _kill(run)
+        raise _Killed("error", CodeError(
+            "ProtocolError", "the code wrote its own messages on the runner's channel; the run was refused"))
     if message.get("type") == "result":
         run.result = message
     elif message.get("type") == "judge":
@@ -405,8 +459,10 @@ def _serve_judge(run: _Run, message: dict[str, Any]) -> None:
 def _stop_for_time(run: _Run) -> None:
     """Ask the child where it is (faulthandler on SIGUSR1), give it a moment to say, then kill it."""
     before = len(run.output)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.kill(run.proc.pid, signal.SIGUSR1)
+    targets = sandboxing.sandboxed_leaves(run.proc.pid) if run.wrapped else [run.proc.pid]
+    for pid in targets:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGUSR1)
     end = time.monotonic() + 0.3
     while time.monotonic() < end:
         ready, _, _ = select.select([run.out_fd], [], [], max(0.0, end - time.monotonic()))
@@ -531,34 +587,94 @@ def default_isolation() -> Isolation:
         return _probed[0]
 
 
-def probe_isolation(limits: Limits | None = None) -> Isolation:
-    """Find the strongest isolation this machine offers, by trying it."""
+def probe_isolation(limits: Limits | None = None, allow_unsandboxed: bool | None = None) -> Isolation:
+    """The OS sandbox this machine offers, found by running a small program in it. Without one: refused,
+    or (with the person's opt-in) the unsandboxed fallback, which says so in every report."""
     limits = limits or Limits()
+    allowed = sandboxing.unsandboxed_allowed() if allow_unsandboxed is None else allow_unsandboxed
     started = time.perf_counter()
+    if sys.platform == "darwin":
+        found, reason = _probe_seatbelt(limits)
+    else:
+        found, reason = _probe_bwrap(limits)
+    if found is not None:
+        log.info("isolation_probed", kind=found.kind, interpreter=found.interpreter,
+                 ms=round((time.perf_counter() - started) * 1000))
+        return found
+    refusal = (f"custom code was not run: {reason}. Install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap) "
+               "on Linux, or use macOS's sandbox-exec; or set CEKURA_LABS_ALLOW_UNSANDBOXED_CODE=1 to run it "
+               "without an OS sandbox (then the code can read what the server's user can read)")
+    if not allowed:
+        log.warning("isolation_refused", reason=reason)
+        return Isolation(_resolved(sys.executable), kind="refused", refusal=refusal)
+    fallback = _probe_unsandboxed(limits)
+    log.warning("isolation_unsandboxed", reason=reason, interpreter=fallback.interpreter)
+    return dataclasses.replace(fallback, notes=(f"no OS sandbox: {reason}", *fallback.notes))
+
+
+def _probe_works(trial: Isolation, limits: Limits) -> tuple[bool, str]:
+    report = run_isolated(_PROBE_CODE, {}, no_judge, limits, trial)
+    if report.status == "ok" and report.result is not None and report.result.value == list(sys.version_info[:2]):
+        return True, ""
+    detail = report.error.describe() if report.error else report.status
+    first = (report.output.strip().splitlines() or [detail])[0][:200]
+    return False, first
+
+
+def _probe_bwrap(limits: Limits) -> tuple[Isolation | None, str]:
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        return None, "bubblewrap (`bwrap`) is not installed"
+    disk = limits.disk_mb * 1024 * 1024
+    # Root starts bubblewrap as `nobody`: the kernel's process limit then applies (it exempts root), and
+    # the interpreter must be one `nobody` can read (the server's own may live under /root).
+    spawn_user = sandboxing.nobody() if os.geteuid() == 0 else None
+    failure = "no Python interpreter of this version could start inside bubblewrap"
+    for interpreter in _candidates():
+        files = sandboxing.interpreter_files(interpreter)
+        if files is None:
+            continue
+        trial = Isolation(files.executable, kind="bwrap", prefix=sandboxing.bwrap_prefix(bwrap, files, disk),
+                          spawn_user=spawn_user)
+        works, why = _probe_works(trial, limits)
+        if works:
+            notes = () if files.executable == _resolved(sys.executable) else (
+                f"runs use {files.executable} (same Python version as the server's)",)
+            return dataclasses.replace(trial, notes=notes), ""
+        failure = f"bubblewrap could not start a sandbox here (user namespaces blocked?): {why}"
+    return None, failure
+
+
+def _probe_seatbelt(limits: Limits) -> tuple[Isolation | None, str]:
+    tool = shutil.which("sandbox-exec")
+    if tool is None:
+        return None, "`sandbox-exec` (Seatbelt) is not available"
+    interpreter = _resolved(sys.executable)
+    profile = sandboxing.seatbelt_profile(sandboxing.interpreter_files(interpreter), interpreter)
+    trial = Isolation(interpreter, kind="seatbelt", prefix=(tool, "-p", profile))
+    works, why = _probe_works(trial, limits)
+    return (trial, "") if works else (None, f"sandbox-exec could not run Python: {why}")
+
+
+def _probe_unsandboxed(limits: Limits) -> Isolation:
+    """The weaker isolation used only with CEKURA_LABS_ALLOW_UNSANDBOXED_CODE=1."""
     prefix, net_note = _network_prefix()
     notes = [net_note] if net_note else []
     version = list(sys.version_info[:2])
     if os.geteuid() == 0:
-        nobody = _nobody()
+        nobody = sandboxing.nobody()
         for interpreter in _candidates():
-            trial = Isolation(interpreter, prefix, nobody)
+            trial = Isolation(interpreter, "unsandboxed", prefix, nobody)
             report = run_isolated(_PROBE_CODE, {}, no_judge, limits, trial)
             if report.status == "ok" and report.result is not None and report.result.value == version:
-                if interpreter != _resolved(sys.executable):
-                    notes.append(f"the server's interpreter is not readable by an unprivileged user, so runs use "
-                                 f"{interpreter} (same Python version)")
-                log.info("isolation_probed", interpreter=interpreter, netns=bool(prefix), drop=True,
-                         ms=round((time.perf_counter() - started) * 1000))
-                return Isolation(interpreter, prefix, nobody, tuple(notes))
+                return Isolation(interpreter, "unsandboxed", prefix, nobody, notes=tuple(notes))
         notes.append("no Python interpreter of this version is readable by an unprivileged user: runs keep "
-                     "root's identity, and only the audit hook guards files and processes")
-    isolation = Isolation(_resolved(sys.executable), prefix, None, tuple(notes))
+                     "root's identity")
+    isolation = Isolation(_resolved(sys.executable), "unsandboxed", prefix, None, notes=tuple(notes))
     report = run_isolated(_PROBE_CODE, {}, no_judge, limits, isolation)
     if report.status != "ok" and prefix:
-        isolation = Isolation(_resolved(sys.executable), (), None,
-                              (*notes, "the network namespace could not run Python; using the audit hook only"))
-    log.info("isolation_probed", interpreter=isolation.interpreter, netns=isolation.network_namespace, drop=False,
-             ms=round((time.perf_counter() - started) * 1000))
+        isolation = Isolation(_resolved(sys.executable), "unsandboxed", (), None,
+                              notes=(*notes, "the network namespace could not run Python; using the audit hook only"))
     return isolation
 
 
@@ -575,14 +691,6 @@ def _network_prefix() -> tuple[tuple[str, ...], str]:
     if done.returncode == 0:
         return (tool, *option), ""
     return (), "this machine does not allow a private network namespace (unshare failed)"
-
-
-def _nobody() -> tuple[int, int]:
-    try:
-        entry = pwd.getpwnam("nobody")
-        return entry.pw_uid, entry.pw_gid
-    except KeyError:
-        return 65534, 65534
 
 
 def _resolved(path: str) -> str:

@@ -116,9 +116,14 @@ class IsolatedRunner:
             return isolated.JudgeAnswer(answer.get("result"), _explanation_list(answer.get("explanation")))
 
         report = self._runner.run(code, dict(data), judge)
+        if report.status == "refused" and report.error is not None:
+            return CodeOutcome(None, [report.error.message], error="NoSandbox")
         if report.error is not None:
             return CodeOutcome(None, [f"Custom code failed: {report.error.describe()}"], error=report.error.kind)
         if not report.has_result or report.result is None:
             return CodeOutcome(None, ["Custom code did not set _result."], error="MissingResult")
         explanation = report.explanation.value if report.explanation is not None else None
-        return CodeOutcome(report.result.value, _explanation_list(explanation))
+        said = _explanation_list(explanation)
+        if report.unsandboxed:
+            said.append(f"(This custom code {isolated.UNSANDBOXED_WARNING}.)")
+        return CodeOutcome(report.result.value, said)

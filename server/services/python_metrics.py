@@ -25,6 +25,7 @@ from cekura_labs_mcp.server.custom_code.checks import Checked, check_outputs, sy
 from cekura_labs_mcp.server.custom_code.convert import JUDGE_EVAL_TYPES, Draft, draft_from_prompt
 from cekura_labs_mcp.server.custom_code.inputs import build_inputs
 from cekura_labs_mcp.server.custom_code.runner import (
+    UNSANDBOXED_WARNING,
     CodeError,
     CodeRunner,
     JudgeAnswer,
@@ -32,7 +33,7 @@ from cekura_labs_mcp.server.custom_code.runner import (
     JudgeUnavailable,
     RunReport,
 )
-from cekura_labs_mcp.server.errors import CekuraError, InputError, OutcomeUnknownError
+from cekura_labs_mcp.server.errors import CekuraError, InputError, LabsError, OutcomeUnknownError
 from cekura_labs_mcp.server.guard import Approval, CostGuard, GuardDecision, SpendPlan
 from cekura_labs_mcp.server.services.review import reviewed_calls
 from cekura_labs_mcp.server.state import Ledger
@@ -43,6 +44,12 @@ from pydantic import BaseModel, Field
 MAX_CALLS = 50
 MAX_JUDGE_CALLS_PER_CALL = 10
 JUDGE_FUNCTION = "evaluate_llm_judge_metric"
+
+
+class NoSandboxError(LabsError):
+    """No OS sandbox works on this machine and the person has not opted in to running code without one."""
+
+    code = "no_sandbox"
 
 
 @dataclass(frozen=True)
@@ -103,6 +110,9 @@ class CodeTestReport(BaseModel):
     confirmation: str = Field(description="How the judge budget was allowed: none, elicitation, token, or "
                                           "not_needed (the code never calls the judge).")
     median_ms: float | None = None
+    sandbox: str = Field(description="bwrap or seatbelt (an OS sandbox), or unsandboxed (only with "
+                                     "CEKURA_LABS_ALLOW_UNSANDBOXED_CODE=1: the code could read the server "
+                                     "user's files).")
     isolation: list[str]
     inputs_notes: list[str]
     summary: str
@@ -130,6 +140,7 @@ class ConversionProposal(BaseModel):
     judge_calls: int
     credits_estimated: float
     confirmation: str
+    sandbox: str = Field(description="Where the draft ran: bwrap or seatbelt, or unsandboxed (opt-in only).")
     next_step: str
 
 
@@ -196,6 +207,9 @@ class PythonMetricsService:
             raise InputError("code", f"metric {metric_id} has no custom_code and none was given.",
                              "Pass the code to test, or draft it with convert_to_custom_code.")
         compile_error = syntax_error(source)
+        isolation = await anyio.to_thread.run_sync(lambda: self.runner.isolation)  # probed once, may take a second
+        if isolation.kind == "refused":
+            raise NoSandboxError(isolation.refusal)
         per_call = judge_calls_per_call or min(4, max(1, source.count(JUDGE_FUNCTION + "(")))
         budget = None
         if compile_error is None and JUDGE_FUNCTION in source:
@@ -258,11 +272,14 @@ class PythonMetricsService:
         else:
             summary = (f"{ok}/{len(rows)} call(s) ran cleanly; {matching} match the metric's current result on "
                        f"Cekura; {judge_calls} judge call(s), about {credits:g} credits.")
+        isolation = self.runner.isolation
+        if isolation.kind == "unsandboxed":
+            summary = f"The code {UNSANDBOXED_WARNING}. {summary}"
         return CodeTestReport(
             metric=f"{metric.id}: {metric.name}", eval_type=metric.eval_type,
             compile_error=plan.compile_error.describe() if plan.compile_error else None, calls=rows, ok=ok,
             failed=len(rows) - ok, matches_current=matching, judge_calls=judge_calls, credits_estimated=credits,
-            confirmation=confirmation, median_ms=median, isolation=self.runner.isolation.summary(),
+            confirmation=confirmation, median_ms=median, sandbox=isolation.kind, isolation=isolation.summary(),
             inputs_notes=notes, summary=summary)
 
     def _row(self, metric: Metric, call: CallDetail, report: RunReport, checked: Checked) -> CallRun:
@@ -333,7 +350,7 @@ class PythonMetricsService:
             metric=report.metric, ready=ready, custom_code=plan.draft.code, what_it_does=plan.draft.steps,
             tested_on=len(report.calls), matches_judge=report.matches_current, matches_person=person_matches,
             person_verdicts=person_total, rows=rows, judge_calls=report.judge_calls,
-            credits_estimated=report.credits_estimated, confirmation=report.confirmation,
+            credits_estimated=report.credits_estimated, confirmation=report.confirmation, sandbox=report.sandbox,
             next_step=_next_step(metric, ready, report))
 
 
