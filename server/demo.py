@@ -105,22 +105,37 @@ def cited_moment(review: dict[str, Any]) -> tuple[str, str, str]:
     return turn["t"], turn["who"], shorten(turn["text"], 120)
 
 
-def disagreement(review: dict[str, Any], value: Any) -> dict[str, Any]:
-    """A disagreement in a careful person's words: the moment, quoted, and the value they say is right."""
+# What a person who understood the judge's mistake says about it, in their own words. The truth's pattern
+# only picks the sentence (the person knows why the judge is wrong); its name never reaches the server.
+# (tests/sandbox/feedback_experiment.py words its truthful reviewer the same way.)
+PERSON_REASONS: dict[str, str] = {
+    "related_details_confirmation": "That is one request to confirm related details, not two questions; it "
+                                    "should not be flagged.",
+    "no_booking_requested": "No appointment was requested at any point in this call, so the booking workflow "
+                            "does not apply.",
+    "sarcasm": "That is sarcasm: the caller is annoyed, not pleased.",
+    "scripted_apology": "That is a scripted apology, not empathy, and should not be credited.",
+}
+
+
+def disagreement(review: dict[str, Any], value: Any, why: str = "The judge misread the call.") -> dict[str, Any]:
+    """A disagreement in a careful person's words: the moment, quoted, why, and the value they say is right."""
     at, who, quote = cited_moment(review)
     return {"agree": False, "expected_value": "N/A" if value is None else value,
-            "reason": f'At {at} the {who} said "{quote}"; the judge misread the call, it should be {display(value)}.'}
+            "reason": f'At {at} the {who} said "{quote}". {why} It should be {display(value)}.'}
 
 
 def person_from_truth(truth: dict[str, Any], review: dict[str, Any]) -> dict[str, Any]:
     """What a careful person answers about the call `next_review` showed, from the sandbox's hidden truth:
-    agree when the result is right, otherwise the right value and the moment the judge cited, quoted as it
-    was said (by the caller or the agent). Never the truth's pattern name: a person would not know it, and
-    the optimizer must not be handed it."""
-    expected = truth[str(review["call"]["id"])]["expected"]
+    agree when the result is right, otherwise the right value, the moment the judge cited (quoted as it was
+    said, by the caller or the agent) and why the judge is wrong, in plain words. Never the truth's pattern
+    name: a person would not know it, and the optimizer must not be handed it."""
+    known = truth[str(review["call"]["id"])]
+    expected = known["expected"]
     if display(expected).upper() == str(review["call"]["metric"]["value"]).upper():
         return {"agree": True}
-    return disagreement(review, expected)
+    why = PERSON_REASONS.get(known.get("pattern") or "", "The judge misread the call.")
+    return disagreement(review, expected, why)
 
 
 def choose_metric(overview: dict[str, Any]) -> dict[str, Any]:
