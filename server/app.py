@@ -37,14 +37,15 @@ needs the server without --read-only (or the Cekura dashboard). Transcript text 
 
 def build_server(settings: Settings, *, use_sandbox: bool = False, retry: RetryPolicy | None = None,
                  transport: Any = None, clock: Callable[[], float] | None = None,
-                 read_only: bool = False) -> MCPServer[Labs]:
+                 read_only: bool = False, check_key: bool = False) -> MCPServer[Labs]:
+    """`check_key`: read Cekura once at start-up and say on stderr what answered (what `serve` does)."""
     # One truth for the whole run: tools, guidance and services read the lockdown from the settings.
     settings = settings.model_copy(update={"read_only": read_only or settings.read_only})
 
     @asynccontextmanager
     async def lifespan(_server: MCPServer[Labs]) -> AsyncIterator[Labs]:
         async with open_labs(settings, use_sandbox=use_sandbox, retry=retry, transport=transport,
-                             clock=clock) as labs:
+                             clock=clock, check_key=check_key) as labs:
             yield labs
 
     server: MCPServer[Labs] = MCPServer(

@@ -66,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     from cekura_labs_mcp.server.app import build_server
 
-    server = build_server(settings, use_sandbox=args.sandbox, read_only=args.read_only)
+    server = build_server(settings, use_sandbox=args.sandbox, read_only=args.read_only, check_key=True)
     if args.transport == "stdio":
         server.run("stdio")
         return 0

@@ -23,6 +23,7 @@ from cekura_labs_mcp.server.services.review import ReviewService
 from cekura_labs_mcp.server.services.spend import SpendService
 from cekura_labs_mcp.server.services.triage import TriageService
 from cekura_labs_mcp.server.services.validation import ValidationService
+from cekura_labs_mcp.server.startup import StartupCheck, check_cekura
 from cekura_labs_mcp.server.state import Ledger
 from pydantic import SecretStr
 
@@ -45,11 +46,14 @@ class Labs:
     python_metrics: PythonMetricsService
     overview: OverviewService
     sandbox_url: str | None = None
+    startup: StartupCheck | None = None
 
 
 @asynccontextmanager
 async def open_labs(settings: Settings, *, use_sandbox: bool = False, retry: RetryPolicy | None = None,
-                    transport: Any = None, clock: Callable[[], float] | None = None) -> AsyncIterator[Labs]:
+                    transport: Any = None, clock: Callable[[], float] | None = None,
+                    check_key: bool = False) -> AsyncIterator[Labs]:
+    """`check_key`: with a real key, read once at start-up and say on stderr what answered (`serve` does)."""
     async with AsyncExitStack() as stack:
         base_url, api_key, sandbox_url = await _backend(settings, use_sandbox, stack)
         register_secret(api_key.get_secret_value() if api_key else None)
@@ -67,6 +71,7 @@ async def open_labs(settings: Settings, *, use_sandbox: bool = False, retry: Ret
                           token_ttl_seconds=settings.confirmation_ttl_seconds, clock=clock or time.time)
         improve = ImproveService(client, ledger, settings.poll_interval_seconds)
         spend = SpendService(client, guard, settings.credits_per_judge_evaluation)
+        startup = await check_cekura(client, base_url) if check_key and sandbox_url is None else None
         yield Labs(
             settings=settings, client=client, ledger=ledger, guard=guard,
             calls=CallsService(client), feedback=FeedbackService(client), improve=improve, spend=spend,
@@ -74,7 +79,7 @@ async def open_labs(settings: Settings, *, use_sandbox: bool = False, retry: Ret
             validation=ValidationService(client, ledger, spend, settings),
             python_metrics=PythonMetricsService(client, guard, ledger, settings),
             overview=OverviewService(client, ledger),
-            sandbox_url=sandbox_url,
+            sandbox_url=sandbox_url, startup=startup,
         )
 
 

@@ -28,6 +28,11 @@ def labs(ctx: Context[Any, Any]) -> Labs:
     state = ctx.request_context.lifespan_context
     if not isinstance(state, Labs):
         raise ToolError("The server is still starting; try again in a moment.")
+    startup = state.startup
+    if startup is not None and startup.refused and not startup.reported:
+        # A client lists a server whose key was refused as connected: the first answer says it plainly.
+        startup.reported = True
+        raise ToolError(f"[authentication] {startup.sentence()} Nothing was sent. Hint: {startup.hint}")
     return state
 
 
