@@ -115,8 +115,8 @@ def _reads_back(text: str) -> list[Span]:
     return _whole(text) if "just to confirm" in lowered and any(m in lowered for m in lexicon.MEDICATIONS) else []
 
 
-def _matches(pattern: re.Pattern[str]) -> Callable[[str], list[Span]]:
-    return lambda text: [m.span() for m in pattern.finditer(text)]
+def _matches(regex: re.Pattern[str]) -> Callable[[str], list[Span]]:
+    return lambda text: [m.span() for m in regex.finditer(text)]
 
 
 TURN_DETECTORS: dict[str, Callable[[str], list[Span]]] = {
@@ -130,7 +130,7 @@ TURN_DETECTORS: dict[str, Callable[[str], list[Span]]] = {
     "negative_language": _matches(lexicon.NEGATIVE_RE),
     "sarcastic_praise": _matches(lexicon.SARCASM_RE),
     "apology": _matches(lexicon.APOLOGY_RE),
-    "scripted_apology": _matches(lexicon.SCRIPTED_APOLOGY_RE),
+    "formulaic_apology": _matches(lexicon.SCRIPTED_APOLOGY_RE),
     "acknowledgement": _matches(lexicon.EMPATHY_RE),
 }
 

@@ -9,8 +9,8 @@ from typing import Any
 from . import serialize
 from .calls_api import parse_expected
 from .errors import ApiError, ServerErrorPage, field_error, not_found
+from .labs_proposal import optimise
 from .models import METRIC_TYPES, Job, Metric, MetricReview, TestSet
-from .optimizer import optimise
 from .store import Store
 from .validate import REQUIRED, as_object, choice, int_list, opt_bool, opt_int, opt_str, req_int, to_int
 

@@ -49,18 +49,18 @@ MEDICATIONS: tuple[str, ...] = (
 )
 
 
-def _pattern(words: tuple[str, ...]) -> re.Pattern[str]:
+def _phrases_re(words: tuple[str, ...]) -> re.Pattern[str]:
     return re.compile(r"\b(?:" + "|".join(re.escape(w) for w in words) + ")", re.IGNORECASE)
 
 
-POSITIVE_RE = _pattern(POSITIVE_CUES)
-NEGATIVE_RE = _pattern(NEGATIVE_CUES)
-SARCASM_RE = _pattern(SARCASM_MARKERS)
-BOOKING_REQUEST_RE = _pattern(BOOKING_REQUEST_CUES)
-REFILL_REQUEST_RE = _pattern(REFILL_REQUEST_CUES)
-APOLOGY_RE = _pattern(APOLOGY_WORDS)
-SCRIPTED_APOLOGY_RE = _pattern(SCRIPTED_APOLOGY)
-EMPATHY_RE = _pattern(GENUINE_EMPATHY)
+POSITIVE_RE = _phrases_re(POSITIVE_CUES)
+NEGATIVE_RE = _phrases_re(NEGATIVE_CUES)
+SARCASM_RE = _phrases_re(SARCASM_MARKERS)
+BOOKING_REQUEST_RE = _phrases_re(BOOKING_REQUEST_CUES)
+REFILL_REQUEST_RE = _phrases_re(REFILL_REQUEST_CUES)
+APOLOGY_RE = _phrases_re(APOLOGY_WORDS)
+SCRIPTED_APOLOGY_RE = _phrases_re(SCRIPTED_APOLOGY)
+EMPATHY_RE = _phrases_re(GENUINE_EMPATHY)
 
 
 def count_phrases(text: str, phrases: tuple[str, ...]) -> int:
@@ -107,7 +107,7 @@ class Behaviour:
 
 BEHAVIOURS: tuple[Behaviour, ...] = (
     Behaviour("stacked_questions", "two separate questions in one turn", "agent", (
-        r"(?:two|2|several|multiple|more than one)(?: or more)? (?:separate |unrelated |different )?questions",
+        r"(?:two|2|several|multiple|more than one)(?: or more)? (?:separate |unrelated |different )?questions?",
         r"stack(?:ed|ing)? questions", r"question stacking", r"unrelated questions", r"second question",
     )),
     Behaviour("related_details_request", "one request for several related details", "agent", (
@@ -158,7 +158,7 @@ BEHAVIOURS: tuple[Behaviour, ...] = (
         r"not (?:actually|really|genuinely) (?:happy|pleased|praise\w*|positive)",
     ), overrides=("positive_language",)),
     Behaviour("apology", "an apology", "agent", (r"apolog\w*", r"sorry"), weight=0.75),
-    Behaviour("scripted_apology", "a formulaic apology", "agent", (
+    Behaviour("formulaic_apology", "a formulaic apology", "agent", (
         r"script\w*", r"formulaic", r"boilerplate", r"canned", r"for any inconvenience",
         r"stock (?:phrases?|apolog\w*)", r"rote",
     ), weight=0.75),

@@ -189,7 +189,9 @@ def heading_kind(line: str) -> SectionKind | None:
         return None
     letters = [c for c in re.sub(r"\(.*?\)", "", text) if c.isalpha()]  # "FAILURE CONDITIONS (Only These Count)"
     upper = letters and sum(c.isupper() for c in letters) / len(letters) >= 0.7
-    if not upper and not (text.endswith(":") and len(text) <= 40 and text.count(" ") <= 4):
+    title = text.endswith(":") and len(text) <= 40 and all(w[:1].isupper() or not w[:1].isalpha()
+                                                            for w in text[:-1].split())
+    if not upper and not title:  # "FAILURE CONDITIONS", "Do Not Flag:"; not "Only mark as FALSE if:"
         return None
     head = text.upper()
     if re.search(r"DO NOT (?:FLAG|CREDIT|COUNT)|DON'T FLAG|NOT FLAG|FALSE POSITIVES|EXCEPTIONS", head):
@@ -224,8 +226,8 @@ def _item(text: str, section: SectionKind, labels: Sequence[str]) -> Item | None
     labelled = _label_of(text, labels) if labels else None
     if labelled is not None:
         return Item("label", labelled[1], labelled[0])
-    for pattern, kind in _INLINE:
-        match = pattern.match(text)
+    for marker, kind in _INLINE:
+        match = marker.match(text)
         if match:
             return Item(kind, text[match.end():].strip() or text)
     if section in ("failure", "exempt", "na", "credit"):

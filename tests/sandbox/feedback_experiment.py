@@ -20,11 +20,10 @@ from datetime import UTC, datetime
 from cekura_labs_mcp.server.sandbox import data as data_mod
 from cekura_labs_mcp.server.sandbox.data import Dataset, generate
 from cekura_labs_mcp.server.sandbox.engine import Evaluator
-from cekura_labs_mcp.server.sandbox.judge import safe_judge
 from cekura_labs_mcp.server.sandbox.models import Call, Truth, VoteValue
-from cekura_labs_mcp.server.sandbox.optimizer import LabEntry, Proposal, optimize
 from cekura_labs_mcp.server.sandbox.render import clock, same_value, value_fields
 from cekura_labs_mcp.server.sandbox.runner import InProcessRunner
+from cekura_labs_mcp.server.sandbox.standin import LabEntry, Proposal, optimize, safe_judge
 
 ANCHOR = datetime(2026, 3, 2, tzinfo=UTC)
 MISJUDGED_METRICS = (data_mod.ONE_QUESTION_ID, data_mod.BOOKING_ID, data_mod.SENTIMENT_ID, data_mod.EMPATHY_ID)
@@ -134,12 +133,18 @@ class Outcome:
 
 
 def lab_calls(ds: Dataset, metric_id: int, seed: int) -> list[int]:
-    """3 misjudged calls and 3 correctly judged ones with a value, as a review queue would surface them."""
+    """3 misjudged calls and 3 correctly judged ones with a value, the latter spread over the values the metric
+    gives (a balanced queue shows passes and failures alike)."""
     table = ds.truth[metric_id]
     rng = random.Random(seed * 1000 + metric_id)
     misjudged = sorted(c for c, t in table.items() if t.pattern)
-    correct = sorted(c for c, t in table.items() if not t.pattern and t.expected is not None)
-    return rng.sample(misjudged, LAB_MISJUDGED) + rng.sample(correct, LAB_CORRECT)
+    by_value: dict[str, list[int]] = {}
+    for call_id, truth in sorted(table.items()):
+        if not truth.pattern and truth.expected is not None:
+            by_value.setdefault(repr(truth.expected), []).append(call_id)
+    groups = [rng.sample(calls, len(calls)) for _, calls in sorted(by_value.items())]
+    correct = [calls[i] for i in range(max(map(len, groups))) for calls in groups if i < len(calls)]
+    return rng.sample(misjudged, LAB_MISJUDGED) + correct[:LAB_CORRECT]
 
 
 def run(ds: Dataset, metric_id: int, reviewer: str) -> Outcome:
