@@ -2,13 +2,19 @@
 
 Rules:
 1. Count before evaluate: a spend is planned over an exact, resolved set of calls (`SpendPlan`),
-   counted by the server itself. An empty set never opens the guard.
-2. Confirm above the threshold (default 100 calls): nothing is spent until the person confirms,
-   through MCP elicitation where the client supports it, otherwise with a single-use token bound
-   to exactly that plan and valid for a few minutes.
-3. No splitting around it: calls this server allowed in a rolling window (default one hour,
-   kept in the ledger, so a restart does not reset it) are added before the threshold is applied.
+   counted by the server itself, with the credits each metric that will run costs. An empty set
+   never opens the guard.
+2. Confirm above the threshold: more than 100 calls, OR more credits than 100 calls of that agent
+   would cost (so a judge loop in Python code counts, not only calls). Nothing is spent until the
+   person confirms, through MCP elicitation where the client supports it, otherwise with a
+   single-use token bound to exactly that plan (and to the client that asked), valid a few minutes.
+3. No splitting around it: calls and credits allowed in a rolling window (default one hour, kept
+   in the ledger, shared by every process on the same ledger) are added before the threshold is
+   applied. The window is read and the allowance written in ONE SQLite `BEGIN IMMEDIATE`
+   transaction, whose lock is the database file's, so two processes cannot both slip under it.
 4. Every decision, refusals included, is written to the audit log before anything is sent.
+5. The client's spending methods take a `SpendPermit`, which only `CostGuard.authorize` mints:
+   a spend that did not pass the guard does not type-check, and is refused at run time too.
 """
 
 from __future__ import annotations
@@ -16,16 +22,30 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
 from typing import Literal
 
-import anyio
 from cekura_labs_mcp.server.errors import LabsError
-from cekura_labs_mcp.server.state import Ledger, SpendRecord
+from cekura_labs_mcp.server.state import Ledger, SpendBook, SpendRecord, Window, owner
 
 Approval = Literal["not_asked", "accepted", "declined", "cancelled"]
+# The client methods that spend, each named after the Cekura endpoint it posts to.
+Endpoint = Literal["rerun_evaluation", "evaluate_metrics", "evaluate_llm_judge_metric"]
+ENDPOINTS: tuple[Endpoint, ...] = ("rerun_evaluation", "evaluate_metrics", "evaluate_llm_judge_metric")
+
+
+@dataclass(frozen=True)
+class PlannedMetric:
+    """A metric that will run, and what one evaluation of it costs (Cekura's `metric_cost`, or the
+    configured fallback when the metric does not say)."""
+
+    id: int
+    name: str
+    credits: float
+    cost_known: bool = True
 
 
 @dataclass(frozen=True)
@@ -39,16 +59,31 @@ class SpendPlan:
     judge_metric_ids: tuple[int, ...]
     code_metric_ids: tuple[int, ...]
     credits: float
+    # What one call of this agent costs with all its metrics: the credit limit is `threshold` of them.
+    credits_per_call: float = 0.0
+    metrics: tuple[PlannedMetric, ...] = ()
+    credits_remaining: float | None = None
+    endpoint: Endpoint | None = None
+    # How many spending requests the plan may send (a judge budget: calls x judge calls per call).
+    requests: int = 1
 
     @property
     def call_count(self) -> int:
         return len(self.call_ids)
 
     @property
+    def sends(self) -> Endpoint:
+        if self.endpoint is not None:
+            return self.endpoint
+        if self.operation in ENDPOINTS:
+            return self.operation
+        return "evaluate_llm_judge_metric"
+
+    @property
     def fingerprint(self) -> str:
         payload = json.dumps(
             [self.operation, self.agent_id, self.project_id, sorted(self.call_ids),
-             sorted(self.judge_metric_ids + self.code_metric_ids)],
+             sorted(self.judge_metric_ids + self.code_metric_ids), self.requests],
             separators=(",", ":"),
         )
         return hashlib.sha256(payload.encode()).hexdigest()
@@ -58,8 +93,14 @@ class SpendPlan:
         return (
             f"{self.operation} on {self.call_count} call(s) of {scope}: every metric assigned to those "
             f"calls runs ({len(self.judge_metric_ids)} LLM-judge, {len(self.code_metric_ids)} custom_code), "
-            f"about {self.credits:g} credits"
+            f"about {self.credits:g} credits{remaining_text(self.credits_remaining)}"
         )
+
+
+def remaining_text(credits_remaining: float | None) -> str:
+    if credits_remaining is None:
+        return " (credits remaining: unknown, billing info did not answer)"
+    return f" (credits remaining: {credits_remaining:g})"
 
 
 class GuardRefusal(LabsError):
@@ -71,36 +112,71 @@ class ConfirmationRequired(LabsError):
 
     code = "confirmation_required"
 
-    def __init__(self, plan: SpendPlan, window_total: int, threshold: int, token: str, ttl: int) -> None:
+    def __init__(self, plan: SpendPlan, why: str, token: str, ttl: int) -> None:
         self.plan = plan
-        self.window_total = window_total
         self.token = token
         self.ttl = ttl
-        why = (
-            f"{plan.call_count} calls is above the limit of {threshold}"
-            if plan.call_count > threshold
-            else f"this server already evaluated {window_total} calls in the current window, and "
-            f"{window_total + plan.call_count} would pass the limit of {threshold}"
-        )
         super().__init__(
             f"Confirmation required: {plan.describe()}. Nothing was spent: {why}.",
-            f"Ask the person whether to spend this. Only if they say yes, call the same tool again with the "
-            f"same arguments and confirmation_token=\"{token}\" (single use, valid {ttl} s, only for exactly "
-            "this set of calls).",
+            f"Show the person these figures and ask whether to spend this. Only if they say yes, call the same "
+            f"tool again with the same arguments and confirmation_token=\"{token}\" (single use, valid {ttl} s, "
+            "only for exactly this set of calls).",
         )
 
 
-@dataclass
-class _Token:
-    fingerprint: str
-    expires_at: float
+_MINT = object()
 
 
-@dataclass
-class GuardDecision:
-    audit_id: int
-    confirmation: str
-    window_total: int
+class SpendPermit:
+    """Proof that the guard allowed one plan. Only `CostGuard.authorize` makes one (the constructor
+    refuses anything else); the client's spending methods require one and `use` it before sending, so a
+    request outside the plan (other calls, another endpoint, more requests than allowed) never leaves."""
+
+    __slots__ = ("_left", "_lock", "audit_id", "call_ids", "confirmation", "endpoint", "window")
+
+    def __init__(self, mint: object, *, audit_id: int, confirmation: str, window: Window, endpoint: Endpoint,
+                 call_ids: Collection[int], requests: int) -> None:
+        if mint is not _MINT:
+            raise TypeError("only the cost guard issues spend permits (CostGuard.authorize)")
+        self.audit_id = audit_id
+        self.confirmation = confirmation
+        self.window = window
+        self.endpoint = endpoint
+        self.call_ids = frozenset(call_ids)
+        self._left = requests
+        self._lock = threading.Lock()
+
+    @property
+    def requests_left(self) -> int:
+        return self._left
+
+    def use(self, endpoint: Endpoint, call_ids: Collection[int] = ()) -> None:
+        """Spend one request of the permit on `endpoint` for `call_ids`, or refuse before anything is sent."""
+        if endpoint != self.endpoint:
+            raise GuardRefusal(f"Not sent: the cost guard allowed {self.endpoint}, not {endpoint}. Nothing was spent.")
+        outside = set(call_ids) - self.call_ids
+        if outside:
+            raise GuardRefusal(f"Not sent: {len(outside)} call(s) were not in the set the cost guard counted. "
+                               "Nothing was spent.")
+        with self._lock:
+            if self._left <= 0:
+                raise GuardRefusal("Not sent: the spend the cost guard allowed is used up. Nothing more was spent.")
+            self._left -= 1
+
+
+# Kept as the name the services already use for what `authorize` returns.
+GuardDecision = SpendPermit
+
+
+@dataclass(frozen=True)
+class _Verdict:
+    allowed: SpendPermit | None = None
+    refusal: str | None = None
+    confirm: tuple[str, str] | None = None  # (why, token)
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 @dataclass
@@ -109,71 +185,113 @@ class CostGuard:
     threshold: int = 100
     window_seconds: int = 3600
     token_ttl_seconds: int = 300
+    # The least a call is taken to cost when an agent's metrics say less (or nothing): the credit limit
+    # is never below `threshold` LLM-judge evaluations at the configured price.
+    fallback_credits_per_call: float = 0.2
     clock: Callable[[], float] = time.time
-    _tokens: dict[str, _Token] = field(default_factory=dict)
-    _lock: anyio.Lock = field(default_factory=anyio.Lock)
+
+    def window(self) -> Window:
+        return self.ledger.window_since(self.clock() - self.window_seconds)
 
     def window_total(self) -> int:
-        return self.ledger.calls_allowed_since(self.clock() - self.window_seconds)
+        return self.window().calls
+
+    def credit_limit(self, plan: SpendPlan) -> float:
+        return round(self.threshold * max(plan.credits_per_call, self.fallback_credits_per_call), 4)
+
+    def over_limit(self, plan: SpendPlan, window: Window) -> str | None:
+        """Why this plan needs the person's yes on top of `window`, or None when it does not."""
+        limit = self.credit_limit(plan)
+        if plan.call_count > self.threshold:
+            return f"{plan.call_count} calls is above the limit of {self.threshold}"
+        if plan.credits > limit:
+            return (f"{plan.credits:g} credits is above the limit of {limit:g} (what {self.threshold} calls of this "
+                    "agent would cost)")
+        if window.calls + plan.call_count > self.threshold:
+            return (f"this server already evaluated {window.calls} calls in the current window, and "
+                    f"{window.calls + plan.call_count} would pass the limit of {self.threshold}")
+        if window.credits + plan.credits > limit:
+            return (f"this server already spent about {window.credits:g} credits in the current window, and "
+                    f"{window.credits + plan.credits:g} would pass the limit of {limit:g}")
+        return None
 
     def needs_confirmation(self, plan: SpendPlan) -> bool:
-        return plan.call_count > self.threshold or self.window_total() + plan.call_count > self.threshold
+        return self.over_limit(plan, self.window()) is not None
 
     def confirmation_question(self, plan: SpendPlan) -> str:
+        window = self.window()
         return (
             f"Cekura will charge credits for this. {plan.describe()}. This server already evaluated "
-            f"{self.window_total()} call(s) in the last {self.window_seconds // 60} min. Spend it?"
+            f"{window.calls} call(s) (about {window.credits:g} credits) in the last {self.window_seconds // 60} min. "
+            "Spend it?"
         )
 
-    async def authorize(self, plan: SpendPlan, *, token: str | None, approval: Approval) -> GuardDecision:
-        """Allow the plan or raise. An allowed plan is in the audit log (outcome `pending`) before
-        this returns, so two concurrent spends cannot both slip under the threshold."""
-        async with self._lock:
-            if plan.call_count == 0:
-                self._refuse(plan, "no calls matched, so there is nothing to evaluate")
-            window_total = self.window_total()
-            if approval in ("declined", "cancelled"):
-                self._refuse(plan, f"the person {approval} the confirmation")
-            confirmation = "none"
-            if plan.call_count > self.threshold or window_total + plan.call_count > self.threshold:
-                confirmation = self._confirmation(plan, token, approval, window_total)
-            elif token:
-                # A token is never needed here; still burn it so it cannot be kept for later.
-                self._tokens.pop(token, None)
-            audit_id = self.ledger.record_spend(self._record(plan, "allowed", confirmation, "pending"), at=self.clock())
-            return GuardDecision(audit_id=audit_id, confirmation=confirmation, window_total=window_total)
-
-    def finish(self, decision: GuardDecision, outcome: str, detail: str = "") -> None:
-        self.ledger.set_spend_outcome(decision.audit_id, outcome, detail)
-
-    def _confirmation(self, plan: SpendPlan, token: str | None, approval: Approval, window_total: int) -> str:
-        if approval == "accepted":
-            return "elicitation"
-        if token:
-            self._redeem(plan, token)
-            return "token"
-        issued = secrets.token_urlsafe(12)
-        self._tokens[issued] = _Token(plan.fingerprint, self.clock() + self.token_ttl_seconds)
-        self.ledger.record_spend(self._record(plan, "needs_confirmation", "none", "not_sent"), at=self.clock())
-        raise ConfirmationRequired(plan, window_total, self.threshold, issued, self.token_ttl_seconds)
-
-    def _redeem(self, plan: SpendPlan, token: str) -> None:
-        entry = self._tokens.pop(token, None)
-        if entry is None:
-            self._refuse(plan, "the confirmation token is unknown or was already used (tokens are single use)")
-        elif entry.expires_at < self.clock():
-            self._refuse(plan, "the confirmation token has expired")
-        elif entry.fingerprint != plan.fingerprint:
-            self._refuse(plan, "the confirmation token was issued for a different set of calls or metrics")
-
-    def _refuse(self, plan: SpendPlan, reason: str) -> None:
-        self.ledger.record_spend(self._record(plan, "refused", "none", "not_sent", reason), at=self.clock())
+    async def authorize(self, plan: SpendPlan, *, token: str | None, approval: Approval) -> SpendPermit:
+        """Allow the plan (a permit) or raise. The window is read and the allowance (audit outcome
+        `pending`) written in one transaction that holds the ledger's write lock, so no other process
+        or task can decide in between."""
+        now = self.clock()
+        with self.ledger.spend_transaction() as book:
+            verdict = self._decide(book, plan, token, approval, now)
+        if verdict.allowed is not None:
+            return verdict.allowed
+        if verdict.confirm is not None:
+            why, issued = verdict.confirm
+            raise ConfirmationRequired(plan, why, issued, self.token_ttl_seconds)
+        reason = verdict.refusal or "refused"
         raise GuardRefusal(
             f"Not evaluated: {reason}. Nothing was spent.",
             "Call the tool again without a token to get the current count and a fresh confirmation."
             if "token" in reason
             else "Check the call selection (list_calls shows what matches).",
         )
+
+    def _decide(self, book: SpendBook, plan: SpendPlan, token: str | None, approval: Approval,
+                now: float) -> _Verdict:
+        if plan.call_count == 0:
+            return self._refuse(book, plan, now, "no calls matched, so there is nothing to evaluate")
+        if approval in ("declined", "cancelled"):
+            return self._refuse(book, plan, now, f"the person {approval} the confirmation")
+        window = book.window(now - self.window_seconds)
+        confirmation = "none"
+        why = self.over_limit(plan, window)
+        if why is not None:
+            if approval == "accepted":
+                confirmation = "elicitation"
+            elif token:
+                problem = self._redeem(book, plan, token, now)
+                if problem:
+                    return self._refuse(book, plan, now, problem)
+                confirmation = "token"
+            else:
+                issued = secrets.token_urlsafe(12)
+                book.issue_token(_digest(issued), owner(), plan.fingerprint, now + self.token_ttl_seconds)
+                book.record(self._record(plan, "needs_confirmation", "none", "not_sent", why), now)
+                return _Verdict(confirm=(why, issued))
+        elif token:
+            # A token is never needed here; still burn it so it cannot be kept for later.
+            book.take_token(_digest(token), owner())
+        audit_id = book.record(self._record(plan, "allowed", confirmation, "pending"), now)
+        permit = SpendPermit(_MINT, audit_id=audit_id, confirmation=confirmation, window=window,
+                             endpoint=plan.sends, call_ids=plan.call_ids, requests=plan.requests)
+        return _Verdict(allowed=permit)
+
+    def finish(self, permit: SpendPermit, outcome: str, detail: str = "") -> None:
+        self.ledger.set_spend_outcome(permit.audit_id, outcome, detail)
+
+    def _redeem(self, book: SpendBook, plan: SpendPlan, token: str, now: float) -> str | None:
+        entry = book.take_token(_digest(token), owner())
+        if entry is None:
+            return "the confirmation token is unknown or was already used (tokens are single use)"
+        if entry.expires_at < now:
+            return "the confirmation token has expired"
+        if entry.fingerprint != plan.fingerprint:
+            return "the confirmation token was issued for a different set of calls or metrics"
+        return None
+
+    def _refuse(self, book: SpendBook, plan: SpendPlan, now: float, reason: str) -> _Verdict:
+        book.record(self._record(plan, "refused", "none", "not_sent", reason), now)
+        return _Verdict(refusal=reason)
 
     @staticmethod
     def _record(plan: SpendPlan, decision: str, confirmation: str, outcome: str, detail: str = "") -> SpendRecord:

@@ -68,7 +68,8 @@ async def open_labs(settings: Settings, *, use_sandbox: bool = False, retry: Ret
         stack.callback(ledger.close)
         guard = CostGuard(ledger, threshold=settings.confirm_threshold,
                           window_seconds=settings.guard_window_seconds,
-                          token_ttl_seconds=settings.confirmation_ttl_seconds, clock=clock or time.time)
+                          token_ttl_seconds=settings.confirmation_ttl_seconds,
+                          fallback_credits_per_call=settings.credits_per_judge_evaluation, clock=clock or time.time)
         improve = ImproveService(client, ledger, settings.poll_interval_seconds)
         spend = SpendService(client, guard, settings.credits_per_judge_evaluation)
         startup = await check_cekura(client, base_url) if check_key and sandbox_url is None else None

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,7 +95,119 @@ MIGRATIONS: tuple[str, ...] = (
         report TEXT NOT NULL
     );
     """,
+    # Confirmation tokens live in the ledger (hashed), so redeeming one is part of the guard's single
+    # transaction and holds across processes; `owner` keeps each remote client's state its own;
+    # `subject` names what a non-evaluation spend acted on (auto-improve: the metric and Lab set).
+    """
+    CREATE TABLE confirmation_tokens (
+        digest TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        expires_at REAL NOT NULL
+    );
+    ALTER TABLE audit ADD COLUMN owner TEXT NOT NULL DEFAULT '';
+    ALTER TABLE audit ADD COLUMN subject TEXT NOT NULL DEFAULT '';
+    CREATE INDEX audit_subject ON audit(operation, subject);
+    ALTER TABLE review_sessions ADD COLUMN owner TEXT NOT NULL DEFAULT '';
+    """,
 )
+
+
+_OWNER: ContextVar[str] = ContextVar("cekura_labs_owner", default="")
+
+
+def owner() -> str:
+    """Whose state a request reads and writes: "" locally (stdio), a fingerprint of the bearer token in
+    remote mode. Set once per request (`acting_for`), so services need not pass it along."""
+    return _OWNER.get()
+
+
+@contextmanager
+def acting_for(principal: str) -> Iterator[None]:
+    reset = _OWNER.set(principal)
+    try:
+        yield
+    finally:
+        _OWNER.reset(reset)
+
+
+@dataclass(frozen=True)
+class Window:
+    """What the guard allowed in its rolling window: calls and estimated credits."""
+
+    calls: int = 0
+    credits: float = 0.0
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    fingerprint: str
+    expires_at: float
+
+
+class SpendBook:
+    """The guard's view of the ledger inside its one write transaction (see `Ledger.spend_transaction`)."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def window(self, since: float) -> Window:
+        return _window(self._db, since)
+
+    def record(self, record: SpendRecord, at: float) -> int:
+        return _insert_spend(self._db, record, at)
+
+    def issue_token(self, digest: str, holder: str, fingerprint: str, expires_at: float) -> None:
+        self._db.execute("DELETE FROM confirmation_tokens WHERE expires_at < ?", (expires_at - 86400,))
+        self._db.execute("INSERT INTO confirmation_tokens (digest, owner, fingerprint, expires_at) VALUES (?,?,?,?)",
+                         (digest, holder, fingerprint, expires_at))
+
+    def take_token(self, digest: str, holder: str) -> IssuedToken | None:
+        """The token, removed (single use); None if unknown or another client's."""
+        row = self._db.execute("SELECT fingerprint, expires_at FROM confirmation_tokens WHERE digest = ? AND owner = ?",
+                               (digest, holder)).fetchone()
+        if row is None:
+            return None
+        self._db.execute("DELETE FROM confirmation_tokens WHERE digest = ?", (digest,))
+        return IssuedToken(str(row[0]), float(row[1]))
+
+
+def _statements(script: str) -> Iterator[str]:
+    """The statements of a migration script, to run one by one inside the caller's transaction
+    (`executescript` would commit it first)."""
+    pending = ""
+    for piece in script.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                yield pending
+            pending = ""
+
+
+def _window(db: sqlite3.Connection, since: float) -> Window:
+    """Calls and credits allowed since `since`, whatever became of them (a spend whose outcome is unknown
+    may have landed, so it counts; one Cekura refused does not)."""
+    row = db.execute(
+        "SELECT COALESCE(SUM(call_count), 0), COALESCE(SUM(credits_estimated), 0) FROM audit"
+        " WHERE decision = 'allowed' AND outcome != 'rejected' AND at >= ?",
+        (since,),
+    ).fetchone()
+    return Window(int(row[0]), round(float(row[1]), 4))
+
+
+def _insert_spend(db: sqlite3.Connection, record: SpendRecord, at: float) -> int:
+    cursor = db.execute(
+        "INSERT INTO audit (at, operation, agent_id, project_id, call_count, call_ids, metric_ids,"
+        " credits_estimated, decision, confirmation, outcome, detail, owner, subject)"
+        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        (
+            at, record.operation, record.agent_id, record.project_id,
+            len(record.call_ids), json.dumps(list(record.call_ids)), json.dumps(list(record.metric_ids)),
+            record.credits_estimated, record.decision, record.confirmation, record.outcome,
+            record.detail, owner(), record.subject,
+        ),
+    )
+    return int(cursor.lastrowid or 0)
 
 
 @dataclass(frozen=True)
@@ -109,6 +222,7 @@ class SpendRecord:
     confirmation: str
     outcome: str
     detail: str = ""
+    subject: str = ""
 
 
 @dataclass(frozen=True)
@@ -185,7 +299,9 @@ class Ledger:
         return int(row[0])
 
     def _migrate(self) -> None:
-        with self._lock:
+        # The version is read under the write lock: two processes opening a new ledger at once (two
+        # sessions sharing a data dir) must not both apply the same migration.
+        with self._transaction() as db:
             current = self.schema_version
             if current > len(MIGRATIONS):
                 raise LabsError(
@@ -193,9 +309,9 @@ class Ledger:
                     "Upgrade cekura-labs-mcp, or point CEKURA_LABS_DATA_DIR elsewhere.",
                 )
             for version in range(current, len(MIGRATIONS)):
-                # executescript commits whatever is open, so the script carries its own transaction.
-                self._db.executescript(
-                    f"BEGIN IMMEDIATE;\n{MIGRATIONS[version]}\nPRAGMA user_version = {version + 1};\nCOMMIT;")
+                for statement in _statements(MIGRATIONS[version]):
+                    db.execute(statement)
+                db.execute(f"PRAGMA user_version = {version + 1}")
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -210,34 +326,24 @@ class Ledger:
 
     # ---- the guard's audit log -----------------------------------------------------------
 
+    @contextmanager
+    def spend_transaction(self) -> Iterator[SpendBook]:
+        """One `BEGIN IMMEDIATE` transaction: it takes the database's write lock (a file lock, so it holds
+        across processes) before the window is read, and keeps it until the decision is written."""
+        with self._transaction() as db:
+            yield SpendBook(db)
+
     def record_spend(self, record: SpendRecord, at: float | None = None) -> int:
         with self._transaction() as db:
-            cursor = db.execute(
-                "INSERT INTO audit (at, operation, agent_id, project_id, call_count, call_ids, metric_ids,"
-                " credits_estimated, decision, confirmation, outcome, detail)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                (
-                    time.time() if at is None else at, record.operation, record.agent_id, record.project_id,
-                    len(record.call_ids), json.dumps(list(record.call_ids)), json.dumps(list(record.metric_ids)),
-                    record.credits_estimated, record.decision, record.confirmation, record.outcome,
-                    record.detail,
-                ),
-            )
-            return int(cursor.lastrowid or 0)
+            return _insert_spend(db, record, time.time() if at is None else at)
 
     def set_spend_outcome(self, audit_id: int, outcome: str, detail: str = "") -> None:
         with self._transaction() as db:
             db.execute("UPDATE audit SET outcome = ?, detail = ? WHERE id = ?", (outcome, detail, audit_id))
 
-    def calls_allowed_since(self, since: float) -> int:
-        """Calls this server allowed to be evaluated since `since`, whatever became of them
-        (a spend whose outcome is unknown may have landed, so it counts)."""
-        row = self._db.execute(
-            "SELECT COALESCE(SUM(call_count), 0) FROM audit"
-            " WHERE decision = 'allowed' AND outcome != 'rejected' AND at >= ?",
-            (since,),
-        ).fetchone()
-        return int(row[0])
+    def window_since(self, since: float) -> Window:
+        with self._lock:
+            return _window(self._db, since)
 
     def audit_entries(self, limit: int = 100) -> list[dict[str, Any]]:
         cursor = self._db.execute("SELECT * FROM audit ORDER BY id DESC LIMIT ?", (limit,))

@@ -277,3 +277,66 @@ async def test_spend_log_shows_every_decision(settings: Settings, sandbox: Sandb
     assert [(e["decision"], e["calls"], e["outcome"]) for e in log["entries"]] == [
         ("needs_confirmation", 105, "not_sent"), ("allowed", 4, "succeeded")]
     assert log["entries"][1]["credits_estimated"] == pytest.approx(sandbox.credits())
+
+
+# ---- estimates before every spend (issue 17.2) and costs from metric_cost (issue 10.7) ----------------------
+
+
+async def test_estimate_only_spends_nothing_and_counts_what_a_run_then_sends(
+    settings: Settings, sandbox: SandboxAdmin
+) -> None:
+    info = sandbox.info()
+    agent = info["main_agent_id"]
+    selection = {"agent_id": agent, "call_ids": "all", "success": False}
+    async with connect(settings) as client:
+        estimate = await call(client, "rerun_evaluation", {**selection, "estimate_only": True})
+        assert sandbox.credits() == 0 and sandbox.requests("POST", "rerun_evaluation") == []
+        assert estimate["spent"] is False and estimate["confirmation"] == "not_sent" and estimate["results"] == []
+        figures = estimate["estimate"]
+        assert 0 < figures["calls"] <= 100 and not figures["needs_confirmation"]
+        ran = await call(client, "rerun_evaluation", selection)
+    sent = sandbox.requests("POST", "rerun_evaluation")
+    assert len(sent) == 1 and sorted(sent[0]["body"]["call_logs"]) == figures["call_ids"]
+    assert figures["credits"] == pytest.approx(sandbox.credits()) == pytest.approx(ran["credits_estimated"])
+    assigned = {m["id"] for m in info["metrics"] if agent in m["agent_ids"]}
+    assert {m["id"] for m in figures["metrics"]} == assigned
+    assert sum(m["credits"] for m in figures["metrics"]) * figures["calls"] == pytest.approx(figures["credits"])
+
+
+async def test_estimate_above_the_limit_asks_nothing_and_the_question_carries_its_figures(
+    settings: Settings, sandbox: SandboxAdmin
+) -> None:
+    agent = sandbox.info()["main_agent_id"]
+    ids = _agent_calls(sandbox, 130)
+    asked: list[str] = []
+    async with connect(settings, elicitation_callback=_answer(False, asked)) as client:
+        estimate = await call(client, "evaluate_metrics", {"agent_id": agent, "call_ids": ids, "metrics": [],
+                                                           "estimate_only": True})
+        assert asked == [] and sandbox.credits() == 0
+        figures = estimate["estimate"]
+        assert figures["needs_confirmation"] and "130 calls" in figures["why"]
+        with pytest.raises(ToolFailed, match="declined"):
+            await call(client, "evaluate_metrics", {"agent_id": agent, "call_ids": ids, "metrics": []})
+    assert len(asked) == 1 and f"about {figures['credits']:g} credits" in asked[0]
+    assert "130 call(s)" in asked[0] and "credits remaining" in asked[0]
+    assert sandbox.credits() == 0
+
+
+async def test_a_costly_judge_loop_under_100_calls_needs_confirmation(
+    settings: Settings, sandbox: SandboxAdmin
+) -> None:
+    """50 calls x 10 judge calls is below 100 calls, but above what 100 calls of the agent cost."""
+    info = sandbox.info()
+    metric = sandbox.metric_named("one question")
+    agent = next(a for a in metric["agent_ids"] if a is not None)
+    per_call = sum(0.2 for m in info["metrics"] if agent in m["agent_ids"] and m["type"] != "custom_code")
+    loop = "for _ in range(10):\n    evaluate_llm_judge_metric(data)\n_result = True\n_explanation = 'x'\n"
+    rows = sandbox.api("GET", "/observability/v1/call-logs-external/", params={"agent_id": agent, "page_size": 50})
+    ids = [r["id"] for r in rows["results"]][:50]
+    assert 100 * per_call < 50 * 10 * 0.2, "the sandbox's agent should make this loop cost more than 100 calls"
+    async with connect(settings) as client:
+        with pytest.raises(ToolFailed) as needs:
+            await call(client, "test_custom_code", {"metric_id": metric["id"], "call_ids": ids, "code": loop,
+                                                    "judge_calls_per_call": 10})
+    assert "credits is above the limit" in str(needs.value)
+    assert sandbox.requests("POST", "evaluate_llm_judge_metric") == [] and sandbox.credits() == 0

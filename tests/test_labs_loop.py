@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from cekura_labs_mcp.server.config import Settings
 from cekura_labs_mcp.server.demo import person_from_truth as answer_from_truth
-from cekura_labs_mcp.server.state import Ledger
+from cekura_labs_mcp.server.state import MIGRATIONS, Ledger
 from cekura_labs_mcp.server.values import display
 from support import SandboxAdmin, ToolFailed, call, connect
 
@@ -145,7 +145,7 @@ async def test_ledger_keeps_every_write(settings: Settings, sandbox: SandboxAdmi
     session = ledger.open_session(metric["id"], agent, 6)
     [row] = ledger.reviews(session.id)
     assert row.vote_state == "sent" and row.lab_state == "added" and row.test_set_id
-    assert ledger.schema_version == 2
+    assert ledger.schema_version == len(MIGRATIONS)
 
 
 async def test_a_slow_auto_improve_is_finished_by_poll_progress_and_kept(

@@ -36,6 +36,9 @@ Status = Annotated[CallStatus | None, Field(description='With "all": only calls 
 Reviewed = Annotated[bool | None, Field(description='With "all": only reviewed (true) or unreviewed calls.')]
 TimeFrom = Annotated[str | None, Field(description="ISO 8601 start of the window.", max_length=40)]
 TimeTo = Annotated[str | None, Field(description="ISO 8601 end of the window.", max_length=40)]
+EstimateOnly = Annotated[bool, Field(
+    description="true: spend nothing; answer the exact calls counted, the metrics that will run, the credits and the "
+                "credits remaining. Show that to the person before any spend.")]
 
 
 class SpendConfirmation(BaseModel):
@@ -68,25 +71,26 @@ async def _evaluate_plan(
     return await labs(ctx).spend.plan("evaluate_metrics", agent_id=agent_id, project_id=project_id, chosen=chosen)
 
 
-def ask_spend(ctx: Context[Any, Any], plan: SpendPlan) -> Elicit[SpendConfirmation] | str:
+def ask_spend(ctx: Context[Any, Any], plan: SpendPlan, estimate_only: bool = False) -> Elicit[SpendConfirmation] | str:
+    """The person's yes, asked directly where the client can (an estimate asks nothing: it spends nothing)."""
     guard = labs(ctx).guard
     caps = ctx.client_capabilities
     can_ask = caps is not None and caps.elicitation is not None
-    if plan.call_count > 0 and can_ask and guard.needs_confirmation(plan):
+    if not estimate_only and plan.call_count > 0 and can_ask and guard.needs_confirmation(plan):
         return Elicit(guard.confirmation_question(plan), SpendConfirmation)
     return "not_asked"
 
 
 async def _ask_rerun(
-    ctx: Context[Any, Any], plan: Annotated[SpendPlan, Resolve(_rerun_plan)],
+    ctx: Context[Any, Any], plan: Annotated[SpendPlan, Resolve(_rerun_plan)], estimate_only: bool = False,
 ) -> Elicit[SpendConfirmation] | str:
-    return ask_spend(ctx, plan)
+    return ask_spend(ctx, plan, estimate_only)
 
 
 async def _ask_evaluate(
-    ctx: Context[Any, Any], plan: Annotated[SpendPlan, Resolve(_evaluate_plan)],
+    ctx: Context[Any, Any], plan: Annotated[SpendPlan, Resolve(_evaluate_plan)], estimate_only: bool = False,
 ) -> Elicit[SpendConfirmation] | str:
-    return ask_spend(ctx, plan)
+    return ask_spend(ctx, plan, estimate_only)
 
 
 def spend_approval(outcome: ElicitationResult[SpendConfirmation]) -> Approval:
@@ -110,11 +114,14 @@ async def rerun_evaluation(
     timestamp_from: TimeFrom = None,
     timestamp_to: TimeTo = None,
     confirmation_token: Token = None,
+    estimate_only: EstimateOnly = False,
 ) -> SpendResult:
     """Re-evaluate calls with the agent's current metrics (e.g. to validate a patched prompt on the calls that
-    were reviewed). Costs credits: every metric of the agent re-runs on each call (0.2 credit per LLM-judge
-    metric). The server counts the calls first; above 100 calls (or 100 in the last hour) it spends nothing
-    until the person confirms, asked directly where the client supports it, otherwise via a token."""
+    were reviewed). Costs credits: every metric of the agent re-runs on each call (each metric's metric_cost).
+    Call it with estimate_only=true first and show the person the estimate. Above 100 calls, or the credits of
+    100 calls (also summed over the last hour), it spends nothing until the person confirms."""
+    if estimate_only:
+        return labs(ctx).spend.estimate_only(plan)
     return await labs(ctx).spend.execute(plan, token=confirmation_token, approval=spend_approval(approval),
                                          requested_metrics=())
 
@@ -136,10 +143,13 @@ async def evaluate_metrics(
     timestamp_from: TimeFrom = None,
     timestamp_to: TimeTo = None,
     confirmation_token: Token = None,
+    estimate_only: EstimateOnly = False,
 ) -> SpendResult:
     """Evaluate metrics on calls and return the new values. Costs credits, and Cekura runs every metric
     assigned to each call whatever `metrics` says, so the estimate counts them all. Same guard as
-    rerun_evaluation: counted first, confirmation by the person above 100 calls (or 100 in the last hour)."""
+    rerun_evaluation: estimate_only=true first, confirmation by the person above the limit."""
+    if estimate_only:
+        return labs(ctx).spend.estimate_only(plan)
     return await labs(ctx).spend.execute(plan, token=confirmation_token, approval=spend_approval(approval),
                                          requested_metrics=metrics)
 
@@ -157,6 +167,7 @@ class SpendEntry(BaseModel):
 
 class SpendLog(BaseModel):
     window_calls: int = Field(description="Calls allowed in the current rolling window (counted against the limit).")
+    window_credits: float = Field(description="Estimated credits allowed in the same window.")
     threshold: int
     entries: list[SpendEntry]
 
@@ -172,8 +183,9 @@ async def spend_log(
     unknown."""
     state = labs(ctx)
     rows = state.ledger.audit_entries(limit)
+    window = state.guard.window()
     return SpendLog(
-        window_calls=state.guard.window_total(), threshold=state.guard.threshold,
+        window_calls=window.calls, window_credits=window.credits, threshold=state.guard.threshold,
         entries=[SpendEntry(at=datetime.fromtimestamp(r["at"], UTC).strftime("%Y-%m-%d %H:%M:%S"),
                             operation=r["operation"], calls=r["call_count"],
                             credits_estimated=r["credits_estimated"], decision=r["decision"],

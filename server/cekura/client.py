@@ -49,6 +49,7 @@ from cekura_labs_mcp.server.errors import (
     ServiceError,
     ValidationFailedError,
 )
+from cekura_labs_mcp.server.guard import ENDPOINTS, Endpoint, SpendPermit
 from cekura_labs_mcp.server.logs import get_logger
 from pydantic import SecretStr
 
@@ -82,6 +83,8 @@ DETAIL = _Versions("detail", CALLS_V2 + "{id}/", CALLS + "{id}/")
 VOTE = _Versions("vote", CALLS_V2 + "{id}/mark_metric_vote/", CALLS + "{id}/mark_metric_vote/")
 EVALUATE = _Versions("evaluate", CALLS_V2 + "evaluate_metrics/", CALL_ACTIONS + "evaluate_metrics/")
 RERUN = _Versions("rerun", CALLS_V2 + "rerun_evaluation/", CALL_ACTIONS + "rerun_evaluation/")
+# The endpoints that cost credits (last path segment); `_send` refuses them without a guard permit.
+SPENDING_ENDPOINTS = frozenset(ENDPOINTS)
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,7 @@ class _Call:
     is_write: bool
     check_hint: str = ""
     versions: _Versions | None = None
+    permit: SpendPermit | None = None
 
 
 class CekuraClient:
@@ -399,39 +403,44 @@ class CekuraClient:
         return Metric.model_validate(merged)
 
     async def evaluate_metrics(
-        self, *, agent_id: int | None, project_id: int | None, call_logs: Sequence[int], metrics: Sequence[int]
+        self, permit: SpendPermit, *, agent_id: int | None, project_id: int | None, call_logs: Sequence[int],
+        metrics: Sequence[int],
     ) -> list[CallRow]:
         """Start an evaluation. Asynchronous on Cekura: the answer is the calls "in their current state", i.e.
         usually the OLD results. Read new results by polling `calls_by_ids` until `updated_at` moves."""
+        _use(permit, "evaluate_metrics", call_logs)
         body: dict[str, Any] = {"call_logs": list(call_logs), "metrics": list(metrics),
                                 **self._scope(agent_id, project_id)}
         data = await self._send(
             _Call("POST", f"{CALL_ACTIONS}evaluate_metrics/", f"Evaluating {len(call_logs)} call(s)", True,
                   "Check the calls' results in Cekura before evaluating again: credits may have been spent.",
-                  versions=EVALUATE),
+                  versions=EVALUATE, permit=permit),
             json_body=body,
         )
         return [CallRow.model_validate(row) for row in data or []] if isinstance(data, list) else []
 
-    async def rerun_evaluation(self, *, agent_id: int, call_logs: Sequence[int]) -> list[CallDetail]:
+    async def rerun_evaluation(self, permit: SpendPermit, *, agent_id: int, call_logs: Sequence[int]
+                               ) -> list[CallDetail]:
         """Start a re-run of every metric of the agent on these calls. Asynchronous on Cekura (non-reviewed
         calls get `success` reset to null first): the answer is not the new results; poll `calls_by_ids`."""
+        _use(permit, "rerun_evaluation", call_logs)
         body = {"agent_id": agent_id, "call_logs": list(call_logs)}
         data = await self._send(
             _Call("POST", f"{CALL_ACTIONS}rerun_evaluation/", f"Re-running {len(call_logs)} call(s)", True,
                   "Check the calls' results in Cekura before re-running: credits may have been spent.",
-                  versions=RERUN),
+                  versions=RERUN, permit=permit),
             json_body=body,
         )
         return [CallDetail.model_validate(row) for row in data or []] if isinstance(data, list) else []
 
     async def start_llm_judge_evaluation(
-        self, metric_id: int, *, data: Mapping[str, Any], description: str, eval_type: str | None,
-        enum_values: Sequence[str] | None,
+        self, permit: SpendPermit, metric_id: int, *, data: Mapping[str, Any], description: str,
+        eval_type: str | None, enum_values: Sequence[str] | None,
     ) -> str | JudgeVerdict:
         """Start one LLM-judge verdict on `data` (what `evaluate_llm_judge_metric` inside custom code asks
         for). The spec answers `{progress_id}` to poll at `evaluate_metric_progress`; a deployment that answers
         the verdict at once gets it returned as is. A spend: never retried once it may have landed."""
+        _use(permit, "evaluate_llm_judge_metric")
         body: dict[str, Any] = {"data": dict(data), "description": description}
         if eval_type:
             body["eval_type"] = eval_type
@@ -440,7 +449,7 @@ class CekuraClient:
         answer = await self._send(
             _Call("POST", f"{METRICS_EXTERNAL}{metric_id}/evaluate_llm_judge_metric/",
                   f"A judge call for metric {metric_id}", True,
-                  "It may have been charged; nothing else changed. Run the test again if needed."),
+                  "It may have been charged; nothing else changed. Run the test again if needed.", permit=permit),
             json_body=body,
         )
         if isinstance(answer, dict):
@@ -454,11 +463,12 @@ class CekuraClient:
             "result.", "Run the test again; if it persists the deployment's judge endpoint is not the documented one.")
 
     async def evaluate_llm_judge_metric(
-        self, metric_id: int, *, data: Mapping[str, Any], description: str, eval_type: str | None,
-        enum_values: Sequence[str] | None, patience_seconds: float = 60.0, poll_interval: float = 0.5,
+        self, permit: SpendPermit, metric_id: int, *, data: Mapping[str, Any], description: str,
+        eval_type: str | None, enum_values: Sequence[str] | None, patience_seconds: float = 60.0,
+        poll_interval: float = 0.5,
     ) -> JudgeVerdict:
         """Start a judge evaluation and wait for its verdict, polling at most `patience_seconds`."""
-        started = await self.start_llm_judge_evaluation(metric_id, data=data, description=description,
+        started = await self.start_llm_judge_evaluation(permit, metric_id, data=data, description=description,
                                                         eval_type=eval_type, enum_values=enum_values)
         if isinstance(started, JudgeVerdict):
             return started
@@ -535,6 +545,9 @@ class CekuraClient:
     async def _send_once(
         self, call: _Call, *, params: Mapping[str, Any] | None = None, json_body: Any = None
     ) -> Any:
+        if call.path.rstrip("/").rsplit("/", 1)[-1] in SPENDING_ENDPOINTS and call.permit is None:
+            # Whatever method is added later: a request to a spending endpoint leaves only with a permit.
+            raise TypeError(f"{call.path} spends credits: it needs a SpendPermit from the cost guard")
         attempt = 0
         while True:
             outcome = await self._attempt(call, params, json_body, attempt)
@@ -588,6 +601,14 @@ class CekuraClient:
             if call.is_write:
                 raise OutcomeUnknownError(call.operation, "the answer was not valid JSON", call.check_hint) from None
             return _Retry(ServiceError("the answer was not valid JSON"), None)
+
+
+def _use(permit: SpendPermit, endpoint: Endpoint, call_logs: Sequence[int] = ()) -> None:
+    """Every spend passes the cost guard: the permit is checked (and one of its requests used) before the
+    request is built. The type says so to mypy; this says so at run time, whatever the caller passed."""
+    if not isinstance(permit, SpendPermit):
+        raise TypeError(f"{endpoint} spends credits: it needs a SpendPermit from the cost guard")
+    permit.use(endpoint, call_logs)
 
 
 @dataclass

@@ -36,6 +36,7 @@ from cekura_labs_mcp.server.custom_code.runner import (
 from cekura_labs_mcp.server.errors import CekuraError, InputError, LabsError, OutcomeUnknownError
 from cekura_labs_mcp.server.guard import Approval, CostGuard, GuardDecision, SpendPlan
 from cekura_labs_mcp.server.services.review import reviewed_calls
+from cekura_labs_mcp.server.services.spend import metric_credits
 from cekura_labs_mcp.server.state import Ledger
 from cekura_labs_mcp.server.values import display as show
 from cekura_labs_mcp.server.values import result_as_expected, same_value
@@ -147,10 +148,11 @@ class ConversionProposal(BaseModel):
 class _JudgeBridge:
     """Serves the code's judge calls from a worker thread, within the budget the guard allowed."""
 
-    def __init__(self, client: CekuraClient, metric: Metric, allowed: int) -> None:
+    def __init__(self, client: CekuraClient, metric: Metric, permit: GuardDecision | None) -> None:
         self._client = client
         self._metric = metric
-        self._allowed = allowed
+        self._permit = permit
+        self._allowed = permit.requests_left if permit is not None else 0
         self._lock = threading.Lock()
         self.made = 0
         self.outcome_unknown = False
@@ -172,12 +174,13 @@ class _JudgeBridge:
         return JudgeAnswer(result=verdict.result, explanation=verdict.explanation)
 
     async def _ask(self, request: JudgeRequest) -> Any:
+        assert self._permit is not None  # `made` stays 0 without a permit, so no request gets here
         metric = self._metric
         eval_type = request.eval_type or JUDGE_EVAL_TYPES.get(metric.eval_type, metric.eval_type)
         enum_values = request.enum_values if request.enum_values is not None else (
             metric.enum_values if metric.eval_type == "enum" else None)
         return await self._client.evaluate_llm_judge_metric(
-            metric.id, data=request.data, description=request.description or metric.description,
+            self._permit, metric.id, data=request.data, description=request.description or metric.description,
             eval_type=eval_type, enum_values=enum_values)
 
 
@@ -219,9 +222,18 @@ class PythonMetricsService:
                 project_id=metric.project if agent_id is None else None, call_ids=ids,
                 judge_metric_ids=(metric.id,), code_metric_ids=(),
                 credits=round(len(ids) * per_call * self._settings.credits_per_judge_evaluation, 4),
-                per_call=per_call)
+                credits_per_call=await self._call_cost(agent_id), per_call=per_call,
+                requests=len(ids) * per_call, endpoint="evaluate_llm_judge_metric")
         return CodeTestPlan(metric=metric, code=source, call_ids=ids, per_call=per_call, budget=budget,
                             compile_error=compile_error)
+
+    async def _call_cost(self, agent_id: int | None) -> float:
+        """What one call of the agent costs with all its metrics: the guard asks above 100 of these, so a
+        judge loop is weighed against what the agent's ordinary evaluations cost."""
+        if agent_id is None:
+            return 0.0
+        fallback = self._settings.credits_per_judge_evaluation
+        return sum(metric_credits(m, fallback)[0] for m in await self._client.list_metrics(agent_id=agent_id))
 
     async def run_test(self, plan: CodeTestPlan, *, token: str | None, approval: Approval) -> CodeTestReport:
         metric = plan.metric
@@ -232,7 +244,7 @@ class PythonMetricsService:
         decision: GuardDecision | None = None
         if plan.budget is not None:
             decision = await self._guard.authorize(plan.budget, token=token, approval=approval)
-        bridge = _JudgeBridge(self._client, metric, len(plan.call_ids) * plan.per_call if decision else 0)
+        bridge = _JudgeBridge(self._client, metric, decision)
         limits = dataclasses.replace(self.runner.limits, max_judge_calls=plan.per_call)
         runs: dict[int, tuple[RunReport, Checked]] = {}
         notes: list[str] = []

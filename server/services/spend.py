@@ -14,7 +14,7 @@ import anyio
 from cekura_labs_mcp.server.cekura.client import CekuraClient
 from cekura_labs_mcp.server.cekura.models import CallRow, Metric
 from cekura_labs_mcp.server.errors import CekuraError, InputError, LabsError, OutcomeUnknownError
-from cekura_labs_mcp.server.guard import Approval, CostGuard, SpendPlan, estimate_credits
+from cekura_labs_mcp.server.guard import Approval, CostGuard, Endpoint, PlannedMetric, SpendPlan
 from cekura_labs_mcp.server.services.calls import CallFilter, require_scope
 from pydantic import BaseModel, Field
 
@@ -30,14 +30,50 @@ class CallSelection(BaseModel):
     selection: CallFilter = Field(default_factory=CallFilter)
 
 
+class MetricCost(BaseModel):
+    id: int
+    name: str
+    credits: float = Field(description="Credits per call (Cekura's metric_cost; custom_code metrics are free).")
+    cost_known: bool = Field(description="False when the metric does not state its cost and the configured "
+                                         "price per LLM-judge evaluation was assumed.")
+
+
+class SpendEstimate(BaseModel):
+    """What a spend would cost, counted by the server, before anything is spent."""
+
+    operation: str
+    calls: int = Field(description="Calls the server counted (what would be sent).")
+    call_ids: list[int] = Field(description="The exact set (first 1000).")
+    metrics: list[MetricCost] = Field(description="Metrics that will run (Cekura runs every metric assigned).")
+    credits: float = Field(description="Estimated credits: the metrics' costs summed over the calls.")
+    credits_remaining: float | None = Field(description="From Cekura's billing info; null if it did not answer.")
+    needs_confirmation: bool = Field(description="Above the guard's limit: a real run asks the person first.")
+    why: str | None = Field(default=None, description="Which limit, when needs_confirmation.")
+    window_calls: int = Field(description="Calls already allowed in the guard's rolling window.")
+    window_credits: float
+
+
 class SpendResult(BaseModel):
     operation: str
     calls: int
     credits_estimated: float
-    confirmation: str = Field(description="How the spend was allowed: none (under the limit), elicitation, token.")
+    spent: bool = Field(description="False for estimate_only: nothing was sent.")
+    confirmation: str = Field(description="How the spend was allowed: none (under the limit), elicitation, token, "
+                                          "or not_sent (estimate_only).")
+    estimate: SpendEstimate
     results: list[dict[str, str | int | None]] = Field(
         description="Per call and metric: new value (compact). Use get_call for explanations.")
     truncated: int = Field(default=0, description="Result rows left out to keep this answer short.")
+
+
+def metric_credits(metric: Metric, fallback: float) -> tuple[float, bool]:
+    """Credits one evaluation of `metric` costs, and whether Cekura said so: `metric_cost` where present,
+    0 for custom_code (Python) metrics, otherwise the configured LLM-judge price."""
+    if metric.metric_cost is not None:
+        return metric.metric_cost, True
+    if not metric.is_llm_judge:
+        return 0.0, True
+    return fallback, False
 
 
 class SpendService:
@@ -45,6 +81,31 @@ class SpendService:
         self._client = client
         self._guard = guard
         self._credits = credits_per_evaluation
+
+    async def credits_remaining(self) -> float | None:
+        """The balance from Cekura's billing info, or None where it does not answer (project-scoped keys get
+        403, some deployments 404): the figures then say it is unknown, they never guess it."""
+        try:
+            return (await self._client.billing_info()).credits_remaining
+        except CekuraError:
+            return None
+
+    def estimate(self, plan: SpendPlan) -> SpendEstimate:
+        window = self._guard.window()
+        why = self._guard.over_limit(plan, window)
+        metrics = plan.metrics or tuple(PlannedMetric(i, "", 0.0) for i in plan.judge_metric_ids)
+        return SpendEstimate(
+            operation=plan.operation, calls=plan.call_count, call_ids=list(plan.call_ids[:1000]),
+            metrics=[MetricCost(id=m.id, name=m.name, credits=m.credits, cost_known=m.cost_known) for m in metrics],
+            credits=plan.credits, credits_remaining=plan.credits_remaining, needs_confirmation=why is not None,
+            why=why, window_calls=window.calls, window_credits=window.credits)
+
+    def estimate_only(self, plan: SpendPlan) -> SpendResult:
+        if plan.call_count == 0:
+            raise LabsError("No calls matched, so there is nothing to evaluate (and nothing to estimate).",
+                            "Check the call selection (list_calls shows what matches).")
+        return SpendResult(operation=plan.operation, calls=plan.call_count, credits_estimated=plan.credits,
+                           spent=False, confirmation="not_sent", estimate=self.estimate(plan), results=[])
 
     @property
     def guard(self) -> CostGuard:
@@ -62,25 +123,41 @@ class SpendService:
         if not metrics:
             raise LabsError("No metrics are assigned, so the cost cannot be estimated and nothing would run.",
                             "Check the agent_id/project_id (list_metrics shows the metrics).")
-        judge = tuple(sorted(m.id for m in metrics if m.is_llm_judge))
-        code = tuple(sorted(m.id for m in metrics if not m.is_llm_judge))
-        per_call = [_judge_metrics_for(row, metrics) for row in rows]
-        return SpendPlan(operation=operation, agent_id=agent_id, project_id=project_id,
-                         call_ids=tuple(sorted(row.id for row in rows)), judge_metric_ids=judge,
-                         code_metric_ids=code, credits=estimate_credits(per_call, self._credits))
+        return await self.plan_over(operation, agent_id=agent_id, project_id=project_id, rows=rows,
+                                    metrics=metrics)
+
+    async def plan_over(
+        self, operation: str, *, agent_id: int | None, project_id: int | None, rows: Sequence[CallRow],
+        metrics: Sequence[Metric], endpoint: Endpoint | None = None,
+    ) -> SpendPlan:
+        """The plan for evaluating exactly `rows` with every metric of `metrics` assigned to each call: the
+        credits from each metric's cost, and the balance, for the person to see before anything is spent."""
+        costs = {m.id: metric_credits(m, self._credits) for m in metrics}
+        per_call = [sum(costs[m.id][0] for m in _metrics_for(row, metrics)) for row in rows]
+        ran = {m.id: m for row in rows for m in _metrics_for(row, metrics)} if rows else {m.id: m for m in metrics}
+        planned = tuple(PlannedMetric(m.id, m.name, costs[m.id][0], costs[m.id][1])
+                        for m in sorted(ran.values(), key=lambda m: m.id))
+        return SpendPlan(
+            operation=operation, agent_id=agent_id, project_id=project_id,
+            call_ids=tuple(sorted(row.id for row in rows)),
+            judge_metric_ids=tuple(sorted(m.id for m in metrics if m.is_llm_judge)),
+            code_metric_ids=tuple(sorted(m.id for m in metrics if not m.is_llm_judge)),
+            credits=round(sum(per_call), 4), credits_per_call=max(per_call, default=0.0), metrics=planned,
+            credits_remaining=await self.credits_remaining(), endpoint=endpoint)
 
     async def execute(
         self, plan: SpendPlan, *, token: str | None, approval: Approval, requested_metrics: Sequence[int],
     ) -> SpendResult:
         decision = await self._guard.authorize(plan, token=token, approval=approval)
         try:
-            if plan.operation == "rerun_evaluation":
+            if plan.sends == "rerun_evaluation":
                 assert plan.agent_id is not None
-                calls = await self._client.rerun_evaluation(agent_id=plan.agent_id, call_logs=plan.call_ids)
+                calls = await self._client.rerun_evaluation(decision, agent_id=plan.agent_id,
+                                                            call_logs=plan.call_ids)
                 rows = [(c.id, c.evaluation.metrics if c.evaluation else []) for c in calls]
             else:
                 listed = await self._client.evaluate_metrics(
-                    agent_id=plan.agent_id, project_id=plan.project_id, call_logs=plan.call_ids,
+                    decision, agent_id=plan.agent_id, project_id=plan.project_id, call_logs=plan.call_ids,
                     metrics=requested_metrics or plan.judge_metric_ids)
                 rows = [(c.id, c.metrics or (c.evaluation.metrics if c.evaluation else [])) for c in listed]
         except OutcomeUnknownError as exc:
@@ -94,8 +171,8 @@ class SpendService:
                 if not requested_metrics or m.id in requested_metrics]
         limit = 300
         return SpendResult(operation=plan.operation, calls=plan.call_count, credits_estimated=plan.credits,
-                           confirmation=decision.confirmation, results=flat[:limit],
-                           truncated=max(0, len(flat) - limit))
+                           spent=True, confirmation=decision.confirmation, estimate=self.estimate(plan),
+                           results=flat[:limit], truncated=max(0, len(flat) - limit))
 
     async def _resolve(self, agent_id: int | None, project_id: int | None, chosen: CallSelection) -> list[CallRow]:
         if chosen.call_ids == "all":
@@ -163,7 +240,7 @@ class SpendService:
                 group.start_soon(check, call_id)
 
 
-def _judge_metrics_for(row: CallRow, metrics: Sequence[Metric]) -> int:
-    """LLM-judge metrics that will run on this call: every one assigned to the call's agent
-    (`evaluate_metrics` ignores its `metrics` filter). Unassigned lists count, to stay on the safe side."""
-    return sum(1 for m in metrics if m.is_llm_judge and (row.agent is None or not m.agents or row.agent in m.agents))
+def _metrics_for(row: CallRow, metrics: Sequence[Metric]) -> list[Metric]:
+    """Metrics that will run on this call: every one assigned to the call's agent (`evaluate_metrics`
+    may ignore its `metrics` filter). Unassigned lists count, to stay on the safe side."""
+    return [m for m in metrics if row.agent is None or not m.agents or row.agent in m.agents]
