@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import io
 import json
+import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
 from cekura_labs_mcp.server.app import build_server
 from cekura_labs_mcp.server.cekura.client import RetryPolicy
 from cekura_labs_mcp.server.config import Settings
+from cekura_labs_mcp.server.guard import CostGuard, Endpoint, SpendPermit, SpendPlan
+from cekura_labs_mcp.server.state import Ledger
 from mcp import Client
 
 # A recognisable key: the secret-leak test searches every log line and tool result for it.
@@ -88,3 +92,12 @@ async def call(client: Client, tool: str, args: dict[str, Any] | None = None, **
         raise ToolFailed(text)
     assert result.structured_content is not None, f"{tool} returned no structured content"
     return dict(result.structured_content)
+
+
+async def guard_permit(endpoint: Endpoint, call_ids: tuple[int, ...] = (1,), requests: int = 1) -> SpendPermit:
+    """A permit from a real cost guard on a scratch ledger, for tests that drive the client's spending methods
+    directly (the client sends nothing that costs credits without one)."""
+    guard = CostGuard(Ledger(Path(tempfile.mkdtemp()) / "ledger.sqlite3"))
+    plan = SpendPlan(operation="test", agent_id=1, project_id=None, call_ids=call_ids, judge_metric_ids=(1,),
+                     code_metric_ids=(), credits=0.0, endpoint=endpoint, requests=requests)
+    return await guard.authorize(plan, token=None, approval="not_asked")

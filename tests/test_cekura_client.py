@@ -20,6 +20,7 @@ from cekura_labs_mcp.server.errors import (
     RequestRejectedError,
 )
 from pydantic import SecretStr
+from support import guard_permit
 
 pytestmark = pytest.mark.anyio
 FAST = RetryPolicy(max_retries=1, backoff_base=0.0, backoff_cap=0.0)
@@ -116,8 +117,9 @@ async def test_evaluate_and_rerun_use_v2_or_v1_actions() -> None:
     fake = Recorder({("POST", "/observability/v1/call-logs/evaluate_metrics/"): [row(1)],
                      ("POST", f"{V2_LIST}rerun_evaluation/"): [row(1)]})
     async with client_for(fake) as client:
-        await client.evaluate_metrics(agent_id=3, project_id=None, call_logs=[1], metrics=[9])
-        await client.rerun_evaluation(agent_id=3, call_logs=[1])
+        await client.evaluate_metrics(await guard_permit("evaluate_metrics"), agent_id=3, project_id=None,
+                                      call_logs=[1], metrics=[9])
+        await client.rerun_evaluation(await guard_permit("rerun_evaluation"), agent_id=3, call_logs=[1])
     assert fake.paths() == [f"{V2_LIST}evaluate_metrics/", "/observability/v1/call-logs/evaluate_metrics/",
                             f"{V2_LIST}rerun_evaluation/"]
 
@@ -238,8 +240,9 @@ async def test_the_judge_answers_a_progress_id_and_the_verdict_is_polled() -> No
                      ("GET", f"{EXTERNAL}evaluate_metric_progress/"):
                          lambda request: httpx.Response(200, json=next(polls))})
     async with client_for(fake) as client:
-        verdict = await client.evaluate_llm_judge_metric(9, data={"transcript": "hi"}, description="Was it polite?",
-                                                         eval_type="binary", enum_values=None, poll_interval=0.0)
+        verdict = await client.evaluate_llm_judge_metric(
+            await guard_permit("evaluate_llm_judge_metric"), 9, data={"transcript": "hi"},
+            description="Was it polite?", eval_type="binary", enum_values=None, poll_interval=0.0)
     assert (verdict.result, verdict.explanation) == (5, ["ok"])
     assert fake.body(0) == {"data": {"transcript": "hi"}, "description": "Was it polite?", "eval_type": "binary"}
     assert [r.url.params.get("progress_id") for r in fake.seen[1:]] == ["j-1", "j-1"]
@@ -250,7 +253,8 @@ async def test_a_judge_that_does_not_finish_is_reported_still_running_within_the
                      ("GET", f"{EXTERNAL}evaluate_metric_progress/"): {"status": "running"}})
     async with client_for(fake) as client:
         with pytest.raises(JudgeStillRunningError, match="j-2"):
-            await client.evaluate_llm_judge_metric(9, data={}, description="d", eval_type=None, enum_values=None,
+            await client.evaluate_llm_judge_metric(await guard_permit("evaluate_llm_judge_metric"), 9, data={},
+                                                   description="d", eval_type=None, enum_values=None,
                                                    patience_seconds=0.2, poll_interval=0.05)
     assert 2 <= len(fake.seen) <= 6
 
@@ -293,7 +297,8 @@ async def test_the_configured_project_is_sent_where_the_caller_named_none() -> N
         await client.list_calls(agent_id=3)
         await client.list_calls(agent_id=3, project_id=45)
         await client.list_metrics(agent_id=3)
-        await client.evaluate_metrics(agent_id=3, project_id=None, call_logs=[1], metrics=[2])
+        await client.evaluate_metrics(await guard_permit("evaluate_metrics"), agent_id=3, project_id=None,
+                                      call_logs=[1], metrics=[2])
     assert [r.url.params.get("project_id") for r in fake.seen[:3]] == ["44", "45", "44"]
     assert fake.body(3)["project_id"] == 44
 
