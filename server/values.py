@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from cekura_labs_mcp.server.cekura.models import ExpectedValue, Metric
+from cekura_labs_mcp.server.cekura.results import Reading
 from cekura_labs_mcp.server.errors import InputError
 
 NA = "N/A"
@@ -35,6 +36,18 @@ def result_as_expected(metric: Metric, value: str | None) -> ExpectedValue:
         return expected_from_input(metric, value)
     except InputError:
         return value
+
+
+def agreed_value(metric: Metric, reading: Reading, field: str = "expected_value") -> ExpectedValue:
+    """The vote's `expected_value` when the person agrees with the result: the result itself, typed per metric
+    type (binary true/false, null for N/A, the label, the number). An unreadable result has nothing to agree
+    with: the person must say the value."""
+    if not reading.readable:
+        raise InputError(field, f"the result of {metric.name} on this call cannot be read ({reading.problem}), so "
+                         "agreeing with it gives Cekura no value to record.",
+                         'Pass the right value explicitly: true/false or "N/A" for binary metrics, a label for '
+                         "enum metrics, a number for numeric ones.")
+    return reading.expected
 
 
 def display(value: ExpectedValue) -> str:

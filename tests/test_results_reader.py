@@ -51,6 +51,9 @@ def read(fields: dict[str, Any], metric: Metric | None = None) -> tuple[str, obj
     # the spec's serializer (and the sandbox's spec dialect): N/A written out, the score left at its default 0
     ({"type": "llm_judge", "score": 0.0, "value": "N/A", "enum": ""}, BINARY, "na", None),
     ({"value": "FALSE"}, None, "fail", False),
+    # the spec-shaped answer writes N/A out and puts a placeholder score of 0 beside it
+    ({"type": "binary", "score": 0.0, "enum": "", "value": "N/A"}, None, "na", None),
+    ({"type": "binary", "score": 0.0, "enum": "", "value": "N/A"}, BINARY, "na", None),
 ])
 def test_binary_results_in_every_documented_shape(fields: dict[str, Any], metric: Metric | None, kind: str,
                                                   expected: object) -> None:
@@ -76,6 +79,10 @@ def test_binary_results_in_every_documented_shape(fields: dict[str, Any], metric
     ({"score": 5}, CONTINUOUS, "number", 5),
     ({"type": "numeric", "value": "7"}, None, "number", 7),
     ({"value": "3.5"}, None, "number", 3.5),
+    ({"type": "continuous_qualitative", "score": 1.5, "enum": "", "value": "1.5"}, None, "number", 1.5),
+    ({"type": "continuous_qualitative", "score": 0.0, "enum": "", "value": "N/A"}, None, "na", None),
+    ({"type": "enum", "score": 0.0, "enum": "", "value": "N/A"}, ENUM, "na", None),
+    ({"type": "enum", "score": 0.0, "enum": "booked", "value": "booked"}, ENUM, "label", "booked"),
 ])
 def test_enum_and_numeric_results(fields: dict[str, Any], metric: Metric | None, kind: str,
                                   expected: object) -> None:
@@ -93,6 +100,9 @@ def test_enum_and_numeric_results(fields: dict[str, Any], metric: Metric | None,
     ({"score": 3}, BINARY, "not 3"),
     ({"eval_type": "binary", "passed": True, "score": 0}, None, "disagree"),
     ({"passed": False, "value": "TRUE"}, None, "disagree"),
+    ({"type": "binary", "score": 0, "value": "TRUE"}, None, "disagree"),
+    ({"passed": True, "value": "N/A"}, BINARY, "disagree"),
+    ({"type": "numeric", "score": 2, "value": "3"}, NUMERIC, "disagree"),
     ({"eval_type": "binary", "passed": "yes"}, None, "not true or false"),
     ({"value": "maybe"}, BINARY, "not a binary outcome"),
     ({"type": "enum", "value": "rescheduled"}, ENUM, "not one of the metric's values"),

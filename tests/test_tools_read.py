@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from cekura_labs_mcp.server.cekura.models import MetricResult
+from cekura_labs_mcp.server.cekura.results import read_result
 from cekura_labs_mcp.server.config import Settings
 from cekura_labs_mcp.tools import ALL_TOOLS
 from support import SandboxAdmin, ToolFailed, call, connect
@@ -51,18 +53,51 @@ async def test_list_calls_compact_page_counts_and_order(settings: Settings, sand
     assert len(json.dumps(page)) * 5 < len(json.dumps(raw))
 
 
-async def test_list_calls_filters_are_applied_server_side(settings: Settings, sandbox: SandboxAdmin) -> None:
+async def test_list_calls_sends_the_documented_filter_and_never_answers_unfiltered(
+    settings: Settings, sandbox: SandboxAdmin
+) -> None:
     agent = sandbox.info()["main_agent_id"]
     metric = sandbox.metric_named("one question")
     async with connect(settings) as client:
         failed = await call(client, "list_calls", {"agent_id": agent, "metric_id": metric["id"],
                                                    "metric_value": "FALSE", "page_size": 200})
         unreviewed = await call(client, "list_calls", {"agent_id": agent, "reviewed": False, "page_size": 10})
-    assert failed["count"] == len(failed["calls"]) > 0
+    sent = [r for r in sandbox.requests("GET", "call-logs") if "filters_v2" in r["query"]]
+    assert json.loads(sent[0]["query"]["filters_v2"]) == {"operator": "same_row", "conditions": [
+        {"field": "metric_evaluations.metric.id", "op": "eq", "value": metric["id"]},
+        {"field": "metric_evaluations.value", "op": "eq", "value": False}]}
+    assert json.loads(sent[-1]["query"]["filters_v2"]) == {"field": "is_reviewed", "op": "eq", "value": False}
+    # Whether the sandbox's dialect filters it or refuses it (400), the answer holds only failing calls, all of
+    # them, and says when the filter was applied here instead.
+    refused = sent[0]["status"] == 400
+    assert (failed["filter_note"] is not None) == refused
+    if refused:
+        assert "refused the filter" in failed["filter_note"] and "all calls" in failed["filter_note"]
+    every = _all_rows(sandbox, agent)
+    failing = [r for r in every if _value_of(r, metric["id"]) == "FALSE"]
+    assert failed["count"] == len(failed["calls"]) == len(failing) > 0
     assert {c["value"] for c in failed["calls"]} == {"FALSE"}
-    assert all(c["reviewed"] is False for c in unreviewed["calls"])
-    sent = sandbox.requests("GET", "call-logs")[-2]
-    assert "filters_v2" in json.dumps(sent["query"])
+    assert unreviewed["calls"] and all(c["reviewed"] is False for c in unreviewed["calls"])
+
+
+def _all_rows(sandbox: SandboxAdmin, agent: int) -> list[dict[str, object]]:
+    rows: list[dict[str, object]] = []
+    page = 1
+    while True:
+        answer = sandbox.api("GET", "/observability/v1/call-logs-external/",
+                             params={"agent_id": agent, "page_size": 200, "page": page})
+        rows += answer["results"]
+        if not answer["next"]:
+            return rows
+        page += 1
+
+
+def _value_of(row: dict[str, object], metric_id: int) -> str | None:
+    evaluation = row["evaluation"]
+    entries = json.loads(evaluation) if isinstance(evaluation, str) else evaluation
+    metrics = entries["metrics"] if isinstance(entries, dict) else entries or []
+    entry = next((m for m in metrics if m["id"] == metric_id), None)
+    return None if entry is None else read_result(MetricResult.model_validate(entry)).text
 
 
 @pytest.mark.parametrize(("args", "field"), [

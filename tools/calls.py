@@ -29,6 +29,10 @@ async def list_calls(
     success: Annotated[bool | None, Field(description="Only successful (true) or failed (false) calls.")] = None,
     status: Annotated[CallStatus | None, Field(description="Only calls with this status.")] = None,
     reviewed: Annotated[bool | None, Field(description="Only calls already reviewed (true) or not (false).")] = None,
+    topic: Annotated[str | None, Field(description="Only calls with this topic.", max_length=200)] = None,
+    metadata: Annotated[dict[str, str] | None, Field(
+        description='Only calls whose top-level metadata has these values, e.g. {"region": "EU"}.',
+        max_length=10)] = None,
     timestamp_from: TimeFrom = None,
     timestamp_to: TimeTo = None,
     page: Annotated[int, Field(description="Page number, from 1.", ge=1, le=10_000)] = 1,
@@ -36,10 +40,12 @@ async def list_calls(
 ) -> CallList:
     """List an agent's (or project's) calls, newest first, one compact row each: id, time, duration, status and,
     for the chosen metric, its value and the first line of its explanation. Filter server-side by success,
-    status, a metric's value, reviewed or not, and a time window (default: the last 30 days) before paging.
+    status, a metric's value, reviewed or not, topic, metadata and a time window (default: the last 30 days) before
+    paging; if Cekura refuses a filter, `filter_note` says so and how many recent calls it was applied to instead.
     `count` is the number of matching calls. Use it to spot results that look wrong, then get_call for one."""
     selection = CallFilter(success=success, status=status, reviewed=reviewed, metric_id=metric_id,
-                           metric_value=metric_value, timestamp_from=timestamp_from, timestamp_to=timestamp_to)
+                           metric_value=metric_value, topic=topic, metadata=metadata or {},
+                           timestamp_from=timestamp_from, timestamp_to=timestamp_to)
     return await labs(ctx).calls.list_calls(agent_id=agent_id, project_id=project_id, page=page,
                                             page_size=page_size, selection=selection, metric_id=metric_id)
 

@@ -190,6 +190,13 @@ class _CallBase(_Model):
     transcript: str | None = None
     evaluation: Evaluation | None = None
     transcript_object: list[TranscriptTurn] = Field(default_factory=list)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("metadata", mode="before")
+    @classmethod
+    def _metadata(cls, value: Any) -> Any:
+        parsed = _maybe_json(value)
+        return parsed if isinstance(parsed, dict) else {}
 
     @field_validator("evaluation", mode="before")
     @classmethod
@@ -229,13 +236,12 @@ class CallDetail(_CallBase):
 
     project: int | None = None
     agent_id: str | None = None
-    metadata: dict[str, Any] = Field(default_factory=dict)
     dynamic_variables: dict[str, Any] = Field(default_factory=dict)
     customer_number: str | None = None
     error_message: str | None = None
     voice_recording_url: str | None = None
 
-    @field_validator("metadata", "dynamic_variables", mode="before")
+    @field_validator("dynamic_variables", mode="before")
     @classmethod
     def _dict(cls, value: Any) -> Any:
         parsed = _maybe_json(value)

@@ -76,10 +76,10 @@ class Reading(BaseModel):
         return str(self.expected)
 
 
-def read_result(result: MetricResult, metric: Metric | None = None) -> Reading:
-    """Read one result. `metric` (its definition) says how to read a bare score; without it the result's own
-    `eval_type` / legacy `type` is used, and a bare score with neither is unreadable."""
-    eval_type = _eval_type_of(result, metric)
+def read_result(result: MetricResult, metric: Metric | None = None, *, eval_type: str | None = None) -> Reading:
+    """Read one result. `metric` (its definition) or `eval_type` says how to read a bare score; without them
+    the result's own `eval_type` / legacy `type` is used, and a bare score with neither is unreadable."""
+    eval_type = _eval_type_of(result, metric, eval_type)
     if _trigger_failed(result):
         return _reading(result, "na", None, "extra.trigger_failed")
     if eval_type == "binary":
@@ -89,6 +89,12 @@ def read_result(result: MetricResult, metric: Metric | None = None) -> Reading:
     if eval_type in ("numeric", "continuous_qualitative"):
         return _number(result)
     return _untyped(result)
+
+
+def shown(result: MetricResult, metric: Metric | None = None) -> str:
+    """The result as one text (TRUE / FALSE / N/A / label / number / "unreadable (…)"), for code that
+    compares or counts results as text."""
+    return read_result(result, metric).text
 
 
 def find_reading(results: list[MetricResult], metric_id: int, metric: Metric | None = None) -> Reading | None:
@@ -105,22 +111,18 @@ def format_number(number: float) -> str:
 
 # ---- by eval type --------------------------------------------------------------------------------------
 
-def _written_na(result: MetricResult) -> bool:
-    """`value` says "N/A" in words beside a `score` of 0 and no `passed`: the spec's serializer writes N/A out
-    and leaves the score at its default 0, so the words are the statement (not a FAIL, not a 0 score)."""
-    text = _value_text(result)
-    return (text is not None and text.strip().lower() in _NA - {""} and _score(result) == FAIL_SCORE
-            and result.raw.get("passed") is None)
-
-
 def _binary(result: MetricResult) -> Reading:
-    if _written_na(result):
-        return _reading(result, "na", None, "value")
     votes: list[tuple[bool, str]] = []
     if isinstance(result.raw.get("passed"), bool):
         votes.append((bool(result.raw["passed"]), "passed"))
     elif "passed" in result.raw and result.raw["passed"] is not None:
         return _unreadable(result, f"`passed` is {result.raw['passed']!r}, not true or false")
+    text = _value_text(result)
+    if text is not None and text.strip().lower() in _NA - {""}:
+        # A written-out N/A is the result (the spec's shape puts a placeholder score of 0 beside it).
+        if votes:
+            return _unreadable(result, f"its fields disagree (passed={votes[0][0]}, value={text})")
+        return _reading(result, "na", None, "value")
     score = _score(result)
     if score is not None:
         if score == PASS_SCORE:
@@ -129,14 +131,13 @@ def _binary(result: MetricResult) -> Reading:
             votes.append((False, "score"))
         else:
             return _unreadable(result, f"a binary metric's score is 5 (pass) or 0 (fail), not {score:g}")
-    text = _value_text(result)
-    if text is not None:
+    if text is not None and text.strip():
         lowered = text.strip().lower()
         if lowered in _TRUE or lowered in ("5", "5.0"):
             votes.append((True, "value"))
         elif lowered in _FALSE or lowered in ("0", "0.0"):
             votes.append((False, "value"))
-        elif lowered not in _NA:
+        else:
             return _unreadable(result, f"{text!r} is not a binary outcome")
     outcomes = {outcome for outcome, _ in votes}
     if len(outcomes) > 1:
@@ -146,8 +147,6 @@ def _binary(result: MetricResult) -> Reading:
         return _reading(result, "pass" if outcome else "fail", outcome, source)
     if _explicit_null(result, "score") or _explicit_null(result, "passed"):
         return _reading(result, "na", None, "score" if "score" in result.raw else "passed")
-    if text is not None:  # "N/A" written out
-        return _reading(result, "na", None, "value")
     return _unreadable(result, "it has neither `passed`, a `score` nor a `value`")
 
 
@@ -169,19 +168,23 @@ def _enum(result: MetricResult, metric: Metric | None) -> Reading:
 
 
 def _number(result: MetricResult) -> Reading:
-    if _written_na(result):
+    text = _value_text(result)
+    if text is not None and text.strip().lower() in _NA - {""}:
+        # A written-out N/A is the result (the spec's shape puts a placeholder score of 0 beside it).
         return _reading(result, "na", None, "value")
     score = _score(result)
-    if score is not None:
-        return _reading(result, "number", _plain(score), "score")
-    text = _value_text(result)
-    if text is not None:
-        if text.strip().lower() in _NA:
-            return _reading(result, "na", None, "value")
+    written: float | None = None
+    if text is not None and text.strip():
         try:
-            return _reading(result, "number", _plain(float(text)), "value")
+            written = float(text)
         except ValueError:
             return _unreadable(result, f"{text!r} is not a number")
+    if score is not None and written is not None and score != written:
+        return _unreadable(result, f"its fields disagree (score={score:g}, value={text})")
+    if score is not None:
+        return _reading(result, "number", _plain(score), "score")
+    if written is not None:
+        return _reading(result, "number", _plain(written), "value")
     if _explicit_null(result, "score"):
         return _reading(result, "na", None, "score")
     return _unreadable(result, "a numeric result without a `score`")
@@ -212,12 +215,8 @@ def _untyped(result: MetricResult) -> Reading:
 
 # ---- fields --------------------------------------------------------------------------------------------
 
-def _eval_type_of(result: MetricResult, metric: Metric | None) -> str | None:
-    if metric is not None:
-        known = normalise_eval_type(metric.eval_type)
-        if known is not None:
-            return known
-    for name in (result.eval_type, result.type):
+def _eval_type_of(result: MetricResult, metric: Metric | None, given: str | None) -> str | None:
+    for name in (metric.eval_type if metric is not None else None, given, result.eval_type, result.type):
         known = normalise_eval_type(name)
         if known is not None:
             return known

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cekura_labs_mcp.server.cekura.models import CallDetail, Metric, MetricResult, TranscriptTurn
+from cekura_labs_mcp.server.cekura.results import read_result
 
 AGENT_ROLE = "Main Agent"
 BINARY_FOR_CODE = {True: 5, False: 0}
@@ -146,17 +147,12 @@ def recording_data(turns: list[dict[str, Any]], duration: float) -> dict[str, An
 
 def result_for_code(result: MetricResult, eval_type: str | None) -> Any:
     """Another metric's result as custom code sees it: binary 5/0, enum the label, numbers as floats,
-    N/A as None."""
-    value = (result.value or "").strip()
-    if value.upper() in ("N/A", "NA"):
-        return None
-    if not value:
-        return result.enum or result.score
-    if eval_type == "enum" or (eval_type is None and result.enum):
-        return result.enum or value
-    if value.upper() in ("TRUE", "FALSE"):
-        return BINARY_FOR_CODE[value.upper() == "TRUE"]
-    try:
-        return float(value)
-    except ValueError:
-        return result.score if result.score is not None else value
+    N/A as None. A result the reader cannot read is passed as Cekura sent it (its `value`, else its `score`)."""
+    reading = read_result(result, eval_type=eval_type)
+    if reading.kind in ("pass", "fail"):
+        return BINARY_FOR_CODE[reading.kind == "pass"]
+    if reading.kind == "number" and isinstance(reading.expected, int | float):
+        return float(reading.expected)
+    if reading.kind == "unreadable":
+        return result.raw.get("value", result.raw.get("score"))
+    return reading.expected

@@ -7,8 +7,9 @@ from typing import Any
 
 from cekura_labs_mcp.server.cekura.client import CekuraClient
 from cekura_labs_mcp.server.cekura.models import ExpectedValue, Metric, MetricFeedback
+from cekura_labs_mcp.server.cekura.results import Reading, read_result
 from cekura_labs_mcp.server.errors import InputError
-from cekura_labs_mcp.server.values import display, expected_from_input, result_as_expected
+from cekura_labs_mcp.server.values import agreed_value, display, expected_from_input
 from pydantic import BaseModel, Field
 
 LAB_ENTRY_SHAPE = '[{"metric": 123, "feedback": "At 01:12 the agent ... so this should be TRUE", ' \
@@ -44,7 +45,8 @@ class FeedbackService:
         if result is None:
             raise InputError("metric_id", f"metric {metric_id} ({metric.name}) has no result on call {call_id}.",
                              "Vote on a metric that ran on this call (get_call lists them).")
-        expected = self._expected(metric, result.value, thumbs_up, expected_value, expected_given)
+        reading = read_result(result, metric)
+        expected = self._expected(metric, reading, thumbs_up, expected_value, expected_given)
         if not thumbs_up and not (feedback or "").strip():
             raise InputError("feedback", "a disagreement needs a reason.",
                              "Say what the transcript shows (a time or a quote) and what the right outcome is.")
@@ -52,17 +54,17 @@ class FeedbackService:
             call_id, metric_id=metric_id, thumbs_up=thumbs_up, expected_value=expected,
             feedback=(feedback or "").strip() or None,
         )
-        return VoteReceipt(call_id=call_id, metric_id=metric_id, agreed=thumbs_up, result_was=result.value,
+        return VoteReceipt(call_id=call_id, metric_id=metric_id, agreed=thumbs_up, result_was=reading.text,
                            expected=display(expected), cekura=detail or "recorded")
 
     @staticmethod
     def _expected(
-        metric: Metric, actual: str | None, thumbs_up: bool, raw: Any, given: bool,
+        metric: Metric, actual: Reading, thumbs_up: bool, raw: Any, given: bool,
     ) -> ExpectedValue:
         if given:
             return expected_from_input(metric, raw)
         if thumbs_up:
-            return result_as_expected(metric, actual)
+            return agreed_value(metric, actual)
         raise InputError("expected_value", "a disagreement must say what the right value is.",
                          'Pass expected_value: true/false/"N/A" for binary metrics, a label for enum '
                          "metrics, a number for numeric ones.")

@@ -20,6 +20,7 @@ import anyio.from_thread
 import anyio.to_thread
 from cekura_labs_mcp.server.cekura.client import CekuraClient
 from cekura_labs_mcp.server.cekura.models import CallDetail, ExpectedValue, Metric
+from cekura_labs_mcp.server.cekura.results import read_result
 from cekura_labs_mcp.server.config import Settings
 from cekura_labs_mcp.server.custom_code.checks import Checked, check_outputs, syntax_error
 from cekura_labs_mcp.server.custom_code.convert import JUDGE_EVAL_TYPES, Draft, draft_from_prompt
@@ -296,10 +297,11 @@ class PythonMetricsService:
 
     def _row(self, metric: Metric, call: CallDetail, report: RunReport, checked: Checked) -> CallRun:
         stored = call.metric(metric.id)
-        current = stored.value if stored is not None else None
+        reading = read_result(stored, metric) if stored is not None else None
+        current = reading.text if reading is not None else None
         matches = None
-        if current is not None and checked.ok:
-            matches = same_value(metric, result_as_expected(metric, current), checked.value)
+        if reading is not None and reading.readable and checked.ok:
+            matches = same_value(metric, reading.expected, checked.value)
         return CallRun(
             call_id=call.id, status=report.status, result=checked.display, explanation=_explanation(report),
             ok=checked.ok and report.status == "ok", errors=checked.problems, warnings=checked.warnings,

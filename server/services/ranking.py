@@ -26,6 +26,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from cekura_labs_mcp.server.cekura.models import CallRow, Metric, MetricResult
+from cekura_labs_mcp.server.cekura.results import shown
 from cekura_labs_mcp.server.presenting import explanation_text
 from cekura_labs_mcp.server.services.analysis import cluster_explanations
 
@@ -160,8 +161,8 @@ class Sample:
     @classmethod
     def of(cls, rows: Sequence[CallRow], metric: Metric) -> Sample:
         results = {row.id: r for row in rows if (r := row.metric(metric.id)) is not None}
-        values = Counter(value_key(r.value) for r in results.values())
-        failing = [(cid, explanation_text(r)) for cid, r in results.items() if is_failing(metric, r.value)]
+        values = Counter(value_key(shown(r, metric)) for r in results.values())
+        failing = [(cid, explanation_text(r)) for cid, r in results.items() if is_failing(metric, shown(r, metric))]
         clusters = cluster_explanations(failing)
         by_topic: dict[str, Counter[str]] = defaultdict(Counter)
         joint: dict[tuple[int, str], Counter[str]] = defaultdict(Counter)
@@ -170,13 +171,13 @@ class Sample:
         for row in rows:
             if row.id not in results:
                 continue
-            value = value_key(results[row.id].value)
+            value = value_key(shown(results[row.id], metric))
             if row.topic:
                 by_topic[row.topic][value] += 1
             seen = {}
             for other in _other_results(row, metric.id):
                 names[other.id] = other.name or str(other.id)
-                seen[other.id] = value_key(other.value)
+                seen[other.id] = value_key(shown(other))
                 joint[(other.id, seen[other.id])][value] += 1
             others[row.id] = seen
         return cls(metric, results, values, {cid: len(c.members) for c in clusters for cid in c.members},
@@ -184,8 +185,8 @@ class Sample:
 
     def candidate(self, row: CallRow) -> Candidate:
         result = self.results[row.id]
-        value = value_key(result.value)
-        failing = is_failing(self.metric, result.value)
+        value = value_key(shown(result, self.metric))
+        failing = is_failing(self.metric, shown(result, self.metric))
         signs = [s for s in (
             self.recurring_cause(row.id, value, failing),
             self.topic_always_fails(row.topic, value, failing),

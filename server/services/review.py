@@ -10,6 +10,7 @@ from typing import Any
 
 from cekura_labs_mcp.server.cekura.client import CekuraClient
 from cekura_labs_mcp.server.cekura.models import CallRow, Metric, MetricFeedback
+from cekura_labs_mcp.server.cekura.results import Reading, read_result
 from cekura_labs_mcp.server.config import Settings
 from cekura_labs_mcp.server.errors import CekuraError, InputError, OutcomeUnknownError
 from cekura_labs_mcp.server.presenting import moments
@@ -18,7 +19,7 @@ from cekura_labs_mcp.server.services.calls import CallReview, review_view
 from cekura_labs_mcp.server.services.improve import ImprovementResult, ImproveService, ProgressCallback
 from cekura_labs_mcp.server.services.ranking import NUMERIC, rank_candidates
 from cekura_labs_mcp.server.state import Ledger, Review, Session
-from cekura_labs_mcp.server.values import display, expected_from_input, result_as_expected
+from cekura_labs_mcp.server.values import agreed_value, display, expected_from_input
 from pydantic import BaseModel, Field
 
 SAMPLE = 200
@@ -141,7 +142,7 @@ class ReviewService:
         detail = await self._client.get_call(row.id)
         result = detail.metric(metric_id)
         cited = moments(result.explanation) if result else []
-        view = review_view(detail, metric_id=metric_id, around=cited, window_seconds=20.0)
+        view = review_view(detail, metric_id=metric_id, around=cited, window_seconds=20.0, metric=metric)
         return NextReview(
             progress=progress, call=view, why_picked=reasons,
             question=f"Call {row.id} was scored {view.metric.value if view.metric else '?'} on {metric.name}. "
@@ -183,10 +184,11 @@ class ReviewService:
         if result is None:
             raise InputError("metric_id", f"metric {metric_id} has no result on call {call_id}.",
                              "Review a call the metric ran on (next_review picks one).")
-        expected, feedback = self._feedback(metric, result.value, agree, expected_value, reason, insist)
+        reading = read_result(result, metric)
+        expected, feedback = self._feedback(metric, reading, agree, expected_value, reason, insist)
         self._ledger.forget_skip(session.id, call_id)
         review_id = self._ledger.begin_review(session.id, call_id=call_id, metric_id=metric_id, agreed=agree,
-                                              result_was=result.value, expected=expected, feedback=feedback)
+                                              result_was=reading.text, expected=expected, feedback=feedback)
         await self._send_vote(review_id, call_id, metric_id, agree, expected, feedback)
         lab_note = await self._add_to_lab(review_id, call_id, metric_id, expected, feedback)
         session = self._ledger.session(session.id)
@@ -218,7 +220,8 @@ class ReviewService:
             call = await self._client.get_call(call_id)
             result = call.metric(metric_id)
             self._ledger.skip_review(session.id, call_id=call_id, metric_id=metric_id,
-                                     result_was=result.value if result else None, note=reason.strip())
+                                     result_was=read_result(result, metric).text if result else None,
+                                     note=reason.strip())
         return RecordedReview(
             recorded=f"Skipped call {call_id}: kept in this session only, nothing sent to Cekura; it will not come "
                      "back in this session.",
@@ -226,10 +229,10 @@ class ReviewService:
         )
 
     def _feedback(
-        self, metric: Metric, actual: str | None, agree: bool, raw: Any, reason: str, insist: bool,
+        self, metric: Metric, actual: Reading, agree: bool, raw: Any, reason: str, insist: bool,
     ) -> tuple[Any, str]:
         if agree:
-            expected = expected_from_input(metric, raw) if raw is not None else result_as_expected(metric, actual)
+            expected = expected_from_input(metric, raw) if raw is not None else agreed_value(metric, actual)
             text = reason.strip() or f"The result {display(expected)} is right for this call."
             return expected, text
         if raw is None:

@@ -13,6 +13,7 @@ from typing import Literal
 import anyio
 from cekura_labs_mcp.server.cekura.client import CekuraClient
 from cekura_labs_mcp.server.cekura.models import CallRow, Metric
+from cekura_labs_mcp.server.cekura.results import shown
 from cekura_labs_mcp.server.errors import CekuraError, InputError, LabsError, OutcomeUnknownError
 from cekura_labs_mcp.server.guard import Approval, CostGuard, Endpoint, PlannedMetric, SpendPlan
 from cekura_labs_mcp.server.services.calls import CallFilter, require_scope
@@ -167,7 +168,8 @@ class SpendService:
             self._guard.finish(decision, "rejected", exc.message)
             raise
         self._guard.finish(decision, "succeeded")
-        flat = [{"call": call_id, "metric": m.id, "value": m.value} for call_id, results in rows for m in results
+        flat: list[dict[str, str | int | None]] = [
+            {"call": call_id, "metric": m.id, "value": shown(m)} for call_id, results in rows for m in results
                 if not requested_metrics or m.id in requested_metrics]
         limit = 300
         return SpendResult(operation=plan.operation, calls=plan.call_count, credits_estimated=plan.credits,

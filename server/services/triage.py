@@ -7,10 +7,11 @@ from collections.abc import Sequence
 
 from cekura_labs_mcp.server.cekura.client import CekuraClient
 from cekura_labs_mcp.server.cekura.models import CallRow, Metric
+from cekura_labs_mcp.server.cekura.results import shown
 from cekura_labs_mcp.server.errors import InputError
 from cekura_labs_mcp.server.presenting import explanation_text, one_line
 from cekura_labs_mcp.server.services.analysis import cluster_explanations
-from cekura_labs_mcp.server.services.calls import CallFilter
+from cekura_labs_mcp.server.services.calls import CallFilter, find_calls
 from cekura_labs_mcp.server.services.ranking import NUMERIC, numeric, pass_mark
 from pydantic import BaseModel, Field
 
@@ -66,15 +67,9 @@ class TriageService:
                         timestamp_to: str | None) -> tuple[int, list[CallRow]]:
         selection = CallFilter(metric_id=metric.id, metric_value=value, timestamp_from=timestamp_from,
                                timestamp_to=timestamp_to)
-        head = await self._client.list_calls(agent_id=agent_id, page_size=1, filters_v2=selection.filters_v2(),
-                                             timestamp_from=timestamp_from, timestamp_to=timestamp_to)
-        total = max(head.count or 0, len(head.results))
-        if not total:
-            return 0, []
-        page = await self._client.list_calls(agent_id=agent_id, page_size=min(sample, SAMPLE),
-                                             filters_v2=selection.filters_v2(), timestamp_from=timestamp_from,
-                                             timestamp_to=timestamp_to)
-        return total, page.results[:sample]
+        found = await find_calls(self._client, agent_id=agent_id, project_id=None, selection=selection,
+                                 metric=metric, page_size=min(sample, SAMPLE))
+        return found.count, found.rows[:sample]
 
     async def _numeric_failures(
         self, agent_id: int, metric: Metric, failing_value: str | None, sample: int, timestamp_from: str | None,
@@ -93,7 +88,7 @@ class TriageService:
 
         page = await self._client.list_calls(agent_id=agent_id, page_size=SAMPLE, timestamp_from=timestamp_from,
                                              timestamp_to=timestamp_to)
-        rows = [row for row in page.results if (r := row.metric(metric.id)) is not None and fails(r.value)]
+        rows = [row for row in page.results if (r := row.metric(metric.id)) is not None and fails(shown(r, metric))]
         label = f"{highest:g} or lower" if highest is not None else f"below {mark:g}"
         return label, len(rows), rows[:sample], f"counted in the {len(page.results)} most recent calls"
 
