@@ -37,6 +37,12 @@ def _parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--port", type=int, default=8000)
     sandbox.add_argument("--seed", type=int, default=7)
     sandbox.add_argument("--api-key", default=None, help="accept only this key (default: any non-empty key)")
+    sandbox.add_argument("--org-api-key", default=None,
+                         help="also accept this organisation-level key (default: any key starting with 'org-' "
+                              "when any key is accepted)")
+    sandbox.add_argument("--dialect", choices=["documented", "spec"], default="documented",
+                         help="documented: answers as Cekura's docs and skills show them (default); spec: the "
+                              "spec's schemas taken literally")
     return parser
 
 
@@ -58,7 +64,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "sandbox":
         from cekura_labs_mcp.server.sandbox import serve_forever
 
-        serve_forever(args.host, args.port, args.seed, args.api_key)
+        serve_forever(args.host, args.port, args.seed, args.api_key, dialect=args.dialect,
+                      org_api_key=args.org_api_key)
         return 0
     return _serve(settings, args)
 

@@ -74,6 +74,9 @@ class Settings(BaseSettings):
                             description="Offer only the tools that change nothing on Cekura.")
     http_bearer_token: SecretStr | None = Field(default=None, validation_alias="CEKURA_LABS_HTTP_TOKEN")
     sandbox_seed: int = Field(default=7, validation_alias="CEKURA_LABS_SANDBOX_SEED")
+    # The embedded sandbox's dialect (`serve --sandbox`, `demo`); None: the sandbox's own default.
+    sandbox_dialect: Literal["documented", "spec"] | None = Field(
+        default=None, validation_alias="CEKURA_LABS_SANDBOX_DIALECT")
 
     @field_validator("api_key", mode="before")
     @classmethod
@@ -82,7 +85,7 @@ class Settings(BaseSettings):
             return None
         return value
 
-    @field_validator("log_level", "log_format", mode="before")
+    @field_validator("log_level", "log_format", "sandbox_dialect", mode="before")
     @classmethod
     def _lowercase(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value

@@ -92,7 +92,7 @@ async def _backend(
     from cekura_labs_mcp.server.sandbox import SandboxServer
 
     key = "sandbox-" + secrets.token_hex(8)
-    sandbox = SandboxServer(seed=settings.sandbox_seed, api_key=key)
+    sandbox = SandboxServer(seed=settings.sandbox_seed, api_key=key, dialect=settings.sandbox_dialect)
     sandbox.start()
     stack.callback(sandbox.stop)
     log.warning("sandbox_started", url=sandbox.url,

@@ -43,6 +43,7 @@ async def info(request: Request) -> JSONResponse:
         "metrics": [{"id": m.id, "name": m.name, "eval_type": m.eval_type, "type": m.type, "agent_ids": m.agents}
                     for m in sorted(store.metrics.values(), key=lambda m: (m.display_order, m.id))],
         "seed": store.seed,
+        "dialect": store.dialect,
         "now": store.anchor.isoformat().replace("+00:00", "Z"),
     })
 
@@ -52,7 +53,7 @@ async def stats(request: Request) -> JSONResponse:
     with store.lock:
         requests = [dict(r) for r in store.requests]
         body = {
-            "credits_spent": store.credits_spent,
+            "credits_spent": store.credits_spent, "credits_remaining": store.credits_remaining,
             "evaluations": {"llm_judge": store.evaluations.llm_judge, "custom_code": store.evaluations.custom_code},
             "requests": requests, "in_flight": store.in_flight, "max_in_flight": store.max_in_flight,
             "votes": len(store.votes), "test_sets": len(store.test_sets), "jobs": len(store.jobs),
@@ -106,3 +107,45 @@ async def reset(request: Request) -> JSONResponse:
     store = _store(request)
     store.reset()
     return JSONResponse({"detail": "Sandbox restored to its seeded state.", "seed": store.seed})
+
+
+async def evaluations(request: Request) -> JSONResponse:
+    """GET: the evaluations waiting to land and the delay; POST `{"reads": N}`: set the delay (the number
+    of call-log reads after which an accepted evaluation lands; 0 lands at once)."""
+    store = _store(request)
+    if request.method == "POST":
+        body = await _json(request)
+        reads = body.get("reads") if isinstance(body, dict) else None
+        if isinstance(reads, bool) or not isinstance(reads, int) or reads < 0:
+            raise field_error("reads", "A non-negative integer is required.")
+        store.evaluation_reads = reads
+    with store.lock:
+        return JSONResponse({"reads": store.evaluation_reads, "pending": sorted(store.pending)})
+
+
+async def finish_evaluations(request: Request) -> JSONResponse:
+    """Land every pending evaluation now."""
+    return JSONResponse({"landed": _store(request).finish_evaluations()})
+
+
+async def ask_questions(request: Request) -> JSONResponse:
+    """`{"count": N}`: the next N auto-improve runs that would not pause otherwise pause with a question."""
+    body = await _json(request)
+    count = body.get("count", 1) if isinstance(body, dict) else None
+    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        raise field_error("count", "A non-negative integer is required.")
+    store = _store(request)
+    store.questions_to_ask = count
+    return JSONResponse({"count": count})
+
+
+async def v2(request: Request) -> JSONResponse:
+    """GET: whether the v2 call-log paths answer; POST `{"enabled": false}`: make them answer 404."""
+    store = _store(request)
+    if request.method == "POST":
+        body = await _json(request)
+        enabled = body.get("enabled") if isinstance(body, dict) else None
+        if not isinstance(enabled, bool):
+            raise field_error("enabled", "Use true or false.")
+        store.v2_enabled = enabled
+    return JSONResponse({"enabled": store.v2_enabled})

@@ -15,13 +15,19 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from . import admin, calls_api, labs_api, metrics_api
+from . import admin, calls_api, labs_api, metrics_api, serialize
+from .dialect import Dialect, default_dialect
 from .errors import DJANGO_500_PAGE, ApiError, ServerErrorPage
-from .middleware import CekuraGate
+from .middleware import ORG_KEY_FLAG, CekuraGate
 from .store import Store
 
-CALL_FAMILIES = ("/observability/v1/call-logs", "/observability/v1/call-logs-external")
+V1_FAMILIES = ("/observability/v1/call-logs", "/observability/v1/call-logs-external")
+V2 = "/observability/v2/call-logs"
+CALL_FAMILIES = (*V1_FAMILIES, V2)
+METRICS_EXTERNAL = "/test_framework/v1/metrics-external"
 Handler = Callable[[Request], Awaitable[Response]]
+# The spec marks v1 list and detail deprecated; v2 is their successor.
+DEPRECATED = {"Deprecation": "true", "Link": f'<{V2}/>; rel="successor-version"'}
 
 
 def _store(request: Request) -> Store:
@@ -43,8 +49,17 @@ def _query(request: Request) -> dict[str, str]:
     return dict(request.query_params)
 
 
+def _org_key(request: Request) -> bool:
+    return bool(request.scope.get(ORG_KEY_FLAG))
+
+
+def _deprecation(request: Request) -> dict[str, str]:
+    return {} if request.url.path.startswith(V2) else DEPRECATED
+
+
 async def list_calls(request: Request) -> Response:
-    return JSONResponse(calls_api.list_calls(_store(request), _query(request), request.url))
+    body = calls_api.list_calls(_store(request), _query(request), request.url, org_key=_org_key(request))
+    return JSONResponse(body, headers=_deprecation(request))
 
 
 async def create_call(request: Request) -> Response:
@@ -52,7 +67,19 @@ async def create_call(request: Request) -> Response:
 
 
 async def get_call(request: Request) -> Response:
-    return JSONResponse(calls_api.get_call(_store(request), request.path_params["id"]))
+    return JSONResponse(calls_api.get_call(_store(request), request.path_params["id"]), headers=_deprecation(request))
+
+
+async def call_filters(request: Request) -> Response:
+    return JSONResponse(calls_api.filter_fields(_store(request)))
+
+
+async def billing(request: Request) -> Response:
+    if not _org_key(request):
+        # The spec: "403 Project-scoped API keys are not allowed" (the SDK CLI says the same).
+        return JSONResponse({"detail": "Project-scoped API keys are not allowed. Use an organization-level API key."},
+                            status_code=403)
+    return JSONResponse(serialize.billing_info(_store(request)))
 
 
 async def vote(request: Request) -> Response:
@@ -107,6 +134,27 @@ async def judge_metric(request: Request) -> Response:
                                                               await _body(request)))
 
 
+async def judge_progress(request: Request) -> Response:
+    return JSONResponse(metrics_api.judge_progress(_store(request), _query(request)))
+
+
+async def history(request: Request) -> Response:
+    return JSONResponse(metrics_api.history(_store(request), request.path_params["key"], _query(request),
+                                            request.url))
+
+
+async def restore(request: Request) -> Response:
+    return JSONResponse(metrics_api.restore(_store(request), request.path_params["key"], await _body(request)))
+
+
+async def apply_proposal(request: Request) -> Response:
+    return JSONResponse(metrics_api.apply_proposal(_store(request), request.path_params["key"]))
+
+
+async def dismiss_proposal(request: Request) -> Response:
+    return JSONResponse(metrics_api.dismiss_proposal(_store(request), request.path_params["key"]))
+
+
 def _both(path: str, endpoint: Handler, methods: list[str]) -> list[BaseRoute]:
     """Cekura's paths end in '/'; the official SDK drops it. Serve both, without redirects."""
     return [Route(path + "/", endpoint, methods=methods), Route(path, endpoint, methods=methods)]
@@ -114,6 +162,7 @@ def _both(path: str, endpoint: Handler, methods: list[str]) -> list[BaseRoute]:
 
 def cekura_routes() -> list[BaseRoute]:
     routes: list[BaseRoute] = []
+    routes += _both(f"{V2}/filters", call_filters, ["GET"])
     for base in CALL_FAMILIES:
         routes += _both(f"{base}/evaluate_metrics", evaluate_metrics, ["POST"])
         routes += _both(f"{base}/rerun_evaluation", rerun_evaluation, ["POST"])
@@ -127,11 +176,17 @@ def cekura_routes() -> list[BaseRoute]:
     routes += _both(f"{labs}/process_feedbacks_cancel", cancel, ["POST"])
     routes += _both(f"{labs}/process_feedbacks_answer", answer, ["POST"])
     routes += _both("/test_framework/test-sets/create_from_call_log", create_test_set, ["POST"])
-    routes += _both("/test_framework/v1/metrics", list_metrics, ["GET"])
-    routes += _both("/test_framework/v1/metrics", create_metric, ["POST"])
-    routes += _both("/test_framework/v1/metrics/{key}", metric, ["GET", "PATCH"])
-    # Not in the spec subset: the official SDK's judge call, used by custom code's evaluate_llm_judge_metric.
-    routes += _both("/test_framework/v1/metrics-external/{key}/evaluate_llm_judge_metric", judge_metric, ["POST"])
+    routes += _both(f"{METRICS_EXTERNAL}/evaluate_metric_progress", judge_progress, ["GET"])
+    for base in ("/test_framework/v1/metrics", METRICS_EXTERNAL):
+        routes += _both(base, list_metrics, ["GET"])
+        routes += _both(base, create_metric, ["POST"])
+        routes += _both(f"{base}/{{key}}", metric, ["GET", "PATCH"])
+    routes += _both(f"{METRICS_EXTERNAL}/{{key}}/evaluate_llm_judge_metric", judge_metric, ["POST"])
+    routes += _both(f"{METRICS_EXTERNAL}/{{key}}/history", history, ["GET"])
+    routes += _both(f"{METRICS_EXTERNAL}/{{key}}/restore", restore, ["POST"])
+    routes += _both(f"{METRICS_EXTERNAL}/{{key}}/apply_optimisation_proposal", apply_proposal, ["POST"])
+    routes += _both(f"{METRICS_EXTERNAL}/{{key}}/dismiss_optimisation_proposal", dismiss_proposal, ["POST"])
+    routes += _both("/test_framework/billing/info", billing, ["GET"])
     return routes
 
 
@@ -145,6 +200,10 @@ def admin_routes() -> list[BaseRoute]:
         Route("/_sandbox/latency", admin.latency, methods=["POST"]),
         Route("/_sandbox/truth", admin.truth, methods=["GET"]),
         Route("/_sandbox/reset", admin.reset, methods=["POST"]),
+        Route("/_sandbox/evaluations", admin.evaluations, methods=["GET", "POST"]),
+        Route("/_sandbox/evaluations/finish", admin.finish_evaluations, methods=["POST"]),
+        Route("/_sandbox/auto-improve/questions", admin.ask_questions, methods=["POST"]),
+        Route("/_sandbox/v2", admin.v2, methods=["GET", "POST"]),
     ]
 
 
@@ -167,13 +226,17 @@ async def _server_error(request: Request, exc: Exception) -> Response:
 
 
 def build_app(seed: int = 7, api_key: str | None = None, progress_polls: int = 3,
-              now: datetime | None = None) -> Starlette:
-    """The sandbox as an ASGI app. `api_key=None` accepts any non-empty key; `now` anchors the data set
-    (default: today's midnight, UTC)."""
-    store = Store(seed=seed, now=now, progress_polls=progress_polls)
+              now: datetime | None = None, dialect: Dialect | None = None, org_api_key: str | None = None,
+              evaluation_reads: int = 2, judge_polls: int = 1, v2: bool = True) -> Starlette:
+    """The sandbox as an ASGI app. `api_key=None` accepts any non-empty key; `org_api_key` is accepted
+    too and is organisation-level (so are keys starting with `org-` when any key is accepted); `now`
+    anchors the data set (default: today's midnight, UTC); `dialect=None` reads
+    `CEKURA_LABS_SANDBOX_DIALECT` (see `dialect`)."""
+    store = Store(seed=seed, now=now, progress_polls=progress_polls, dialect=dialect or default_dialect(),
+                  evaluation_reads=evaluation_reads, judge_polls=judge_polls, v2_enabled=v2)
     app = Starlette(
         routes=cekura_routes() + admin_routes(),
-        middleware=[Middleware(CekuraGate, store=store, api_key=api_key)],
+        middleware=[Middleware(CekuraGate, store=store, api_key=api_key, org_api_key=org_api_key)],
         exception_handlers={ApiError: _api_error, HTTPException: _http_error, ServerErrorPage: _server_error,
                             Exception: _server_error},
     )

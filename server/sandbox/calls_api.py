@@ -9,7 +9,7 @@ from typing import Any
 
 from starlette.datastructures import URL
 
-from . import serialize
+from . import filters, serialize
 from .engine import success_of
 from .errors import ApiError, field_error, not_found
 from .filters import FilterError, compile_filter
@@ -40,7 +40,18 @@ CallFilter = Callable[[Call], bool]
 # --- list ------------------------------------------------------------------------------------
 
 
-def list_calls(store: Store, params: Mapping[str, str], url: URL) -> dict[str, Any]:
+ORG_KEY_NEEDS_PROJECT = "project_id is required when using an organization-level API key."
+
+
+def require_project(params: Mapping[str, Any], org_key: bool) -> None:
+    """The list descriptions: "`project_id` is required when using an organization-level API key"."""
+    if org_key and params.get("project_id") in (None, ""):
+        raise field_error("project_id", ORG_KEY_NEEDS_PROJECT)
+
+
+def list_calls(store: Store, params: Mapping[str, str], url: URL, org_key: bool = False) -> dict[str, Any]:
+    require_project(params, org_key)
+    store.tick_reads()
     tests = [*_scope_filters(store, params), _window(store, params)]
     call_ids = _call_ids(params)
     if call_ids is not None:
@@ -48,7 +59,7 @@ def list_calls(store: Store, params: Mapping[str, str], url: URL) -> dict[str, A
     raw_filter = params.get("filters_v2")
     if raw_filter:
         try:
-            tests.append(compile_filter(raw_filter, {m.id: m.eval_type for m in store.metrics.values()}))
+            tests.append(compile_filter(raw_filter, store.metrics, store.agents, store.dialect))
         except FilterError as exc:
             raise field_error("filters_v2", str(exc)) from exc
     matched = [c for c in store.calls.values() if all(t(c) for t in tests)]
@@ -156,7 +167,9 @@ def find_call(store: Store, raw_id: str) -> Call:
 
 
 def get_call(store: Store, raw_id: str) -> dict[str, Any]:
-    return serialize.call_detail(store, find_call(store, raw_id))
+    call = find_call(store, raw_id)
+    store.tick_reads()
+    return serialize.call_detail(store, call)
 
 
 def parse_expected(metric: Metric, raw: object, field: str) -> VoteValue:
@@ -252,9 +265,18 @@ def evaluate_metrics(store: Store, raw_body: object) -> list[dict[str, Any]]:
     if outside:
         raise field_error("metrics", f"Metrics {outside} do not exist or do not belong to this agent or project.")
     calls = _owned_calls(store, call_ids, agents)
-    for call in calls:
-        store.run(call)
+    _evaluate(store, calls, reset_success=False)
     return [serialize.call_row(store, c) for c in calls]
+
+
+def _evaluate(store: Store, calls: list[Call], reset_success: bool) -> None:
+    """`spec`: evaluate at once. `documented`: "Async: evaluation runs in the background. The response
+    returns the call logs in their current state" — the results land after a few reads."""
+    for call in calls:
+        if store.documented:
+            store.queue(call, reset_success)
+        else:
+            store.run(call)
 
 
 def _in_scope(metric: Metric | None, agents: set[int], project_id: int | None) -> bool:
@@ -282,8 +304,7 @@ def rerun_evaluation(store: Store, raw_body: object) -> list[dict[str, Any]]:
         calls = _owned_calls(store, int_list(body, "call_logs") or [], {agent.id})
     else:
         raise field_error("call_logs", 'Expected a list of call log ids or the string "all".')
-    for call in calls:
-        store.run(call)
+    _evaluate(store, calls, reset_success=True)
     return [serialize.call_detail(store, c) for c in calls]
 
 
@@ -392,3 +413,17 @@ def _object(body: Mapping[str, Any], field: str) -> dict[str, Any]:
         raise ApiError(400, {field: [f'Expected a dictionary of items but got type "{type(value).__name__}".']})
     return dict(value)
 
+
+
+# --- v2 `filters/` ------------------------------------------------------------------------------
+
+
+def filter_fields(store: Store) -> dict[str, Any]:
+    """What `filters_v2` accepts in this dialect (the spec's schema for this answer is a copy of
+    CallLogDetail, evidently a generator slip; the sandbox answers the filter vocabulary instead)."""
+    if not store.documented:
+        return {"fields": [*sorted(filters.SPEC_FIELDS), "metric_value"], "operators": sorted(filters.OPS),
+                "logical_operators": ["and", "or"]}
+    extra = ["dropoff_point", "agent.id", "agent.agent_name", "metadata.<key>", *filters.METRIC_FIELDS]
+    return {"fields": [*sorted(filters.SPEC_FIELDS), *extra], "operators": sorted(filters.DOCUMENTED_OPS),
+            "logical_operators": ["and", "or", "same_row"]}

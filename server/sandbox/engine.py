@@ -9,21 +9,33 @@ from typing import Any
 from cekura_labs_mcp.server.custom_code.inputs import latency_data, recording_data
 
 from . import judge as judge_mod
+from . import predefined
 from .models import Agent, Call, Metric, MetricResult, VoteValue
 from .render import iso, recording_url, transcript_items, transcript_text
 from .runner import CodeRunner, LlmJudgeFn
 
 BINARY_ALIASES = frozenset({"binary", "binary_workflow_adherence", "binary_qualitative"})
+JUDGE_COST = 0.2
+
+
+def metric_cost(metric: Metric) -> float:
+    """Credits one evaluation of the metric costs: its own price (predefined metrics), 0 for custom
+    code, else 0.2 (Cekura's FAQ: "0.2 credits per metric run")."""
+    if metric.cost is not None:
+        return metric.cost
+    return 0.0 if metric.type == "custom_code" else JUDGE_COST
 
 
 @dataclass
 class EvalCount:
     llm_judge: int = 0
     custom_code: int = 0
+    credits: float = 0.0
 
     def add(self, other: EvalCount) -> None:
         self.llm_judge += other.llm_judge
         self.custom_code += other.custom_code
+        self.credits = round(self.credits + other.credits, 6)
 
 
 def assigned(metrics: Iterable[Metric], agent_id: int) -> list[Metric]:
@@ -93,11 +105,16 @@ class Evaluator:
         """Score `call` on each metric, LLM-judge ones first (custom code may read their results)."""
         count = EvalCount()
         for metric in metrics:
-            if metric.type != "custom_code":
+            if metric.vocera_defined_metric_code:
+                call.results[metric.id] = predefined.evaluate(metric, call)
+                count.llm_judge += 1
+                count.credits += metric_cost(metric)
+            elif metric.type != "custom_code":
                 # The judge reads the description only; an unrenderable one is a failed evaluation.
                 verdict = judge_mod.safe_judge(metric.description, metric.eval_type, metric.enum_values, call, agent)
                 call.results[metric.id] = MetricResult(metric.id, verdict.value, verdict.explanation)
                 count.llm_judge += 1
+                count.credits += metric_cost(metric)
         coded = [m for m in metrics if m.type == "custom_code"]
         if coded:
             data = self.code_data(call, agent, metrics)
@@ -107,6 +124,7 @@ class Evaluator:
                 value = coerce(outcome.result, metric.eval_type)
                 call.results[metric.id] = MetricResult(metric.id, value, outcome.explanation)
                 count.custom_code += 1
+                count.credits += metric_cost(metric)
         return count
 
     def code_data(self, call: Call, agent: Agent, metrics: Sequence[Metric]) -> dict[str, Any]:

@@ -20,6 +20,9 @@ from .store import Store
 
 ADMIN_PREFIX = "/_sandbox"
 DROP_KEY = "cekura_sandbox.drop"
+ORG_KEY_FLAG = "cekura_sandbox.org_key"
+ORG_KEY_PREFIX = "org-"
+V2_PREFIX = "/observability/v2/"
 MISSING = "Authentication credentials were not provided."
 INVALID = "Invalid API key."
 MALFORMED_BODY = b'{"count": 3, "next": null, "results": [{"id": 5181003, "call_id": "'
@@ -69,10 +72,11 @@ def parsed(body: bytes) -> Any:
 
 
 class CekuraGate:
-    def __init__(self, app: ASGIApp, store: Store, api_key: str | None) -> None:
+    def __init__(self, app: ASGIApp, store: Store, api_key: str | None, org_api_key: str | None = None) -> None:
         self.app = app
         self.store = store
         self.api_key = api_key
+        self.org_api_key = org_api_key
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"].startswith(ADMIN_PREFIX):
@@ -119,12 +123,26 @@ class CekuraGate:
                                               headers={"WWW-Authenticate": 'Api-Key realm="api"'})
             await response(scope, receive, send)
             return
+        scope[ORG_KEY_FLAG] = self._org_level(credentials(scope))
+        if not self.store.v2_enabled and (scope["path"] + "/").startswith(V2_PREFIX):
+            # A deployment without the v2 call-log endpoints (the admin route `/_sandbox/v2` turns them off).
+            await JSONResponse({"detail": "Not found."}, status_code=404)(scope, receive, send)
+            return
         await self.app(scope, receive, send)
+
+    def _org_level(self, given: list[str]) -> bool:
+        """An organisation-level key: the configured `org_api_key`, or, when any key is accepted, a key
+        starting with `org-`."""
+        if self.org_api_key is not None and self.org_api_key in given:
+            return True
+        return self.api_key is None and any(k.startswith(ORG_KEY_PREFIX) for k in given)
 
     def _auth_problem(self, scope: Scope) -> str | None:
         given = credentials(scope)
         if not given:
             return MISSING
+        if self.org_api_key is not None and self.org_api_key in given:
+            return None
         if self.api_key is not None and self.api_key not in given:
             return INVALID
         return None

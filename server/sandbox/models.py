@@ -68,6 +68,12 @@ class Metric:
     assistant_id: str = ""
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    # Predefined (platform) metrics: their code and price per evaluation; None → 0.2, custom code 0.
+    vocera_defined_metric_code: str = ""
+    function_name: str | None = None
+    cost: float | None = None
+    # The finished auto-improve proposal waiting for apply/dismiss (`documented` dialect).
+    pending_proposal: dict[str, Any] | None = None
 
 
 @dataclass
@@ -147,8 +153,27 @@ class TestSet:
 
 
 @dataclass
+class Question:
+    """What a paused auto-improve run asks the person (`documented` dialect)."""
+
+    id: str
+    kind: str
+    text: str
+    review_ids: list[int]
+    call_log_ids: list[int]
+    test_set_ids: list[int]
+    answer: str | None = None
+    skipped: bool = False
+
+    @property
+    def open(self) -> bool:
+        return self.answer is None and not self.skipped
+
+
+@dataclass
 class Job:
-    """One `process_feedbacks` run: the result is computed up front and revealed after some polls."""
+    """One `process_feedbacks` run: the result is computed up front (or, when the run pauses with
+    questions, once they are answered) and revealed after some polls."""
 
     id: int
     progress_id: str
@@ -156,3 +181,34 @@ class Job:
     result: dict[str, Any]
     polls: int = 0
     cancelled: bool = False
+    questions: list[Question] = field(default_factory=list)
+    test_set_ids: list[int] = field(default_factory=list)
+    metric_type: str | None = None
+    skip_evaluation: bool = False
+    proposal_recorded: bool = False
+
+    @property
+    def paused(self) -> bool:
+        return any(q.open for q in self.questions)
+
+
+@dataclass
+class JudgeJob:
+    """One asynchronous `evaluate_llm_judge_metric` call: the verdict is computed at once and revealed
+    after some polls of `evaluate_metric_progress`."""
+
+    progress_id: str
+    metric_id: int
+    output: dict[str, Any]
+    polls: int = 0
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One row of a metric's history (django-simple-history style): the metric as it was after a change."""
+
+    history_id: int
+    date: datetime
+    kind: str  # "+" created, "~" changed
+    reason: str | None
+    snapshot: dict[str, Any]

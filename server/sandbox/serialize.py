@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from datetime import timedelta
 from typing import Any
 
-from .engine import status_of
-from .models import Call, Metric, MetricReview, TestSet
+from .engine import metric_cost, status_of
+from .models import Call, HistoryEntry, Metric, MetricResult, MetricReview, TestSet, Vote
 from .render import iso, mmss, recording_url, transcript_items, transcript_text, value_fields
-from .store import Store
+from .store import INITIAL_CREDITS, Store
 
-JUDGE_COST = 0.2
+# documented dialect: how a binary metric's result row is labelled. Cekura's material shows two:
+# the webhook page's `eval_type: "binary"` + boolean `passed` with the legacy `type:
+# "binary_workflow_adherence"` and `score` 5/0 beside them (docs `documentation/advanced/
+# webhook-format.mdx`), and the skills' `score` 0/5/None + `score_normalized` with `extra.trigger_failed`
+# for N/A and a legacy `type` such as `binary_qualitative` (skills `cekura-metric-design/references/
+# api-reference.md`). The sandbox serves the first on odd metric ids and the second on even ones, so a
+# client meets both in one call.
+WEBHOOK_STYLE = "binary_workflow_adherence"
+SKILLS_STYLE = "binary_qualitative"
 
 
 def metric_results(store: Store, call: Call, detailed: bool) -> list[dict[str, Any]]:
@@ -23,17 +32,56 @@ def metric_results(store: Store, call: Call, detailed: bool) -> list[dict[str, A
         metric = store.metrics.get(result.metric_id)
         if metric is None:
             continue
-        value, score, enum = value_fields(result.value, metric.eval_type)
-        row: dict[str, Any] = {"id": metric.id, "name": metric.name, "type": metric.eval_type, "score": score,
-                               "enum": enum, "value": value}
+        if store.documented:
+            row = documented_result(metric, result, detailed)
+        else:
+            value, score, enum = value_fields(result.value, metric.eval_type)
+            row = {"id": metric.id, "name": metric.name, "type": metric.eval_type, "score": score,
+                   "enum": enum, "value": value}
         if detailed:
             row["explanation"] = list(result.explanation)
+            extra = row.setdefault("extra", {})
             vote = votes.get(metric.id)
-            row["extra"] = {} if vote is None else {"review": {
-                "thumbs_up": vote.thumbs_up, "expected_value": vote.expected, "feedback": vote.feedback,
-                "created_at": iso(vote.created_at)}}
+            if vote is not None:
+                extra["review"] = _review(vote)
         rows.append(row)
     return rows
+
+
+def _review(vote: Vote) -> dict[str, Any]:
+    return {"thumbs_up": vote.thumbs_up, "expected_value": vote.expected, "feedback": vote.feedback,
+            "created_at": iso(vote.created_at)}
+
+
+def binary_style(metric: Metric) -> str:
+    return WEBHOOK_STYLE if metric.id % 2 else SKILLS_STYLE
+
+
+def documented_result(metric: Metric, result: MetricResult, detailed: bool) -> dict[str, Any]:
+    """A result as Cekura's docs and skills show it: `score` (5 / 0 / null) and no `value` unless the
+    metric is an enum; the spec's field text says the same ("score: present if metric type is not
+    enum", "value: present if metric type is enum")."""
+    row: dict[str, Any] = {"id": metric.id, "name": metric.name}
+    value = result.value
+    if metric.eval_type == "binary":
+        style = binary_style(metric)
+        score = None if value is None else (5 if value is True else 0)
+        row.update(type=style, score=score)
+        if style == WEBHOOK_STYLE:
+            row.update(eval_type="binary", passed=None if value is None else value is True)
+        else:
+            row["score_normalized"] = None if score is None else score // 5
+            if value is None and detailed:
+                row["extra"] = {"trigger_failed": True}
+    elif metric.eval_type == "enum":
+        label = value if isinstance(value, str) else None
+        row.update(type="enum", enum=label, value=label)
+    else:
+        number = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+        row.update(type=metric.eval_type, score=number)
+    if metric.vocera_defined_metric_code:
+        row["vocera_defined_metric_code"] = metric.vocera_defined_metric_code
+    return row
 
 
 def _order(store: Store, metric_id: int) -> tuple[int, int]:
@@ -89,7 +137,7 @@ def _metric_common(metric: Metric) -> dict[str, Any]:
         "prompt": metric.prompt, "evaluation_trigger": metric.evaluation_trigger,
         "trigger_type": metric.trigger_type, "evaluation_trigger_prompt": metric.evaluation_trigger_prompt,
         "evaluation_trigger_custom_code": metric.evaluation_trigger_custom_code,
-        "priority_assignment_prompt": "", "vocera_defined_metric_code": "",
+        "priority_assignment_prompt": "", "vocera_defined_metric_code": metric.vocera_defined_metric_code,
         "configuration": dict(metric.configuration), "alert_type": "disabled",
         "significant_change_alert_status": "disabled", "significant_change_alert_direction": "",
         "window_size": 7, "std_multiplier": 2.0, "ewma_alpha": 0.3, "add_to_new_agents": metric.add_to_new_agents,
@@ -102,8 +150,7 @@ def metric_list_item(store: Store, metric: Metric) -> dict[str, Any]:
     names = [store.agents[a].name for a in metric.agents if a in store.agents]
     return {
         **_metric_common(metric), "agent_names": ", ".join(names), "display_order": metric.display_order,
-        "kb_file_ids": [], "knowledge_base_files": [],
-        "metric_cost": 0.0 if metric.type == "custom_code" else JUDGE_COST,
+        "kb_file_ids": [], "knowledge_base_files": [], "metric_cost": metric_cost(metric),
     }
 
 
@@ -114,10 +161,13 @@ def metric_detail(store: Store, metric: Metric) -> dict[str, Any]:
         review_detail(store, ts, ts.reviews[metric.id])
         for ts in sorted(store.test_sets.values(), key=lambda t: t.id) if metric.id in ts.reviews
     ]
-    return {
+    detail = {
         **_metric_common(metric), "custom_code": metric.custom_code, "overall_score": overall,
-        "total_score": total, "reviews": reviews, "pending_optimisation_proposal": None,
+        "total_score": total, "reviews": reviews, "pending_optimisation_proposal": metric.pending_proposal,
     }
+    if store.documented:
+        detail["metric_cost"] = metric_cost(metric)
+    return detail
 
 
 def _scores(store: Store, metric: Metric) -> tuple[str, str]:
@@ -184,3 +234,52 @@ def test_set_detail(store: Store, test_set: TestSet) -> dict[str, Any]:
         "voice_recording": recording_url(call),
         "metric_reviews": [review_inline(store, r) for r in sorted(test_set.reviews.values(), key=lambda r: r.id)],
     }
+
+
+def history_entry(metric: Metric, entry: HistoryEntry) -> dict[str, Any]:
+    """A `MetricHistory` row: the metric as it was after the change."""
+    snap = entry.snapshot
+    return {
+        "history_id": entry.history_id, "history_date": iso(entry.date), "history_type": entry.kind,
+        "history_change_reason": entry.reason, "history_user": None, "version_id": f"v{entry.history_id}",
+        "version_name": None, "agents_snapshot": list(snap["agents"]), "id": metric.id, "slug": metric.slug,
+        "project": metric.project, "agent": None, "name": snap["name"], "description": snap["description"],
+        "function_name": metric.function_name, "type": snap["type"], "eval_type": snap["eval_type"],
+        "enum_values": list(snap["enum_values"]), "audio_enabled": snap["audio_enabled"],
+        "observability_enabled": snap["observability_enabled"], "simulation_enabled": snap["simulation_enabled"],
+        "sampling_enabled": snap["sampling_enabled"], "alert_enabled": False, "prompt": snap["prompt"],
+        "display_order": snap["display_order"], "evaluation_trigger": snap["evaluation_trigger"],
+        "trigger_type": snap["trigger_type"], "evaluation_trigger_prompt": snap["evaluation_trigger_prompt"],
+        "evaluation_trigger_custom_code": snap["evaluation_trigger_custom_code"], "priority_assignment_prompt": "",
+        "configuration": dict(snap["configuration"]), "alert_type": "disabled",
+        "significant_change_alert_status": "disabled", "significant_change_alert_direction": "", "window_size": 7,
+        "std_multiplier": 2.0, "ewma_alpha": 0.3, "add_to_new_agents": metric.add_to_new_agents,
+        "alert_filters": None, "slack_workspace": None, "slack_channel_id": None,
+        "custom_code": snap["custom_code"], "vocera_defined_metric_code": metric.vocera_defined_metric_code,
+        "llm_provider": "gemini", "relevance_llm_provider": "gemini", "metric_description_variables": [],
+        "evaluation_trigger_variables": [],
+    }
+
+
+def billing_info(store: Store) -> dict[str, Any]:
+    """`BillingInfo`, plus the balance split the docs page describes (`balance`, `extra_balance`,
+    `total_balance`) in the documented dialect. Amounts are decimal strings, as the spec's examples."""
+    used = store.credits_spent
+    remaining = store.credits_remaining
+    expiry = store.anchor + timedelta(days=30)
+    body: dict[str, Any] = {
+        "organization": store.data.project_id // 10, "credits_remaining": f"{remaining:.2f}",
+        "credits_used": f"{used:.2f}", "initial_balance": f"{INITIAL_CREDITS:.2f}", "balance_expiry": iso(expiry),
+        "subscription_status": {
+            "status": "active", "is_active": True, "is_trial": False, "pack_name": "Sandbox",
+            "expire_at": iso(expiry), "last_payment_at": iso(store.anchor - timedelta(days=1)),
+            "days_until_expiry": 30, "created_at": iso(store.anchor - timedelta(days=365)),
+            "pack": {"name": "Sandbox", "max_concurrent_runs_limit": 5, "max_concurrent_chat_runs_limit": 5,
+                     "max_agents_limit": -1, "max_members_limit": -1, "max_projects_limit": -1,
+                     "billing_type": "subscription", "subscription_overage": "-1"},
+        },
+        "created_at": iso(store.anchor - timedelta(days=365)), "updated_at": iso(store.now()),
+    }
+    if store.documented:
+        body.update(balance=f"{remaining:.2f}", extra_balance="0.00", total_balance=f"{remaining:.2f}")
+    return body

@@ -16,6 +16,7 @@ from starlette.applications import Starlette
 from starlette.types import Receive, Scope, Send
 
 from .app import build_app
+from .dialect import DOCUMENTED, Dialect, default_dialect
 from .middleware import DROP_KEY
 
 LOOPBACK = "127.0.0.1"
@@ -74,10 +75,16 @@ class SandboxServer:
     """
 
     def __init__(self, seed: int = 7, api_key: str | None = None, host: str = LOOPBACK, port: int = 0,
-                 progress_polls: int = 3, now: datetime | None = None) -> None:
+                 progress_polls: int = 3, now: datetime | None = None, dialect: Dialect | None = None,
+                 org_api_key: str | None = None, evaluation_reads: int = 2, judge_polls: int = 1,
+                 v2: bool = True) -> None:
+        """`dialect=None`: `CEKURA_LABS_SANDBOX_DIALECT`, else `dialect.EMBEDDED_DEFAULT`."""
         self.seed = seed
         self.host = host
-        self.app = build_app(seed=seed, api_key=api_key, progress_polls=progress_polls, now=now)
+        self.dialect: Dialect = dialect or default_dialect()
+        self.app = build_app(seed=seed, api_key=api_key, progress_polls=progress_polls, now=now,
+                             dialect=self.dialect, org_api_key=org_api_key, evaluation_reads=evaluation_reads,
+                             judge_polls=judge_polls, v2=v2)
         self._port = port
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -126,12 +133,15 @@ class SandboxServer:
         self.stop()
 
 
-def serve_forever(host: str = LOOPBACK, port: int = 8000, seed: int = 7, api_key: str | None = None) -> None:
+def serve_forever(host: str = LOOPBACK, port: int = 8000, seed: int = 7, api_key: str | None = None,
+                  dialect: Dialect = DOCUMENTED, org_api_key: str | None = None) -> None:
     """Serve the sandbox in the foreground until interrupted (the `cekura-labs-mcp sandbox` command)."""
-    app = build_app(seed=seed, api_key=api_key)
+    app = build_app(seed=seed, api_key=api_key, dialect=dialect, org_api_key=org_api_key)
     sock = _bind(host, port)
     bound = int(sock.getsockname()[1])
     auth = "only the configured API key" if api_key else "any non-empty API key"
-    print(f"Cekura sandbox (seed {seed}) listening on {_url(host, bound)} — accepts {auth}", file=sys.stderr,
-          flush=True)
+    org = " (and the organisation key)" if org_api_key else (" (keys starting with 'org-' are organisation-level)"
+                                                             if api_key is None else "")
+    print(f"Cekura sandbox (seed {seed}, {dialect} dialect) listening on {_url(host, bound)} — accepts {auth}{org}",
+          file=sys.stderr, flush=True)
     uvicorn.Server(_config(app, host, bound)).run(sockets=[sock])

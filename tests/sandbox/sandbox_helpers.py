@@ -7,11 +7,16 @@ from typing import Any
 import httpx
 
 KEY = "sk-sandbox-tests"
+ORG_KEY = "sk-sandbox-tests-organisation"
 MAIN = 2210
 PHARMACY = 2231
 ONE_QUESTION, BOOKING, SENTIMENT, EMPATHY, UNDER_FIVE, REFILL = 9101, 9102, 9103, 9104, 9105, 9106
+HALLUCINATION = 9107  # documented dialect only: a predefined metric at 0.6 credits
 CALLS = "/observability/v1/call-logs"
 EXTERNAL = "/observability/v1/call-logs-external"
+V2 = "/observability/v2/call-logs"
+METRICS_EXTERNAL = "/test_framework/v1/metrics-external"
+LABS = "/test_framework/metric-reviews"
 
 
 class Admin:
@@ -29,6 +34,11 @@ class Admin:
     def truth(self, metric_id: int) -> dict[int, dict[str, Any]]:
         calls = self.http.get("/_sandbox/truth", params={"metric_id": metric_id}).json()["calls"]
         return {int(k): v for k, v in calls.items()}
+
+    def finish(self) -> list[int]:
+        """Land every pending evaluation (documented dialect)."""
+        landed: list[int] = self.http.post("/_sandbox/evaluations/finish").json()["landed"]
+        return landed
 
     def fault(self, path: str, kind: str, count: int = 1, **extra: Any) -> dict[str, Any]:
         answer = self.http.post("/_sandbox/faults", json={"path": path, "kind": kind, "count": count, **extra})

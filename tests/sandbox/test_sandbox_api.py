@@ -24,7 +24,7 @@ from sandbox_helpers import (
 )
 from sandbox_spec import assert_response, spec
 
-FAMILIES = [CALLS, EXTERNAL]
+FAMILIES = [CALLS, EXTERNAL, "/observability/v2/call-logs"]
 SLASHES = ["/", ""]
 LINE = re.compile(r"^\[\d{2}:\d{2}\] (Main Agent|Testing Agent): \S")
 
@@ -176,13 +176,41 @@ def _requests_for_every_spec_path(api: httpx.Client) -> dict[tuple[str, str], di
     requests[("get", f"{labs}/process_feedbacks_progress/")] = {"params": {"progress_id": progress_id}}
     requests[("post", "/test_framework/test-sets/create_from_call_log/")] = {
         "json": {"call_log_id": call_id, "metrics": [{"metric": BOOKING, "feedback": "ok"}]}}
-    requests[("get", "/test_framework/v1/metrics/")] = {"params": {"agent_id": MAIN}}
-    requests[("post", "/test_framework/v1/metrics/")] = {"json": {"project": 812, "name": "n", "eval_type": "numeric"}}
-    requests[("get", "/test_framework/v1/metrics/{id}/")] = {}
-    requests[("patch", "/test_framework/v1/metrics/{id}/")] = {"json": {"prompt": "p"}}
+    for base in ("/test_framework/v1/metrics", "/test_framework/v1/metrics-external"):
+        requests[("get", f"{base}/")] = {"params": {"agent_id": MAIN}}
+        requests[("post", f"{base}/")] = {"json": {"project": 812, "name": "n", "eval_type": "numeric"}}
+        requests[("get", f"{base}/{{id}}/")] = {}
+        requests[("patch", f"{base}/{{id}}/")] = {"json": {"prompt": "p"}}
+    external = "/test_framework/v1/metrics-external"
+    requests[("get", "/observability/v2/call-logs/filters/")] = {}
+    requests[("get", "/test_framework/billing/info/")] = {"headers": {"X-CEKURA-API-KEY": "org-tests"}}
+    history = api.get(f"{external}/{ONE_QUESTION}/history/").json()["results"]
+    requests[("get", f"{external}/{{id}}/history/")] = {}
+    requests[("post", f"{external}/{{id}}/restore/")] = {"json": {"history_id": history[-1]["history_id"]}}
+    judged = api.post(f"{external}/{ONE_QUESTION}/evaluate_llm_judge_metric/", json={
+        "description": "Did the agent greet the caller?", "data": {"transcript": "Main Agent: Hello!"}}).json()
+    requests[("post", f"{external}/{{id}}/evaluate_llm_judge_metric/")] = {"json": {
+        "description": "Did the agent greet the caller?", "data": {"transcript": "Main Agent: Hello!"}}}
+    requests[("get", f"{external}/evaluate_metric_progress/")] = {"params": {"progress_id": judged.get("progress_id")}}
+    requests[("post", f"{external}/{{id}}/apply_optimisation_proposal/")] = {"proposal": True}
+    requests[("post", f"{external}/{{id}}/dismiss_optimisation_proposal/")] = {"proposal": True}
     for request in requests.values():
         request["call_id"] = call_id
     return requests
+
+
+# Answers whose schema in the spec is evidently a generator slip: `filters/` is typed as a CallLogDetail,
+# and `evaluate_metric_progress/` as a MetricDetailV2 while its own text says "State object with status,
+# output, error". Their shapes are tested in test_sandbox_documented.py.
+SPEC_SLIPS = {"/observability/v2/call-logs/filters/", "/test_framework/v1/metrics-external/evaluate_metric_progress/"}
+
+
+def _finish_an_auto_improve(api: httpx.Client) -> None:
+    """Leave a finished proposal waiting on ONE_QUESTION (for apply/dismiss)."""
+    started = api.post("/test_framework/metric-reviews/process_feedbacks/", json={"metric_id": ONE_QUESTION}).json()
+    while "improved_metric_description" not in api.get("/test_framework/metric-reviews/process_feedbacks_progress/",
+                                                        params=started).json():
+        pass
 
 
 def test_every_spec_path_and_method_answers_in_both_slash_forms(api: httpx.Client) -> None:
@@ -193,10 +221,13 @@ def test_every_spec_path_and_method_answers_in_both_slash_forms(api: httpx.Clien
         key = ONE_QUESTION if "metrics" in path else request["call_id"]
         concrete = path.replace("{id}", str(key))
         for form in (concrete, concrete.rstrip("/")):
-            answer = api.request(method.upper(), form, params=request.get("params"), json=request.get("json"))
+            if request.get("proposal"):
+                _finish_an_auto_improve(api)
+            answer = api.request(method.upper(), form, params=request.get("params"), json=request.get("json"),
+                                 headers=request.get("headers"))
             assert 200 <= answer.status_code < 300, (method, form, answer.status_code, answer.text[:200])
             responses = spec()["paths"][path][method]["responses"]
             # The "not yet" progress answer lacks the result's required fields on purpose (cekura-api.md).
             not_yet = path.endswith("progress/") and "improved_metric_description" not in answer.json()
-            if "content" in responses.get(str(answer.status_code), {}) and not not_yet:
+            if "content" in responses.get(str(answer.status_code), {}) and not not_yet and path not in SPEC_SLIPS:
                 assert_response(method, path, answer.status_code, answer.json())
