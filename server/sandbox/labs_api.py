@@ -212,8 +212,8 @@ def progress(store: Store, params: Mapping[str, str]) -> dict[str, Any]:
         job.polls += 1
         if job.polls <= store.progress_polls:
             return {"status": "in_progress", "progress": _fraction(store, job)}
-        _record_proposal(store, job)
         if store.documented:
+            _record_proposal(store, job)
             # The docs' progress states are "success" / "error" (mcp/auto-optimize-metrics.mdx).
             return {**job.result, "status": "success"}
     return dict(job.result)

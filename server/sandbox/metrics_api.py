@@ -204,14 +204,13 @@ def evaluate_llm_judge_metric(store: Store, key: str, raw_body: object) -> dict[
     """One judge verdict on the `data` a custom-code metric holds. Binary results are 5 / 0 (None for
     N/A). Costs a judge call. `documented`: `{progress_id}` only (the spec: "Evaluate a metric using LLM
     Judge (DSPy) in the background. Returns a progress_id to poll for results"), polled at
-    `evaluate_metric_progress/`. `spec`: the verdict at once beside the `progress_id` (the sandbox before
-    issue 10 answered the verdict alone)."""
+    `evaluate_metric_progress/`. `spec`: the verdict at once (the sandbox before issue 10)."""
     output = _judge_output(store, key, raw_body)
+    if not store.documented:
+        return output
     job = JudgeJob(str(uuid.uuid4()), find_metric(store, key).id, output)
     with store.lock:
         store.judge_jobs[job.progress_id] = job
-    if not store.documented:
-        return {"progress_id": job.progress_id, **output}
     return {"progress_id": job.progress_id}
 
 

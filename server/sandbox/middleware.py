@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from typing import Any
 from urllib.parse import parse_qsl
@@ -23,6 +24,10 @@ DROP_KEY = "cekura_sandbox.drop"
 ORG_KEY_FLAG = "cekura_sandbox.org_key"
 ORG_KEY_PREFIX = "org-"
 V2_PREFIX = "/observability/v2/"
+# What the sandbox served before issue 10 is all the `spec` dialect serves: the v2 call logs, billing and
+# the metrics-external paths (but its judge endpoint) answer 404 there, as on a deployment without them.
+DOCUMENTED_ONLY = (V2_PREFIX, "/test_framework/billing/", "/test_framework/v1/metrics-external/")
+SERVED_IN_SPEC = re.compile(r"^/test_framework/v1/metrics-external/[^/]+/evaluate_llm_judge_metric/?$")
 MISSING = "Authentication credentials were not provided."
 INVALID = "Invalid API key."
 MALFORMED_BODY = b'{"count": 3, "next": null, "results": [{"id": 5181003, "call_id": "'
@@ -124,11 +129,17 @@ class CekuraGate:
             await response(scope, receive, send)
             return
         scope[ORG_KEY_FLAG] = self._org_level(credentials(scope))
-        if not self.store.v2_enabled and (scope["path"] + "/").startswith(V2_PREFIX):
+        if self._absent(scope["path"]):
             # A deployment without the v2 call-log endpoints (the admin route `/_sandbox/v2` turns them off).
             await JSONResponse({"detail": "Not found."}, status_code=404)(scope, receive, send)
             return
         await self.app(scope, receive, send)
+
+    def _absent(self, path: str) -> bool:
+        slashed = path + "/"
+        if not self.store.documented and slashed.startswith(DOCUMENTED_ONLY) and not SERVED_IN_SPEC.match(path):
+            return True
+        return not self.store.v2_enabled and slashed.startswith(V2_PREFIX)
 
     def _org_level(self, given: list[str]) -> bool:
         """An organisation-level key: the configured `org_api_key`, or, when any key is accepted, a key
