@@ -2,8 +2,8 @@
 the install checks that need Node.js (.ci/checks.sh: mcpb validate, claude plugin validate, and the
 MCP Inspector CLI against the served tools, prompts and resources).
 
-These tests need Node.js 20+ and npm (the npm registry is reachable in CI). They never skip: without
-Node they fail and say so."""
+These tests need Node.js 20+ and npm (and the npm registry). Where Node is absent they skip and say why;
+CI sets CEKURA_LABS_REQUIRE_NODE=1 (.ci/run), under which a missing Node fails them instead."""
 
 from __future__ import annotations
 
@@ -38,10 +38,29 @@ def _version() -> str:
     return str(tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["version"])
 
 
-def _require_node() -> None:
+REQUIRE_NODE = "CEKURA_LABS_REQUIRE_NODE"
+
+
+def _node_problem() -> str | None:
     missing = [tool for tool in ("node", "npm") if shutil.which(tool) is None]
-    assert not missing, (f"{' and '.join(missing)} not found: the install checks need Node.js 20+ and npm "
-                         "(Debian: apt-get install nodejs npm)")
+    if missing:
+        return f"{' and '.join(missing)} not found"
+    version = subprocess.run(["node", "--version"], capture_output=True, text=True, check=False).stdout.strip()
+    major = re.match(r"v(\d+)\.", version)
+    if major is None or int(major.group(1)) < 20:
+        return f"node {version or '(no version)'} is older than 20"
+    return None
+
+
+def _require_node() -> None:
+    """Skip (saying why) where Node.js is missing; fail instead where it must be there (CI)."""
+    problem = _node_problem()
+    if problem is None:
+        return
+    message = f"{problem}: the install checks need Node.js 20+ and npm (Debian: apt-get install nodejs npm)"
+    if os.environ.get(REQUIRE_NODE) == "1":
+        pytest.fail(f"{message}; {REQUIRE_NODE}=1 says they must run here")
+    pytest.skip(f"{message}; set {REQUIRE_NODE}=1 to make this a failure (CI does)")
 
 
 def _checks_env() -> dict[str, str]:
@@ -109,6 +128,19 @@ def test_claude_code_plugin_layout() -> None:
     assert sorted(p.parent.name for p in (ROOT / "skills").glob("*/SKILL.md")), "the plugin's skills/ is empty"
     market = _json(ROOT / ".claude-plugin" / "marketplace.json")
     assert [(p["name"], p["source"], p["version"]) for p in market["plugins"]] == [(plugin["name"], "./", _version())]
+
+
+def test_without_node_the_checks_skip_saying_why_and_fail_where_node_is_required(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(shutil, "which", lambda tool: None if tool == "node" else "/usr/bin/" + tool)
+    monkeypatch.delenv(REQUIRE_NODE, raising=False)
+    with pytest.raises(pytest.skip.Exception, match=r"node not found: .*Node.js 20\+.*CEKURA_LABS_REQUIRE_NODE=1"):
+        _require_node()
+    monkeypatch.setenv(REQUIRE_NODE, "1")
+    with pytest.raises(pytest.fail.Exception, match=r"node not found: .*must run here"):
+        _require_node()
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert f"export {REQUIRE_NODE}=1" in ci.split("bash -c")[0]  # set before the suite runs
 
 
 # ---- .ci/checks.sh: mcpb validate, claude plugin validate, MCP Inspector CLI ------------------------
