@@ -5,11 +5,12 @@ from __future__ import annotations
 import io
 import json
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import anyio
 import httpx
 from cekura_labs_mcp.server.app import build_server
 from cekura_labs_mcp.server.cekura.client import RetryPolicy
@@ -23,6 +24,7 @@ SANDBOX_KEY = "sk-test-SECRET-4f9c2b7e1d"
 LOG_SINK = io.StringIO()
 FAST_RETRY = RetryPolicy(max_retries=3, max_retry_after=5.0, backoff_base=0.01, backoff_cap=0.05)
 TOOL_OUTPUTS: list[str] = []
+T = TypeVar("T")
 
 
 class SandboxAdmin:
@@ -64,12 +66,29 @@ class SandboxAdmin:
         response.raise_for_status()
         return response.json()
 
+    def request_to(self, method: str, fragment: str) -> dict[str, Any] | None:
+        """The latest request whose path contains `fragment`: `ended` is None while the sandbox still holds it."""
+        found = self.requests(method, fragment)
+        return found[-1] if found else None
+
     def metric_named(self, fragment: str) -> dict[str, Any]:
         return next(m for m in self.info()["metrics"] if fragment.lower() in m["name"].lower())
 
 
 def _v2_probe(entry: dict[str, Any]) -> bool:
     return bool(entry["path"].startswith("/observability/v2/") and entry["status"] == 404 and not entry["fault"])
+
+
+async def wait_until(condition: Callable[[], T | None], what: str, limit: float = 60.0) -> T:
+    """Poll until `condition()` gives something truthy. `limit` is a bound against a hang, never a timing the
+    test relies on: on a loaded machine a step may take seconds, so tests wait for what they need to see."""
+    with anyio.fail_after(limit):
+        while True:
+            found = condition()
+            if found:
+                return found
+            await anyio.sleep(0.05)
+    raise AssertionError(f"never saw {what}")  # unreachable: fail_after raises first
 
 
 @asynccontextmanager

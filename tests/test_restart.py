@@ -5,16 +5,18 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
 from mcp import Client, StdioServerParameters, stdio_client
-from support import SANDBOX_KEY, SandboxAdmin, call
+from support import SANDBOX_KEY, SandboxAdmin, call, wait_until
 from test_labs_loop import answer_from_truth
 
 pytestmark = pytest.mark.anyio
+VOTE_HELD_MS = 4000
 
 
 def _params(data_dir: Path, sandbox: SandboxAdmin) -> StdioServerParameters:
@@ -64,20 +66,23 @@ async def test_kill_mid_session_then_resume(tmp_path: Path, sandbox: SandboxAdmi
             first.extend(await _review_some(client, agent, metric, truth, 2))
             review = await call(client, "next_review", {"agent_id": agent, "metric_id": metric})
             in_flight = review["call"]["id"]
-            # The vote lands on 'Cekura' but the server dies before it can record the answer.
+            # The vote lands on 'Cekura' but the server dies before it can record the answer: the sandbox
+            # holds it long enough for the kill to come first even on a loaded machine (checked below).
             sandbox.fault(f"/observability/v1/call-logs-external/{in_flight}/mark_metric_vote", "delay",
-                          delay_ms=1500)
+                          delay_ms=VOTE_HELD_MS)
             await call(client, "record_review", {"agent_id": agent, "metric_id": metric, "call_id": in_flight,
                                                  **answer_from_truth(truth, review)})
 
     async with anyio.create_task_group() as group:
         group.start_soon(_swallow, doomed_session)
-        with anyio.fail_after(20):
-            while not in_flight:
-                await anyio.sleep(0.05)
-        await anyio.sleep(0.5)
+        await wait_until(lambda: in_flight, "the call under review")
+        # Kill once the vote has reached 'Cekura' (not after a guessed time), and then wait for it to land.
+        await wait_until(lambda: sandbox.request_to("POST", f"/{in_flight}/mark_metric_vote"), "the vote arrive")
         os.kill(_server_pid(data_dir), signal.SIGKILL)
-    await anyio.sleep(1.5)  # let the delayed vote land
+        killed_at = time.time()
+    vote = await wait_until(lambda: (r := sandbox.request_to("POST", f"/{in_flight}/mark_metric_vote"))
+                            and r["ended"] and r, "the held vote land")
+    assert vote["status"] == 200 and vote["ended"] > killed_at, "the server died before the vote was answered"
 
     async with Client(stdio_client(_params(data_dir, sandbox), errlog=errlog)) as client:
         progress = await call(client, "start_review", {"agent_id": agent, "metric_id": metric})

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from cekura_labs_mcp.server.config import Settings
 from cekura_labs_mcp.server.state import Ledger
-from support import SANDBOX_KEY, SandboxAdmin, ToolFailed, call, connect
+from support import SANDBOX_KEY, SandboxAdmin, ToolFailed, call, connect, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -59,12 +59,15 @@ async def test_an_unanswered_vote_is_not_sent_again_while_it_may_still_land(
 ) -> None:
     agent = sandbox.info()["main_agent_id"]
     metric = sandbox.metric_named("one question")["id"]
-    fast = settings.model_copy(update={"http_timeout_seconds": 0.5})
+    # The answer is lost after 1.5 s; the vote itself lands 5 s after it arrived. The server waits twice the
+    # timeout (3 s) before it may take "not reviewed" for "never arrived": the two calls below come at once,
+    # well inside that, and the last one waits for the vote to have landed instead of guessing a time.
+    fast = settings.model_copy(update={"http_timeout_seconds": 1.5})
     async with connect(fast) as client:
         review = await call(client, "next_review", {"agent_id": agent, "metric_id": metric})
         call_id = review["call"]["id"]
         args = {"agent_id": agent, "metric_id": metric, "call_id": call_id, "agree": True}
-        sandbox.fault(f"{CALLS}{call_id}/mark_metric_vote", "delay", delay_ms=800)
+        sandbox.fault(f"{CALLS}{call_id}/mark_metric_vote", "delay", delay_ms=5000)
         with pytest.raises(ToolFailed, match=r"\[outcome_unknown\]"):
             await call(client, "record_review", args)
         # Asked again at once: the first vote is still on its way, so nothing is sent.
@@ -72,7 +75,8 @@ async def test_an_unanswered_vote_is_not_sent_again_while_it_may_still_land(
             await call(client, "record_review", args)
         progress = await call(client, "start_review", {"agent_id": agent, "metric_id": metric})
         assert progress["reviewed"] == 0 and any("vote outcome not known yet" in c for c in progress["check"])
-        await anyio.sleep(1.1)  # past twice the timeout: the late vote has landed by now
+        await wait_until(lambda: (r := sandbox.request_to("POST", f"/{call_id}/mark_metric_vote")) and r["ended"],
+                         "the late vote land")
         progress = await call(client, "start_review", {"agent_id": agent, "metric_id": metric})
     assert progress["reviewed"] == 1 and progress["check"] == []
     assert len(_landed(sandbox, "mark_metric_vote")) == 1
