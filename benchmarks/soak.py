@@ -37,6 +37,7 @@ from typing import Any
 
 import anyio
 from cekura_labs_mcp.server.demo import person_from_truth as person
+from cekura_labs_mcp.server.state import ledger_file
 from mcp import Client, StdioServerParameters, stdio_client
 
 from benchmarks.common import SERVE, Admin, result_text, sandbox_process, server_env
@@ -220,7 +221,7 @@ async def soak_round(admin: Admin, seed: int, scratch: Path, fault_rate: float) 
         final = await assistant.tool("start_review", {"agent_id": agent, "metric_id": metric}, faults=False)
     errlog.close()
     result.checks = list(final.get("check", []))
-    verify(admin, data_dir / "ledger.sqlite3", result)
+    verify(admin, ledger_file(data_dir, admin.url, admin.key), result)
     return result
 
 

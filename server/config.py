@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Literal
 
 import platformdirs
+from cekura_labs_mcp.server.state import ledger_file
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -96,5 +97,6 @@ class Settings(BaseSettings):
 
     @property
     def ledger_path(self) -> Path:
-        return self.data_dir / "ledger.sqlite3"
+        """The ledger of the configured backend (CEKURA_API_URL and CEKURA_API_KEY)."""
+        return ledger_file(self.data_dir, self.api_url, self.api_key.get_secret_value() if self.api_key else None)
 

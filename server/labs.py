@@ -24,7 +24,7 @@ from cekura_labs_mcp.server.services.spend import SpendService
 from cekura_labs_mcp.server.services.triage import TriageService
 from cekura_labs_mcp.server.services.validation import ValidationService
 from cekura_labs_mcp.server.startup import StartupCheck, check_cekura
-from cekura_labs_mcp.server.state import Ledger
+from cekura_labs_mcp.server.state import Ledger, forget_ledger
 from pydantic import SecretStr
 
 log = get_logger("labs")
@@ -64,7 +64,10 @@ async def open_labs(settings: Settings, *, use_sandbox: bool = False, retry: Ret
             transport=transport, project_id=settings.project_id if sandbox_url is None else None,
         )
         stack.push_async_callback(client.aclose)
-        ledger = Ledger(settings.ledger_path)
+        ledger = Ledger.for_backend(settings.data_dir, base_url, api_key.get_secret_value() if api_key else None)
+        if sandbox_url is not None:
+            # The embedded sandbox forgets everything when it stops (its key is new each start): so does its ledger.
+            stack.callback(forget_ledger, ledger.path)
         stack.callback(ledger.close)
         guard = CostGuard(ledger, threshold=settings.confirm_threshold,
                           window_seconds=settings.guard_window_seconds,

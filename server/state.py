@@ -8,7 +8,9 @@ tool answers, so killing the server afterwards loses nothing.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -110,6 +112,13 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX audit_subject ON audit(operation, subject);
     ALTER TABLE review_sessions ADD COLUMN owner TEXT NOT NULL DEFAULT '';
     """,
+    # The backend this ledger belongs to (one ledger per API URL and key fingerprint; never the key).
+    """
+    CREATE TABLE backend (
+        api_url TEXT NOT NULL,
+        key_fingerprint TEXT NOT NULL
+    );
+    """,
 )
 
 
@@ -170,6 +179,27 @@ class SpendBook:
             return None
         self._db.execute("DELETE FROM confirmation_tokens WHERE digest = ?", (digest,))
         return IssuedToken(str(row[0]), float(row[1]))
+
+
+def forget_ledger(path: Path) -> None:
+    """Remove a closed ledger and its WAL files (only for a backend that itself forgets, the embedded sandbox)."""
+    for name in (path.name, f"{path.name}-wal", f"{path.name}-shm"):
+        path.with_name(name).unlink(missing_ok=True)
+
+
+def _adopt(legacy: Path, path: Path) -> None:
+    """Copy the single ledger of earlier versions (a consistent snapshot, through SQLite's backup) to this
+    backend's file, and rename it so no other backend takes it over too."""
+    private_dir(path.parent)
+    private_file(path)
+    source = sqlite3.connect(legacy)
+    target = sqlite3.connect(path)
+    try:
+        source.backup(target)
+    finally:
+        target.close()
+        source.close()
+    os.replace(legacy, legacy.with_name(f"{LEGACY_LEDGER}.moved-to-{path.stem}"))
 
 
 def _statements(script: str) -> Iterator[str]:
@@ -272,11 +302,42 @@ class Improvement:
     proposal: dict[str, Any] | None
 
 
+LEDGERS = "ledgers"
+LEGACY_LEDGER = "ledger.sqlite3"  # one ledger for every backend, before ledgers were kept per backend
+
+
+def key_fingerprint(api_key: str | None) -> str:
+    """Names a key without holding it: the first 12 hex digits of its SHA-256 ("none" without a key)."""
+    return hashlib.sha256(api_key.encode()).hexdigest()[:12] if api_key else "none"
+
+
+def ledger_file(data_dir: Path, api_url: str, api_key: str | None) -> Path:
+    """One ledger per backend: per API URL and key (through its fingerprint, never the key itself), so
+    sandbox spends never count in the real window, the spend log never mixes them, and sessions never
+    resume on another backend."""
+    backend = f"{api_url.strip().rstrip('/').lower()}\n{key_fingerprint(api_key)}"
+    return data_dir / LEDGERS / f"{hashlib.sha256(backend.encode()).hexdigest()[:16]}.sqlite3"
+
+
+def private_dir(path: Path) -> None:
+    """Create `path` for this user only (0700), tightening it if it exists."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
+
+
+def private_file(path: Path) -> None:
+    """Create `path` readable and writable by this user only (0600) before SQLite opens it; SQLite gives
+    its -wal and -shm files the same mode."""
+    os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+    os.chmod(path, 0o600)
+
+
 class Ledger:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, api_url: str | None = None, api_key: str | None = None) -> None:
         self.path = path
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(path.parent)
+            private_file(path)
             self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
         except (OSError, sqlite3.Error) as exc:
             raise LabsError(
@@ -288,6 +349,32 @@ class Ledger:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._migrate()
+        self.backend = self._backend(api_url, api_key)
+
+    @classmethod
+    def for_backend(cls, data_dir: Path, api_url: str, api_key: str | None) -> Ledger:
+        """The ledger of this backend in `data_dir` (created 0700), taking over a pre-per-backend ledger
+        the first time a real backend opens one."""
+        try:
+            private_dir(data_dir)
+        except OSError as exc:
+            raise LabsError(f"Cannot create the data folder {data_dir}: {exc}.",
+                            "Set CEKURA_LABS_DATA_DIR to a writable folder.") from None
+        path = ledger_file(data_dir, api_url, api_key)
+        legacy = data_dir / LEGACY_LEDGER
+        if api_key and not path.exists() and legacy.exists():
+            _adopt(legacy, path)
+        return cls(path, api_url=api_url, api_key=api_key)
+
+    def _backend(self, api_url: str | None, api_key: str | None) -> str:
+        """Which backend this ledger keeps (URL and key fingerprint), written once, shown in the spend log."""
+        with self._transaction() as db:
+            row = db.execute("SELECT api_url, key_fingerprint FROM backend").fetchone()
+            if row is None and api_url is not None:
+                db.execute("INSERT INTO backend (api_url, key_fingerprint) VALUES (?, ?)",
+                           (api_url, key_fingerprint(api_key)))
+                row = (api_url, key_fingerprint(api_key))
+        return f"{row[0]} (key {row[1]})" if row is not None else ""
 
     def close(self) -> None:
         with self._lock:

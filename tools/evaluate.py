@@ -166,6 +166,7 @@ class SpendEntry(BaseModel):
 
 
 class SpendLog(BaseModel):
+    backend: str = Field(description="The Cekura API this log (and its window) belongs to, and its key's fingerprint.")
     window_calls: int = Field(description="Calls allowed in the current rolling window (counted against the limit).")
     window_credits: float = Field(description="Estimated credits allowed in the same window.")
     threshold: int
@@ -185,6 +186,7 @@ async def spend_log(
     rows = state.ledger.audit_entries(limit)
     window = state.guard.window()
     return SpendLog(
+        backend=state.ledger.backend,
         window_calls=window.calls, window_credits=window.credits, threshold=state.guard.threshold,
         entries=[SpendEntry(at=datetime.fromtimestamp(r["at"], UTC).strftime("%Y-%m-%d %H:%M:%S"),
                             operation=r["operation"], calls=r["call_count"],
