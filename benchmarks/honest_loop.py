@@ -64,6 +64,10 @@ class QueueCase:
     def base_rate(self) -> float:
         return self.misjudged / self.results if self.results else 0.0
 
+    def ideal(self, k: int) -> float:
+        """The best any queue can do: every pick misjudged until none is left."""
+        return min(self.misjudged, k) / k
+
 
 def truly_wrong(truth: dict[str, Any], row: CallRow, metric_id: int) -> bool:
     result = row.metric(metric_id)
@@ -152,6 +156,8 @@ class QueueSummary:
     failing_first_at_6: float
     failing_first_at_12: float
     zero_at_12: int
+    ideal_at_6: float = 0.0
+    ideal_at_12: float = 0.0
 
 
 def summarise_queue(cases: Sequence[QueueCase]) -> list[QueueSummary]:
@@ -169,7 +175,8 @@ def summarise_queue(cases: Sequence[QueueCase]) -> list[QueueSummary]:
             mean([c.queue_at_6 for c in mine]), mean([c.queue_at_12 for c in mine]),
             mean([c.unbalanced_at_6 for c in mine]), mean([c.unbalanced_at_12 for c in mine]),
             mean([c.failing_first_at_6 for c in mine]), mean([c.failing_first_at_12 for c in mine]),
-            sum(1 for c in mine if c.queue_at_12 == 0)))
+            sum(1 for c in mine if c.queue_at_12 == 0), mean([c.ideal(6) for c in mine]),
+            mean([c.ideal(12) for c in mine])))
     return out
 
 
@@ -177,12 +184,13 @@ def print_queue(summaries: Sequence[QueueSummary], seeds: Sequence[int], out: An
     print(f"Review queue precision (share of picks truly misjudged), seeds {seeds[0]}–{seeds[-1]} "
           f"({len(seeds)} seeds), mean per metric:", file=out)
     header = (f"{'metric':30} {'cases':>5} {'wrong':>6} {'base':>5} {'q@6':>5} {'q@12':>5} {'nobal@6':>7} "
-              f"{'nobal@12':>8} {'fail1st@6':>9} {'fail1st@12':>10} {'q@12=0':>6}")
+              f"{'nobal@12':>8} {'fail1st@6':>9} {'fail1st@12':>10} {'best@6':>6} {'best@12':>7} {'q@12=0':>6}")
     print(header, file=out)
     for s in summaries:
         print(f"{s.metric[:30]:30} {s.cases:5d} {s.misjudged:6.1f} {s.base_rate:5.2f} {s.queue_at_6:5.2f} "
               f"{s.queue_at_12:5.2f} {s.unbalanced_at_6:7.2f} {s.unbalanced_at_12:8.2f} "
-              f"{s.failing_first_at_6:9.2f} {s.failing_first_at_12:10.2f} {s.zero_at_12:6d}", file=out)
+              f"{s.failing_first_at_6:9.2f} {s.failing_first_at_12:10.2f} {s.ideal_at_6:6.2f} {s.ideal_at_12:7.2f} "
+              f"{s.zero_at_12:6d}", file=out)
 
 
 # ---- 2. scripted reviewers ------------------------------------------------------------------
@@ -191,6 +199,8 @@ Answer = dict[str, Any]
 Reviewer = Callable[[dict[str, Any], dict[str, Any], random.Random], Answer]
 REVIEWERS = ("truth-telling", "content-free", "wrong", "random", "agree-all")
 MAX_REVIEWS = 12
+# What the wrong and the random reviewer say for themselves: as confident as the truth-teller, and no more.
+CONFIDENT = "That moment is exactly what decides this call."
 
 
 def _other_value(metric: Metric, shown: str, rng: random.Random | None = None) -> Any:
@@ -231,12 +241,12 @@ def make_reviewers(metric: Metric, truth: dict[str, Any]) -> dict[str, Reviewer]
         ok, _expected = right(review)
         if not ok:
             return {"agree": True, "reason": "The result is right for this call."}
-        return disagreement(review, _other_value(metric, review["call"]["metric"]["value"]))
+        return disagreement(review, _other_value(metric, review["call"]["metric"]["value"]), CONFIDENT)
 
     def random_reviewer(review: dict[str, Any], _: dict[str, Any], rng: random.Random) -> Answer:
         if rng.random() < 0.5:
             return {"agree": True}
-        return disagreement(review, _other_value(metric, review["call"]["metric"]["value"], rng))
+        return disagreement(review, _other_value(metric, review["call"]["metric"]["value"], rng), CONFIDENT)
 
     def agree_all(review: dict[str, Any], _: dict[str, Any], rng: random.Random) -> Answer:
         return {"agree": True}

@@ -123,3 +123,20 @@ def test_a_score_with_its_reason_is_feedback_without_a_moment() -> None:
     assert check_disagreement("It should be 1.5, the agent only repeated a scripted apology", whole_call=True).ok
     assert not check_disagreement("It should be 1.5", whole_call=True).ok
     assert not check_disagreement("It should be 1.5, the agent only repeated a scripted apology").ok
+
+
+def test_a_stock_phrase_cited_twice_is_over_counted_evidence() -> None:
+    criteria = "Credit every apology or acknowledgement."
+    rated = Metric(id=6, name="Warmth", eval_type="continuous_qualitative", description=criteria)
+    genuine = ("At 00:40 the agent said 'I'm sorry to hear that. Let's fix it.', credited under \"Credit every "
+               "apology or acknowledgement.\" At 01:10 the agent said 'I can imagine that's hard.', credited under "
+               "\"Credit every apology or acknowledgement.\"")
+    rows = [row(i, rated, "1.5", "Nothing the agent said matches what the metric credits.") for i in range(1, 20)]
+    rows += [row(i, rated, "3.5", genuine) for i in range(20, 30)]
+    rows.append(row(99, rated, "3.5", "At 00:14 the agent said 'I apologise for any inconvenience. Thanks.' At "
+                                      "00:30 the agent said 'I apologise for any inconvenience. Let's see.'"))
+    call_id, reasons = first(rows, rated)
+    assert call_id == 99 and any("same words 2 times" in r for r in reasons)
+    # Quoting the metric's own criteria twice is the judge citing its rules, not a repeated phrase.
+    assert not any("same words" in r for c in rank_candidates(rows, rated, skip={99}, reviewed_values=[])
+                   for r in c.reasons)

@@ -10,6 +10,7 @@ The signals, and the misjudgment each one points at:
 - a kind of call (topic) that always fails while others pass: the metric may not apply to it (N/A);
 - a value that differs from most calls of the same topic: a call judged unlike its peers;
 - an explanation whose quoted words contradict its value (a complaint labelled as praise, say);
+- an explanation that cites the same stock phrase at several moments, or credits without quoting any;
 - a value at odds with the other metrics on the same call;
 - a rare value, an unexpected N/A.
 They reach passing results as well as failing ones. The queue leans to the side (pass or fail) with
@@ -49,7 +50,8 @@ _IRONY = re.compile(r"\b(?:oh|yeah),? (?:great|brilliant|perfect|wonderful|fanta
 _PRAISE = re.compile(
     r"\b(thank(?:s| you)|lovely|brilliant|wonderful|great|perfect|helpful|fantastic|appreciate\w*|pleased|"
     r"relieved|sorted)\b", re.IGNORECASE)
-_QUOTE = re.compile(r"'([^']{6,})'|\"([^\"]{6,})\"|“([^”]{6,})”")
+# Quoted words: 'single' (an apostrophe inside a word, as in "let's", does not end it), "double", “curly”.
+_QUOTE = re.compile(r"(?<!\w)'((?:[^']|(?<=\w)'(?=\w)){6,}?)'(?!\w)|\"([^\"]{6,})\"|“([^”]{6,})”")
 _GOOD_LABELS = ("positive", "pass", "good", "satisfied", "happy", "yes", "true")
 _BAD_LABELS = ("negative", "fail", "bad", "unsatisfied", "unhappy", "no", "false", "frustrated", "angry")
 
@@ -195,6 +197,7 @@ class Sample:
             self.at_odds_with_other_metrics(row.id, value),
             self.rare(value, failing),
             unsupported(value, failing, result),
+            repeated_evidence(value, result, self.metric.description),
         ) if s is not None]
         score = sum(points for points, _ in signs)
         return Candidate(row, value, failing, round(score, 3), [reason for _, reason in signs] or [NO_SIGN])
@@ -291,6 +294,26 @@ def unsupported(value: str, failing: bool, result: MetricResult) -> tuple[float,
     if failing or value == NA or _QUOTE.search(explanation_text(result)):
         return None
     return 1.0, f"{value} with no quoted moment in the explanation: credit given without evidence"
+
+
+def repeated_evidence(value: str, result: MetricResult, criteria: str = "") -> tuple[float, str] | None:
+    """The explanation cites the same words at two or more moments: a stock phrase (a scripted apology, a
+    greeting formula) counted as fresh evidence each time it is said. Quotes of the metric's own criteria are
+    the judge citing its rules, not the call, and are left out."""
+    if value == NA:
+        return None
+    rules = " ".join(criteria.lower().split())
+    quotes = [next(g for g in m.groups() if g) for m in _QUOTE.finditer(explanation_text(result))]
+    openings = Counter(_opening(q) for q in quotes if " ".join(q.lower().split()) not in rules)
+    phrase, times = openings.most_common(1)[0] if openings else ("", 0)
+    if times < 2 or len(phrase) < 8:
+        return None
+    return 1.5, f"{value} citing the same words {times} times ('{phrase}'): a stock phrase may be over-counted"
+
+
+def _opening(quote: str) -> str:
+    """The first sentence of a quote, lower-cased: what a stock phrase repeats."""
+    return re.split(r"(?<=[.!?])\s", quote.strip(), maxsplit=1)[0].lower()
 
 
 def _label_lean(metric: Metric, value: str) -> int:
