@@ -149,3 +149,15 @@ async def v2(request: Request) -> JSONResponse:
             raise field_error("enabled", "Use true or false.")
         store.v2_enabled = enabled
     return JSONResponse({"enabled": store.v2_enabled})
+
+
+async def billing(request: Request) -> JSONResponse:
+    """`{"credits_remaining": N}`: set the balance (what billing info reports and evaluations may spend)."""
+    body = await _json(request)
+    wanted = body.get("credits_remaining") if isinstance(body, dict) else None
+    if isinstance(wanted, bool) or not isinstance(wanted, (int, float)) or wanted < 0:
+        raise field_error("credits_remaining", "A non-negative number of credits is required.")
+    store = _store(request)
+    with store.lock:
+        store.initial_credits = float(wanted) + store.evaluations.credits
+        return JSONResponse({"credits_remaining": store.credits_remaining})

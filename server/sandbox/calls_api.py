@@ -269,9 +269,15 @@ def evaluate_metrics(store: Store, raw_body: object) -> list[dict[str, Any]]:
     return [serialize.call_row(store, c) for c in calls]
 
 
+INSUFFICIENT_BALANCE = "Insufficient balance for this operation"
+
+
 def _evaluate(store: Store, calls: list[Call], reset_success: bool) -> None:
     """`spec`: evaluate at once. `documented`: "Async: evaluation runs in the background. The response
-    returns the call logs in their current state" — the results land after a few reads."""
+    returns the call logs in their current state" — the results land after a few reads; and "The request
+    is rejected if your balance is insufficient" (the docs' error text, e.g. websocket-chirp.mdx)."""
+    if store.documented and store.cost_of(calls) > store.credits_remaining:
+        raise ApiError(400, {"detail": INSUFFICIENT_BALANCE})
     for call in calls:
         if store.documented:
             store.queue(call, reset_success)

@@ -10,7 +10,7 @@ from typing import Any
 from .engine import metric_cost, status_of
 from .models import Call, HistoryEntry, Metric, MetricResult, MetricReview, TestSet, Vote
 from .render import iso, mmss, recording_url, transcript_items, transcript_text, value_fields
-from .store import INITIAL_CREDITS, Store
+from .store import Store
 
 # documented dialect: how a binary metric's result row is labelled. Cekura's material shows two:
 # the webhook page's `eval_type: "binary"` + boolean `passed` with the legacy `type:
@@ -68,7 +68,8 @@ def documented_result(metric: Metric, result: MetricResult, detailed: bool) -> d
         score = None if value is None else (5 if value is True else 0)
         row.update(type=style, score=score)
         if style == WEBHOOK_STYLE:
-            row.update(eval_type="binary", passed=None if value is None else value is True)
+            row.update(eval_type="binary", passed=None if value is None else value is True,
+                       vocera_defined_metric_code=metric.vocera_defined_metric_code)
         else:
             row["score_normalized"] = None if score is None else score // 5
             if value is None and detailed:
@@ -82,6 +83,12 @@ def documented_result(metric: Metric, result: MetricResult, detailed: bool) -> d
     if metric.vocera_defined_metric_code:
         row["vocera_defined_metric_code"] = metric.vocera_defined_metric_code
     return row
+
+
+def documented_turns(call: Call) -> list[dict[str, Any]]:
+    """Transcript turns with the `time` ("m:ss") the docs' call-log examples carry."""
+    return [{**item, "time": f"{int(item['start_time']) // 60}:{int(item['start_time']) % 60:02d}"}
+            for item in transcript_items(call)]
 
 
 def _order(store: Store, metric_id: int) -> tuple[int, int]:
@@ -114,7 +121,9 @@ def call_detail(store: Store, call: Call) -> dict[str, Any]:
     """A `CallLogDetail`."""
     return {
         "id": call.id, "duration": mmss(call.duration_s), "voice_recording_url": recording_url(call),
-        "critical_categories": [], "transcript_object": transcript_items(call), "status": status_of(call),
+        "critical_categories": [],
+        "transcript_object": documented_turns(call) if store.documented else transcript_items(call),
+        "status": status_of(call),
         "agent_id": str(call.agent_id), "agent_name": _agent_name(store, call),
         "evaluation": {"metrics": metric_results(store, call, detailed=True)},
         "metadata": dict(call.metadata), "dynamic_variables": dict(call.dynamic_variables),
@@ -269,7 +278,7 @@ def billing_info(store: Store) -> dict[str, Any]:
     expiry = store.anchor + timedelta(days=30)
     body: dict[str, Any] = {
         "organization": store.data.project_id // 10, "credits_remaining": f"{remaining:.2f}",
-        "credits_used": f"{used:.2f}", "initial_balance": f"{INITIAL_CREDITS:.2f}", "balance_expiry": iso(expiry),
+        "credits_used": f"{used:.2f}", "initial_balance": f"{store.initial_credits:.2f}", "balance_expiry": iso(expiry),
         "subscription_status": {
             "status": "active", "is_active": True, "is_trial": False, "pack_name": "Sandbox",
             "expire_at": iso(expiry), "last_payment_at": iso(store.anchor - timedelta(days=1)),

@@ -16,7 +16,7 @@ from typing import Any
 from . import predefined
 from .data import PHARMACY_AGENT_ID, Dataset, clone, default_anchor, generate
 from .dialect import DOCUMENTED, Dialect
-from .engine import EvalCount, Evaluator, assigned, success_of
+from .engine import EvalCount, Evaluator, assigned, metric_cost, success_of
 from .faults import FaultBook
 from .judge import Verdict, safe_judge
 from .models import Agent, Call, HistoryEntry, Job, JudgeJob, Metric, TestSet, Vote, VoteValue
@@ -75,6 +75,7 @@ class Store:
             # documented dialect: evaluations waiting to land (call id → reads seen since requested).
             self.pending: dict[int, int] = {}
             self.evaluation_reads = self.initial_evaluation_reads
+            self.initial_credits = INITIAL_CREDITS
             self.judge_jobs: dict[str, JudgeJob] = {}
             self.questions_to_ask = 0
             self.v2_enabled = self.initial_v2
@@ -98,7 +99,11 @@ class Store:
 
     @property
     def credits_remaining(self) -> float:
-        return round(INITIAL_CREDITS - self.evaluations.credits, 6)
+        return round(self.initial_credits - self.evaluations.credits, 6)
+
+    def cost_of(self, calls: list[Call]) -> float:
+        """What evaluating every metric assigned to each call costs."""
+        return round(sum(metric_cost(m) for c in calls for m in self.assigned(c.agent_id)), 6)
 
     def _add_predefined(self, data: Dataset) -> None:
         """The documented dialect's predefined metric, evaluated on its agent's calls (seeding is free)."""
