@@ -322,6 +322,8 @@ class MetricPatch(_Model):
     type: MetricType | None = None
     evaluation_trigger: Literal["always", "automatic", "custom"] | None = None
     evaluation_trigger_prompt: str | None = None
+    trigger_type: Literal["llm_judge", "custom_code"] | None = None
+    evaluation_trigger_custom_code: str | None = None
 
     def body(self) -> dict[str, Any]:
         return self.model_dump(exclude_none=True)
