@@ -16,7 +16,12 @@ from cekura_labs_mcp.server.errors import CekuraError, InputError, OutcomeUnknow
 from cekura_labs_mcp.server.presenting import moments
 from cekura_labs_mcp.server.services.analysis import check_disagreement, mentions_outcome
 from cekura_labs_mcp.server.services.calls import CallReview, review_view
-from cekura_labs_mcp.server.services.improve import ImprovementResult, ImproveService, ProgressCallback
+from cekura_labs_mcp.server.services.improve import (
+    ImprovementResult,
+    ImproveService,
+    ProgressCallback,
+    auto_improve_due,
+)
 from cekura_labs_mcp.server.services.ranking import NUMERIC, rank_candidates
 from cekura_labs_mcp.server.state import Ledger, Review, Session
 from cekura_labs_mcp.server.values import agreed_value, display, expected_from_input
@@ -280,16 +285,18 @@ class ReviewService:
 
     async def _maybe_improve(self, session: Session, metric: Metric,
                              on_progress: ProgressCallback) -> ImprovementResult | None:
-        if not session.auto_improve or self._ledger.latest_improvement(session.id) is not None:
+        if not session.auto_improve:
             return None
-        test_sets = [r.test_set_id for r in self._ledger.reviews(session.id)
-                     if r.lab_state == "added" and r.test_set_id is not None]
-        if len(test_sets) < session.feedback_threshold:
+        mix = auto_improve_due(self._ledger.reviews(session.id), self._ledger.latest_improvement(session.id),
+                               min_entries=session.feedback_threshold,
+                               min_disagreements=self._settings.improve_min_disagreements)
+        if mix is None:
             return None
+        test_sets = mix.test_set_ids
         # Intent first: after an unknown outcome or a crash, auto-improve is never started a second time.
         improvement_id = self._ledger.add_improvement(session.id, "", test_sets)
         try:
-            started = await self._improve.start(metric_id=metric.id, test_set_ids=test_sets)
+            started = await self._improve.start(metric_id=metric.id, test_set_ids=test_sets, used=mix)
         except OutcomeUnknownError:
             self._ledger.finish_improvement(improvement_id, "unknown", None)
             raise
@@ -304,6 +311,7 @@ class ReviewService:
             return ImprovementResult(progress_id=started.progress_id, done=False, metric_id=metric.id,
                                      message=f"Auto-improve is running, but waiting for it failed: {exc.message} "
                                              "Call poll_progress with this progress_id to resume.")
+        result.used = mix.describe()
         if result.done:
             self._ledger.finish_improvement(improvement_id, result.status or "completed", result.model_dump())
         return result
