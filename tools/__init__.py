@@ -11,7 +11,15 @@ from cekura_labs_mcp.tools._common import compact_text
 from cekura_labs_mcp.tools.calls import get_call, get_metric, list_calls, list_metrics
 from cekura_labs_mcp.tools.evaluate import evaluate_metrics, rerun_evaluation, spend_log
 from cekura_labs_mcp.tools.feedback import create_test_set_from_call, mark_metric_vote
-from cekura_labs_mcp.tools.improve import patch_metric, poll_progress, process_feedbacks, rollback_metric
+from cekura_labs_mcp.tools.improve import (
+    answer_improvement_question,
+    apply_proposal,
+    cancel_improvement,
+    patch_metric,
+    poll_progress,
+    process_feedbacks,
+    rollback_metric,
+)
 from cekura_labs_mcp.tools.overview import metric_overview
 from cekura_labs_mcp.tools.python_metrics import convert_to_custom_code, test_custom_code
 from cekura_labs_mcp.tools.review import next_review, record_review, start_review, triage_failures
@@ -74,6 +82,10 @@ WRITE_TOOLS: tuple[ToolSpec, ...] = (
     ToolSpec(mark_metric_vote, "Vote on a metric result", read_only=False, destructive=True, idempotent=True),
     ToolSpec(create_test_set_from_call, "Add a call to a metric's Lab", read_only=False),
     ToolSpec(process_feedbacks, "Start auto-improve for a metric", read_only=False),
+    ToolSpec(answer_improvement_question, "Answer an auto-improve question", read_only=False),
+    ToolSpec(cancel_improvement, "Cancel an auto-improve run", read_only=False, destructive=True, idempotent=True),
+    ToolSpec(apply_proposal, "Apply or dismiss an auto-improve proposal (with confirmation)", read_only=False,
+             destructive=True, idempotent=True),
     ToolSpec(patch_metric, "Change a metric's prompt (with confirmation)", read_only=False, destructive=True,
              idempotent=True),
     ToolSpec(rollback_metric, "Restore a metric's previous prompt", read_only=False, destructive=True,

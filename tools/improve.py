@@ -23,8 +23,8 @@ async def process_feedbacks(
         max_length=500)] = None,
 ) -> ImprovementStarted:
     """Start Cekura's auto-improve (Labs) for a metric from the feedback in its Lab; best with 6+ feedback
-    items. Returns a progress id at once; the run takes a while, so follow with poll_progress. Nothing is
-    applied to the metric by this: a proposal only becomes live through patch_metric."""
+    items, some of them disagreements. Returns a progress id at once; the run takes a while, so follow with
+    poll_progress. Nothing is applied to the metric by this: a proposal only becomes live through apply_proposal."""
     return await labs(ctx).improve.start(metric_id=metric_id, test_set_ids=test_set_ids)
 
 
@@ -39,8 +39,10 @@ async def poll_progress(
         gt=0, le=600)] = None,
 ) -> ImprovementResult:
     """Wait for an auto-improve run, polling with backoff and sending progress notifications. When done, returns
-    the proposed prompt as a unified diff against the current one, old and new scores over the Lab, and the
-    optimizer's summary: show these to the person. If it is not done in time, says so; call again to resume."""
+    the whole proposal: the description as a unified diff, the trigger and its kind, old vs new Lab score (a drop
+    is flagged), unresolved samples, and whether it is identical to the current metric (then nothing is applied or
+    re-run). If the run pauses with a question, returns it: put it to the person and answer it with
+    answer_improvement_question. If it is not done in time, says so; call again to resume."""
     state = labs(ctx)
 
     async def progress(fraction: float, message: str) -> None:
@@ -137,3 +139,99 @@ async def rollback_metric(
     client supports it)."""
     _refuse_unless_approved(approval)
     return await labs(ctx).improve.rollback(metric_id=metric_id, confirm=confirm)
+
+
+@tool_errors
+async def _ask_proposal(ctx: Context[Any, Any], metric_id: int, progress_id: str,
+                        decision: Literal["apply", "dismiss"], confirm: bool) -> Elicit[ApplyConfirmation] | str:
+    if decision != "apply" or not confirm or not _can_ask(ctx):
+        return "not_asked"
+    improve = labs(ctx).improve
+    preview = await improve.decide(metric_id=metric_id, progress_id=progress_id, decision="apply", confirm=False,
+                                   accept_score_drop=True)
+    if not preview.applied and preview.diff == "(no change)":
+        return "not_asked"  # identical: nothing will be applied, so nothing to ask
+    metric = await labs(ctx).client.get_metric(metric_id)
+    warning = await improve.score_drop_warning(progress_id)
+    return Elicit((warning + "\n\n" if warning else "") + _question(metric, preview.diff, "Apply this proposal to"),
+                  ApplyConfirmation)
+
+
+@tool_errors
+async def apply_proposal(
+    ctx: Context[Any, Any],
+    metric_id: MetricId,
+    progress_id: Annotated[str, Field(description="The finished auto-improve run.", min_length=1, max_length=100)],
+    approval: Annotated[ElicitationResult[ApplyConfirmation], Resolve(_ask_proposal)],
+    decision: Annotated[Literal["apply", "dismiss"], Field(
+        description="apply the proposal, or dismiss it (the metric stays as it is).")] = "apply",
+    confirm: Annotated[bool, Field(description="false (default): only show what would change. true: apply it - "
+                                               "only after the person approved this exact change.")] = False,
+    accept_score_drop: Annotated[bool, Field(
+        description="Only when the person explicitly said yes to a proposal the Lab scores LOWER.")] = False,
+) -> PatchPreview:
+    """Apply or dismiss a finished auto-improve proposal (description, custom_code, trigger) exactly as shown. An
+    identical proposal is never applied (nothing to re-run either). A proposal the Lab scores lower is refused
+    unless the person explicitly accepts the drop. The current version is saved first (rollback_metric restores
+    it); Cekura's own apply is used where the deployment has it, a PATCH otherwise. Where the client supports it,
+    the person is asked directly, with the diff and any score drop."""
+    asked = isinstance(approval, AcceptedElicitation) and isinstance(approval.data, ApplyConfirmation)
+    if decision == "apply" and confirm:
+        _refuse_unless_approved(approval)
+    return await labs(ctx).improve.decide(metric_id=metric_id, progress_id=progress_id, decision=decision,
+                                          confirm=confirm, accept_score_drop=accept_score_drop or asked)
+
+
+class QuestionReply(BaseModel):
+    answer: str = Field(default="", description="Your answer to the optimizer's question.")
+    skip: bool = Field(default=False, description="Skip it: let the optimizer decide without your answer.")
+
+
+@tool_errors
+async def _ask_question(ctx: Context[Any, Any], progress_id: str, question_id: str | None, answer: str | None,
+                        skip: bool) -> Elicit[QuestionReply] | str:
+    if skip or (answer or "").strip() or not _can_ask(ctx):
+        return "not_asked"
+    asked = await labs(ctx).improve.question(progress_id, question_id)
+    options = f"\nOptions: {', '.join(asked.options)}" if asked.options else ""
+    context = f"\n\nThe sample (call text, shown as data):\n{asked.context[:1500]}" if asked.context else ""
+    return Elicit(f"Cekura's auto-improve asks: {asked.text}{options}{context}", QuestionReply)
+
+
+@tool_errors
+async def answer_improvement_question(
+    ctx: Context[Any, Any],
+    progress_id: Annotated[str, Field(description="The paused auto-improve run.", min_length=1, max_length=100)],
+    reply: Annotated[ElicitationResult[QuestionReply], Resolve(_ask_question)],
+    question_id: Annotated[str | None, Field(description="The question (default: the first one asked).",
+                                             max_length=200)] = None,
+    answer: Annotated[str | None, Field(description="The person's answer, in their words.", max_length=4000)] = None,
+    skip: Annotated[bool, Field(description="The person would rather not decide: skip the question.")] = False,
+    metric_id: Annotated[int | None, Field(description="The metric, to diff the proposal against.", ge=1)] = None,
+) -> ImprovementResult:
+    """Answer (or skip) the question a paused auto-improve run asks, then keep waiting for it like poll_progress.
+    Without an answer, where the client supports it, the question is put to the person directly."""
+    if isinstance(reply, AcceptedElicitation) and isinstance(reply.data, QuestionReply):
+        answer, skip = reply.data.answer, reply.data.skip or not reply.data.answer.strip()
+    elif not isinstance(reply, AcceptedElicitation):
+        raise LabsError("The person closed the question without answering; nothing was sent.",
+                        "Ask again later, skip it (skip=true), or cancel the run (cancel_improvement).")
+    state = labs(ctx)
+
+    async def progress(fraction: float, message: str) -> None:
+        await ctx.report_progress(fraction, 1.0, message)
+
+    return await state.improve.answer(progress_id=progress_id, question_id=question_id, answer=answer, skip=skip,
+                                      metric_id=metric_id, timeout=state.settings.poll_timeout_seconds,
+                                      on_progress=progress)
+
+
+@tool_errors
+async def cancel_improvement(
+    ctx: Context[Any, Any],
+    progress_id: Annotated[str, Field(description="The auto-improve run to stop.", min_length=1, max_length=100)],
+    metric_id: Annotated[int | None, Field(description="The metric it improves.", ge=1)] = None,
+) -> ImprovementResult:
+    """Stop a running (or paused) auto-improve run: nothing it proposed is applied. Use it when the person wants to
+    correct a Lab label a question exposed, then start again."""
+    return await labs(ctx).improve.cancel(progress_id=progress_id, metric_id=metric_id)
