@@ -4,12 +4,14 @@ settings for an MCP server against it with its ledger in a temporary directory."
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 from cekura_labs_mcp.server.config import Settings
 from cekura_labs_mcp.server.logs import configure_logging
 from cekura_labs_mcp.server.sandbox import SandboxServer
+from cekura_labs_mcp.server.sandbox.dialect import DIALECTS, SPEC, Dialect
 from pydantic import SecretStr
 from support import LOG_SINK, SANDBOX_KEY, SandboxAdmin
 
@@ -19,11 +21,45 @@ def _capture_logs() -> None:
     configure_logging("json", "debug", stream=LOG_SINK)
 
 
+class _Sandboxes:
+    """One sandbox per dialect for the whole session, each started the first time a test asks for it."""
+
+    def __init__(self) -> None:
+        self._stack = ExitStack()
+        self._servers: dict[str, SandboxServer] = {}
+
+    def get(self, dialect: Dialect) -> SandboxServer:
+        if dialect not in self._servers:
+            self._servers[dialect] = self._stack.enter_context(
+                SandboxServer(seed=7, api_key=SANDBOX_KEY, dialect=dialect))
+        return self._servers[dialect]
+
+    def close(self) -> None:
+        self._stack.close()
+
+
 @pytest.fixture(scope="session")
-def sandbox_server() -> Iterator[SandboxServer]:
-    # `spec` explicitly until the client reads the documented shapes (issue 10); then both dialects.
-    with SandboxServer(seed=7, api_key=SANDBOX_KEY, dialect="spec") as server:
-        yield server
+def _sandboxes() -> Iterator[_Sandboxes]:
+    pool = _Sandboxes()
+    yield pool
+    pool.close()
+
+
+@pytest.fixture(scope="session")
+def sandbox_server(request: pytest.FixtureRequest, _sandboxes: _Sandboxes) -> SandboxServer:
+    """The `spec` dialect (the spec's schemas taken literally) by default. Tests marked `both_dialects`
+    (where the answer shapes matter) run once against each; the two sandboxes are started once per session."""
+    dialect: Dialect = getattr(request, "param", SPEC)
+    return _sandboxes.get(dialect)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "both_dialects: run against the sandbox's `documented` and `spec` dialects")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if metafunc.definition.get_closest_marker("both_dialects") and "sandbox_server" in metafunc.fixturenames:
+        metafunc.parametrize("sandbox_server", list(DIALECTS), indirect=True, scope="session")
 
 
 @pytest.fixture

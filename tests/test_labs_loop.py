@@ -10,7 +10,8 @@ from cekura_labs_mcp.server.state import MIGRATIONS, Ledger
 from cekura_labs_mcp.server.values import display
 from support import SandboxAdmin, ToolFailed, call, connect
 
-pytestmark = pytest.mark.anyio
+# Cekura answers in more than one shape: these run against both sandbox dialects (tests/conftest.py).
+pytestmark = [pytest.mark.anyio, pytest.mark.both_dialects]
 
 
 async def test_whole_session_fixes_misjudged_calls(settings: Settings, sandbox: SandboxAdmin) -> None:
