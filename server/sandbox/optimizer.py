@@ -50,11 +50,15 @@ call calls think marked misread misjudged mistake error please fix fixed actuall
 outcome one ok okay yeah nope bad good do does did got get sure maybe agent caller customer said says
 """))
 _TIMESTAMP = re.compile(r"\b(?:at\s+)?\d{1,2}:\d{2}(?::\d{2})?\b,?", re.I)
+_VALUE = r"(?:N/?A|TRUE|FALSE|PASS|FAIL|-?\d+(?:\.\d+)?|[A-Za-z_-]+)\b"
 _BOILERPLATE = (
     re.compile(r"[,;:]?\s*(?:so|and|which means|therefore)?\s*(?:it|this|that|the (?:result|metric|score|value|"
-               r"label|call|outcome|answer))?\s*should (?:have been|be|read|say)\s+[^.;,]*", re.I),
-    re.compile(r"[,;:]?\s*the correct (?:result|value|label|score|outcome|answer) (?:is|was|would be)\s+[^.;,]*", re.I),
-    re.compile(r"[,;:]?\s*the (?:judge|metric) (?:misread|got|was|is|scored|marked)\b[^.;,]*", re.I),
+               r"label|call|outcome|answer))?\s*should (?:have been|be|read|say)\s+(?:scored |marked |rated )?(?:as )?"
+               + _VALUE, re.I),
+    re.compile(r"[,;:]?\s*the correct (?:result|value|label|score|outcome|answer) (?:is|was|would be)\s+" + _VALUE,
+               re.I),
+    re.compile(r"[,;:]?\s*the (?:judge|metric) (?:misread|misjudged|got (?:it|this|this one) wrong|(?:was|is) wrong)"
+               r"(?: (?:the|this) call| it| this)?", re.I),
     re.compile(r"^\s*(?:wrong|incorrect|i disagree|disagree|not correct)\b[.!,;:]*", re.I),
 )
 _WORD = re.compile(r"[a-z][a-z'/-]*", re.I)

@@ -70,6 +70,7 @@ class Note:
 
 
 Reviewer = Callable[[Call, Truth, list[str], str, list[str], random.Random], Note]
+JUDGED: dict[int, VoteValue] = {}  # call id -> the judge's value, for the reviewer who agrees with everything
 
 
 def truthful(call: Call, truth: Truth, explanation: list[str], eval_type: str, labels: list[str],
@@ -79,6 +80,15 @@ def truthful(call: Call, truth: Truth, explanation: list[str], eval_type: str, l
     at, who, words = cited_turn(call, explanation)
     return Note(truth.expected, f'At {at} the {who} said "{words}". {RIGHT_REASONS[truth.pattern]} '
                                 f"It should be {shown(truth.expected, eval_type)}.")
+
+
+def quote_only(call: Call, truth: Truth, explanation: list[str], eval_type: str, labels: list[str],
+               rng: random.Random) -> Note:
+    """Truthful values, and only the cited moment as the reason: no words about what is wrong with it."""
+    if truth.pattern is None:
+        return Note(truth.expected, "Agree.")
+    at, who, words = cited_turn(call, explanation)
+    return Note(truth.expected, f'At {at} the {who} said "{words}". It should be {shown(truth.expected, eval_type)}.')
 
 
 def content_free(call: Call, truth: Truth, explanation: list[str], eval_type: str, labels: list[str],
@@ -114,8 +124,13 @@ def random_reviewer(call: Call, truth: Truth, explanation: list[str], eval_type:
                           f"{shown(expected, eval_type)}.")
 
 
-REVIEWERS: dict[str, Reviewer] = {"truthful": truthful, "content_free": content_free, "wrong": wrong,
-                                  "random": random_reviewer}
+def agree_all(call: Call, truth: Truth, explanation: list[str], eval_type: str, labels: list[str],
+              rng: random.Random) -> Note:
+    return Note(JUDGED[call.id], "Agree, the result is right.")
+
+
+REVIEWERS: dict[str, Reviewer] = {"truthful": truthful, "quote_only": quote_only, "content_free": content_free,
+                                  "wrong": wrong, "random": random_reviewer, "agree_all": agree_all}
 
 
 @dataclass(frozen=True)
@@ -157,6 +172,7 @@ def run(ds: Dataset, metric_id: int, reviewer: str) -> Outcome:
     for call_id in chosen:
         call = ds.calls[call_id]
         result = call.results[metric_id]
+        JUDGED[call.id] = result.value
         note = REVIEWERS[reviewer](call, table[call_id], result.explanation, metric.eval_type, labels, rng)
         entries.append(LabEntry(call, note.expected, note.feedback, ds.agents[call.agent_id]))
     proposal = optimize(metric.description, metric.eval_type, labels, entries)
@@ -177,7 +193,7 @@ def run(ds: Dataset, metric_id: int, reviewer: str) -> Outcome:
 
 def main(seeds: list[int]) -> None:
     print("metric | reviewer | seeds | fresh agreement before -> after (mean) | fixed | regressed | "
-          "Lab score old -> new | description changed")
+          "seeds with a regression | Lab score old -> new | description changed")
     for metric_id in MISJUDGED_METRICS:
         for reviewer in REVIEWERS:
             outcomes = [run(dataset(seed), metric_id, reviewer) for seed in seeds]
@@ -189,6 +205,7 @@ def main(seeds: list[int]) -> None:
             changed = sum(o.proposal.changed for o in outcomes)
             print(f"{outcomes[0].metric} | {reviewer} | {n} | {before:.3f} -> {after:.3f} | "
                   f"{sum(o.fixed for o in outcomes)} | {sum(o.regressed for o in outcomes)} | "
+                  f"{sum(o.regressed > 0 for o in outcomes)}/{n} | "
                   f"{old:.2f} -> {new:.2f} | {changed}/{n}")
 
 
