@@ -152,3 +152,16 @@ class JudgeStillRunningError(StillRunningError):
             f"The judge evaluation {progress_id} has not finished after {waited:g} s.",
             "Run the test again in a minute; the evaluation keeps going on Cekura's side.",
         )
+
+
+class InsufficientCreditsError(CekuraError):
+    """Cekura refused a spend: "Insufficient balance for this operation" (docs, e.g. websocket-chirp.mdx).
+    Nothing was evaluated and nothing was charged."""
+
+    code = "insufficient_credits"
+
+    def __init__(self, operation: str, detail: str) -> None:
+        super().__init__(
+            f"{operation} was refused by Cekura: {detail.rstrip('.')}. Nothing was evaluated or charged.",
+            "Check the credits remaining (Cekura dashboard > Billing), then top up or evaluate fewer calls.",
+        )

@@ -13,7 +13,7 @@ from cekura_labs_mcp.server.logs import configure_logging
 from cekura_labs_mcp.server.sandbox import SandboxServer
 from cekura_labs_mcp.server.sandbox.dialect import DIALECTS, SPEC, Dialect
 from pydantic import SecretStr
-from support import LOG_SINK, SANDBOX_KEY, SandboxAdmin
+from support import LOG_SINK, ORG_KEY, SANDBOX_KEY, SandboxAdmin
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -31,7 +31,7 @@ class _Sandboxes:
     def get(self, dialect: Dialect) -> SandboxServer:
         if dialect not in self._servers:
             self._servers[dialect] = self._stack.enter_context(
-                SandboxServer(seed=7, api_key=SANDBOX_KEY, dialect=dialect))
+                SandboxServer(seed=7, api_key=SANDBOX_KEY, dialect=dialect, org_api_key=ORG_KEY))
         return self._servers[dialect]
 
     def close(self) -> None:

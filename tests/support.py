@@ -21,6 +21,8 @@ from mcp import Client
 
 # A recognisable key: the secret-leak test searches every log line and tool result for it.
 SANDBOX_KEY = "sk-test-SECRET-4f9c2b7e1d"
+# An organisation-level key the test sandboxes also accept: it must name `project_id` where Cekura asks.
+ORG_KEY = "org-test-SECRET-8a1e5c3f"
 LOG_SINK = io.StringIO()
 FAST_RETRY = RetryPolicy(max_retries=3, max_retry_after=5.0, backoff_base=0.01, backoff_cap=0.05)
 TOOL_OUTPUTS: list[str] = []

@@ -7,17 +7,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from cekura_labs_mcp.server.cekura.client import CekuraClient, RetryPolicy
-from cekura_labs_mcp.server.cekura.models import SkipQuestion
+from cekura_labs_mcp.server.cekura.models import BillingInfo, SkipQuestion
 from cekura_labs_mcp.server.errors import (
+    CekuraError,
+    InsufficientCreditsError,
     JudgeStillRunningError,
     NotFoundError,
     ProjectRequiredError,
     RequestRejectedError,
+    ValidationFailedError,
 )
 from pydantic import SecretStr
 from support import guard_permit
@@ -311,3 +315,34 @@ async def test_an_organisation_key_without_project_gets_an_error_naming_project_
             await client.list_calls(agent_id=3)
     text = str(failure.value)
     assert "`project_id`" in text and "CEKURA_PROJECT_ID" in text and "Pass project_id" in text
+
+
+# ---- the docs' error answers ----------------------------------------------------------------------------
+
+FIXTURES = Path(__file__).parent / "fixtures" / "cekura_docs"
+
+
+@pytest.mark.parametrize("path", sorted(FIXTURES.glob("*.error-*.json")), ids=lambda p: p.name)
+async def test_every_documented_error_answer_becomes_one_clear_line(path: Path) -> None:
+    body = {k: v for k, v in json.loads(path.read_text()).items() if k != "_source"}
+    fake = Recorder({("GET", V2_LIST): lambda r: httpx.Response(400, json=body)})
+    async with client_for(fake) as client:
+        with pytest.raises(CekuraError) as failure:
+            await client.list_calls(agent_id=3)
+    error = failure.value
+    texts = [t for v in body.values() for t in (v if isinstance(v, list) else [v])]
+    assert all(str(t).rstrip(".") in error.message for t in texts), error.message
+    assert error.hint and "\n" not in error.for_assistant()
+    assert "`detail`" not in error.message, "a reason is not a field"
+    if "Insufficient balance" in json.dumps(body):
+        assert isinstance(error, InsufficientCreditsError) and "Nothing was evaluated" in error.message
+    elif set(body) != {"detail"}:
+        assert isinstance(error, ValidationFailedError) and all(f"`{k}`" in error.message for k in body)
+
+
+def test_the_documented_subscription_status_is_read_as_billing_info() -> None:
+    status = json.loads((FIXTURES / "openapi.billing-subscription-status.json").read_text())
+    status.pop("_source")
+    billing = BillingInfo.model_validate({"credits_remaining": "7436.08", "subscription_status": status})
+    assert billing.credits_remaining == 7436.08
+    assert billing.subscription_status is not None and billing.subscription_status["status"] == "active"

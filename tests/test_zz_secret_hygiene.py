@@ -11,7 +11,7 @@ import pytest
 from cekura_labs_mcp.server.config import Settings
 from cekura_labs_mcp.server.errors import LabsError
 from cekura_labs_mcp.server.logs import get_logger, register_secret, scrub
-from support import LOG_SINK, SANDBOX_KEY, TOOL_OUTPUTS, SandboxAdmin, ToolFailed, call, connect
+from support import LOG_SINK, ORG_KEY, SANDBOX_KEY, TOOL_OUTPUTS, SandboxAdmin, ToolFailed, call, connect
 
 pytestmark = pytest.mark.anyio
 
@@ -33,9 +33,9 @@ async def test_no_secret_in_logs_results_errors_or_files(settings: Settings, san
 
     logs = LOG_SINK.getvalue()
     assert "cekura_request" in logs and "probe" in logs
-    assert SANDBOX_KEY not in logs
+    assert SANDBOX_KEY not in logs and ORG_KEY not in logs
     assert len(TOOL_OUTPUTS) > 20, "earlier tests should have recorded their tool outputs"
-    assert not [out for out in TOOL_OUTPUTS if SANDBOX_KEY in out]
+    assert not [out for out in TOOL_OUTPUTS if SANDBOX_KEY in out or ORG_KEY in out]
     for path in Path(settings.data_dir).rglob("*"):
         if path.is_file():
             assert SANDBOX_KEY.encode() not in path.read_bytes(), path

@@ -40,6 +40,7 @@ from cekura_labs_mcp.server.cekura.models import (
 from cekura_labs_mcp.server.errors import (
     AuthenticationError,
     CekuraError,
+    InsufficientCreditsError,
     JudgeStillRunningError,
     NotFoundError,
     OutcomeUnknownError,
@@ -637,9 +638,16 @@ def _client_error(call: _Call, response: httpx.Response) -> CekuraError:
     about_project = _project_complaint(body)
     if status == 400 and about_project is not None:
         return ProjectRequiredError(call.operation, about_project)
+    detail = body.get("detail") if isinstance(body, dict) else None
+    if isinstance(detail, str) and "insufficient balance" in detail.lower():
+        return InsufficientCreditsError(call.operation, detail)
+    if status == 400 and isinstance(body, dict) and set(body) == {"detail"} and detail:
+        # A refusal with a reason but no field (docs: "Timestamp filter value is too far in the past ...").
+        return RequestRejectedError(f"{call.operation} was refused by Cekura: {str(detail).rstrip('.')}.",
+                                    "Change what the reason names (a time window, an id) and call again; "
+                                    "nothing was changed.")
     if status == 400 and isinstance(body, dict) and body:
         return ValidationFailedError({str(k): _messages(v) for k, v in body.items()})
-    detail = body.get("detail") if isinstance(body, dict) else None
     return RequestRejectedError(
         f"{call.operation} was refused by Cekura (HTTP {status}){': ' + str(detail) if detail else ''}.",
         "Check the arguments; nothing was changed.",
