@@ -61,10 +61,13 @@ async def test_misjudged_metrics_rank_above_well_judged_ones(seed: int, overview
     with SandboxServer(seed=seed, api_key=SANDBOX_KEY) as server:
         admin = SandboxAdmin(server.url)
         service: OverviewService = overview_of(server.url)
+        # The sandbox's calls end at its anchor (midnight): windows end there too, so they hold the same calls
+        # at any hour of the day.
+        until = admin.info()["now"]
         results = []
         for scope, days in SCOPES:
             results.append((scope, await service.overview(**{"agent_id": None, "project_id": None, **scope},
-                                                          days=days, until=None, metric_ids=None, max_calls=200)))
+                                                          days=days, until=until, metric_ids=None, max_calls=200)))
         # The overview read only what Cekura serves: not one request reached the sandbox's admin routes.
         assert not [r for r in admin.stats()["requests"] if r["path"].startswith("/_sandbox")]
         for scope, overview in results:
@@ -80,7 +83,8 @@ async def test_misjudged_metrics_rank_above_well_judged_ones(seed: int, overview
 async def test_disagreements_in_the_ledger_raise_a_metric(sandbox: SandboxAdmin, overview_of: Any,
                                                           tmp_path: Path) -> None:
     service: OverviewService = overview_of(sandbox.url)
-    before = await service.overview(agent_id=MAIN_AGENT, project_id=None, days=14, until=None, metric_ids=None,
+    until = sandbox.info()["now"]
+    before = await service.overview(agent_id=MAIN_AGENT, project_id=None, days=14, until=until, metric_ids=None,
                                     max_calls=200)
     quiet = next(m for m in before.metrics if m.metric.startswith("9105:"))
     assert quiet.reviews is None and quiet.rank > 1
@@ -93,7 +97,7 @@ async def test_disagreements_in_the_ledger_raise_a_metric(sandbox: SandboxAdmin,
     unsent = ledger.begin_review(session.id, call_id=2000, metric_id=9105, agreed=False, result_was="TRUE",
                                  expected=False, feedback="not sent yet")
     assert unsent
-    after = await service.overview(agent_id=MAIN_AGENT, project_id=None, days=14, until=None, metric_ids=None,
+    after = await service.overview(agent_id=MAIN_AGENT, project_id=None, days=14, until=until, metric_ids=None,
                                    max_calls=200)
     flagged = after.metrics[0]
     assert flagged.metric.startswith("9105:")
@@ -103,7 +107,7 @@ async def test_disagreements_in_the_ledger_raise_a_metric(sandbox: SandboxAdmin,
     assert flagged.why[0] == "the person disagreed with 3 of 4 reviewed results"
     # A prompt change this server applied afterwards makes those reviews history.
     ledger.record_metric_version(9105, "test", {"description": "old"}, {"description": "new"})
-    later = await service.overview(agent_id=MAIN_AGENT, project_id=None, days=14, until=None, metric_ids=[9105],
+    later = await service.overview(agent_id=MAIN_AGENT, project_id=None, days=14, until=until, metric_ids=[9105],
                                    max_calls=200)
     assert [m.reviews for m in later.metrics] == [None]
 
@@ -112,7 +116,8 @@ async def test_reads_are_bounded_and_sampling_is_said(sandbox: SandboxAdmin, ove
     service: OverviewService = overview_of(sandbox.url)
     total = sum(agent["call_count"] for agent in sandbox.info()["agents"])
     assert total > 200
-    sampled = await service.overview(agent_id=None, project_id=PROJECT, days=30, until=None, metric_ids=None,
+    until = sandbox.info()["now"]
+    sampled = await service.overview(agent_id=None, project_id=PROJECT, days=30, until=until, metric_ids=None,
                                      max_calls=200)
     assert (sampled.window.calls, sampled.window.read) == (total, 200)
     assert sampled.sampled is not None and f"the newest 200 of {total} calls" in sampled.sampled
@@ -120,7 +125,7 @@ async def test_reads_are_bounded_and_sampling_is_said(sandbox: SandboxAdmin, ove
     assert len(lists) == 2 and all(int(r["query"]["page_size"]) <= 200 for r in lists)  # one page per window
 
     sandbox.reset()
-    whole = await service.overview(agent_id=None, project_id=PROJECT, days=30, until=None, metric_ids=None,
+    whole = await service.overview(agent_id=None, project_id=PROJECT, days=30, until=until, metric_ids=None,
                                    max_calls=400)
     assert (whole.window.read, whole.sampled) == (total, None)
     pages = sorted(int(r["query"]["page"]) for r in sandbox.requests("GET", "call-logs"))
