@@ -157,13 +157,16 @@ async def run_demo(out: TextIO = sys.stdout, seed: int = 7, data_dir: Path | Non
             return float(admin.get("/_sandbox/stats").json()["credits_spent"])
 
         show = Transcript(out, width, credits)
-        agent = admin.get("/_sandbox/info").json()["main_agent_id"]
+        info = admin.get("/_sandbox/info").json()
+        agent = info["main_agent_id"]
         settings = Settings(api_key=SecretStr(DEMO_KEY), api_url=sandbox.url, data_dir=data_dir or Path(scratch),
                             poll_timeout_seconds=60)
         show.say(f"Cekura labs demo — sandbox at {sandbox.url} (a stand-in judge; its credits are not real)",
                  indent="")
         async with Client(build_server(settings)) as client:
-            metric = await _choose(client, show, agent)
+            # The sandbox's calls end at its anchor: the overview's window ends there too, so the demo reads
+            # the same calls whatever the hour.
+            metric = await _choose(client, show, agent, until=info["now"])
             truth = admin.get("/_sandbox/truth", params={"metric_id": metric["id"]}).json()["calls"]
             report = await _session(client, show, agent, metric["id"], truth)
         show.end_step()
@@ -179,9 +182,9 @@ async def run_demo(out: TextIO = sys.stdout, seed: int = 7, data_dir: Path | Non
     return report
 
 
-async def _choose(client: Client, show: Transcript, agent: int) -> dict[str, Any]:
+async def _choose(client: Client, show: Transcript, agent: int, until: str | None = None) -> dict[str, Any]:
     show.step("0. Which metric first: the metric overview")
-    overview = await _tool(client, show, "metric_overview", {"agent_id": agent})
+    overview = await _tool(client, show, "metric_overview", {"agent_id": agent, **({"until": until} if until else {})})
     for item in overview["metrics"][:4]:
         show.say(f"{item['rank']}. {item['metric']} — " + (item["why"][0] if item["why"] else "no warning sign"),
                  first=INDENT, indent=INDENT + "   ")
