@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import tempfile
@@ -122,3 +123,15 @@ async def guard_permit(endpoint: Endpoint, call_ids: tuple[int, ...] = (1,), req
     plan = SpendPlan(operation="test", agent_id=1, project_id=None, call_ids=call_ids, judge_metric_ids=(1,),
                      code_metric_ids=(), credits=0.0, endpoint=endpoint, requests=requests)
     return await guard.authorize(plan, token=None, approval="not_asked")
+
+
+@functools.lru_cache(maxsize=4)
+def demo_transcript(seed: int = 7, width: int = 72) -> tuple[str, dict[str, Any]]:
+    """One run of `cekura-labs-mcp demo` per (seed, width) for the whole test session: what it printed and its
+    report. Several tests read the same session; playing it once keeps the suite short."""
+    from cekura_labs_mcp.server.demo import run_demo
+
+    out = io.StringIO()
+    with tempfile.TemporaryDirectory() as scratch:
+        report = anyio.run(run_demo, out, seed, Path(scratch), width)
+    return out.getvalue(), report

@@ -11,14 +11,13 @@ import httpx
 from cekura_labs_mcp.server import demo
 from cekura_labs_mcp.server.demo import run_demo
 from cekura_labs_mcp.server.sandbox import SandboxServer
+from support import demo_transcript
 
 WIDTH = 72
 
 
-def test_demo_runs_the_whole_session(tmp_path: Path) -> None:
-    out = io.StringIO()
-    report = anyio.run(run_demo, out, 7, tmp_path, WIDTH)
-    text = out.getvalue()
+def test_demo_runs_the_whole_session() -> None:
+    text, report = demo_transcript(7, WIDTH)  # the same run README's excerpt is checked against
     for step in ("0. Which metric first", "1. Manual fix first", "2. Review one call", "3. Auto-improve proposal",
                  "4. The person approves"):
         assert step in text
