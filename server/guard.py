@@ -24,11 +24,11 @@ import json
 import secrets
 import threading
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from cekura_labs_mcp.server.errors import LabsError
+from cekura_labs_mcp.server.errors import LabsError, OutcomeUnknownError
 from cekura_labs_mcp.server.state import Ledger, SpendBook, SpendRecord, Window, owner
 
 Approval = Literal["not_asked", "accepted", "declined", "cancelled"]
@@ -306,3 +306,85 @@ class CostGuard:
 def estimate_credits(call_metric_counts: Sequence[int], credits_per_evaluation: float) -> float:
     """Credits for evaluating each call with its number of LLM-judge metrics."""
     return round(sum(call_metric_counts) * credits_per_evaluation, 4)
+
+
+# ---- auto-improve (process_feedbacks): in the spend log, one run per metric and Lab set at a time ----------
+
+
+class AutoImproveClaim:
+    """The right to start one auto-improve run for one metric and Lab set: only `AutoImproveRuns.start`
+    makes one, and the client's `process_feedbacks` requires it, so no start bypasses the log or the
+    de-duplication."""
+
+    __slots__ = ("_used", "audit_id", "metric_id", "test_set_ids")
+
+    def __init__(self, mint: object, *, audit_id: int, metric_id: int, test_set_ids: tuple[int, ...]) -> None:
+        if mint is not _MINT:
+            raise TypeError("only the auto-improve log issues claims (AutoImproveRuns.start)")
+        self.audit_id = audit_id
+        self.metric_id = metric_id
+        self.test_set_ids = test_set_ids
+        self._used = False
+
+    def use(self, metric_id: int, test_set_ids: Sequence[int] | None) -> None:
+        if (metric_id, tuple(sorted(set(test_set_ids or ())))) != (self.metric_id, self.test_set_ids):
+            raise GuardRefusal("Not sent: this auto-improve claim is for another metric or Lab set.")
+        if self._used:
+            raise GuardRefusal("Not sent: this auto-improve claim was already used.")
+        self._used = True
+
+
+@dataclass(frozen=True)
+class AutoImproveStart:
+    progress_id: str
+    already_running: bool
+
+
+def auto_improve_subject(metric_id: int, test_set_ids: Sequence[int] | None) -> str:
+    sets = sorted(set(test_set_ids or ()))
+    return f"metric {metric_id}; lab {','.join(map(str, sets)) if sets else 'all'}"
+
+
+@dataclass
+class AutoImproveRuns:
+    """`process_feedbacks` starts, logged like every spend. A second start for the same metric and Lab set
+    while one runs (checked on Cekura) returns the running one instead of starting another; the check and
+    the claim are one ledger transaction, so two processes cannot both start."""
+
+    ledger: Ledger
+    clock: Callable[[], float] = time.time
+    # A start whose answer has not come back yet (another process is sending it) is trusted this long;
+    # older, it is taken for a start that crashed before it was answered.
+    in_flight_seconds: float = 120.0
+
+    async def start(
+        self, *, metric_id: int, test_set_ids: Sequence[int] | None,
+        begin: Callable[[AutoImproveClaim], Awaitable[str]], running: Callable[[str], Awaitable[bool]],
+    ) -> AutoImproveStart:
+        subject = auto_improve_subject(metric_id, test_set_ids)
+        sets = tuple(sorted(set(test_set_ids or ())))
+        for _ in range(3):
+            found = self.ledger.claim_run(subject, metric_id, sets, now=self.clock(),
+                                          in_flight_seconds=self.in_flight_seconds)
+            if found.progress_id is None and found.claimed:
+                break
+            if found.progress_id is None:
+                raise GuardRefusal(
+                    f"An auto-improve start for {subject} is being sent right now (by this or another session).",
+                    "Wait a moment and look at spend_log for its progress id, then poll_progress it.")
+            if await running(found.progress_id):
+                return AutoImproveStart(found.progress_id, already_running=True)
+            self.ledger.set_spend_outcome(found.audit_id, "finished", found.progress_id)
+        else:
+            raise GuardRefusal(f"Could not claim the auto-improve start for {subject}.", "Try again.")
+        claim = AutoImproveClaim(_MINT, audit_id=found.audit_id, metric_id=metric_id, test_set_ids=sets)
+        try:
+            progress_id = await begin(claim)
+        except OutcomeUnknownError as exc:
+            self.ledger.set_spend_outcome(found.audit_id, "unknown", exc.message)
+            raise
+        except BaseException as exc:
+            self.ledger.set_spend_outcome(found.audit_id, "rejected", getattr(exc, "message", type(exc).__name__))
+            raise
+        self.ledger.set_spend_outcome(found.audit_id, "running", progress_id)
+        return AutoImproveStart(progress_id, already_running=False)

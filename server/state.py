@@ -256,6 +256,13 @@ class SpendRecord:
 
 
 @dataclass(frozen=True)
+class RunClaim:
+    audit_id: int
+    progress_id: str | None
+    claimed: bool
+
+
+@dataclass(frozen=True)
 class MetricVersion:
     id: int
     at: float
@@ -431,6 +438,27 @@ class Ledger:
     def window_since(self, since: float) -> Window:
         with self._lock:
             return _window(self._db, since)
+
+    def claim_run(self, subject: str, metric_id: int, test_set_ids: Sequence[int], *, now: float,
+                  in_flight_seconds: float) -> RunClaim:
+        """The auto-improve run logged for `subject` that may still be running, or, when there is none, a new
+        log row (outcome `pending`) that claims the start: looked up and written in one transaction."""
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT id, outcome, detail, at FROM audit WHERE operation = 'process_feedbacks' AND subject = ?"
+                " AND outcome IN ('pending', 'running') ORDER BY id DESC LIMIT 1", (subject,)).fetchone()
+            if row is not None and row[1] == "running" and row[2]:
+                return RunClaim(int(row[0]), str(row[2]), claimed=False)
+            if row is not None and float(row[3]) > now - in_flight_seconds:
+                return RunClaim(int(row[0]), None, claimed=False)
+            if row is not None:
+                db.execute("UPDATE audit SET outcome = 'unknown', detail = 'the start was never answered'"
+                           " WHERE id = ?", (row[0],))
+            audit_id = _insert_spend(db, SpendRecord(
+                operation="process_feedbacks", agent_id=None, project_id=None, call_ids=(),
+                metric_ids=[metric_id], credits_estimated=0.0, decision="allowed", confirmation="none",
+                outcome="pending", detail=f"Lab test sets: {list(test_set_ids) or 'all'}", subject=subject), now)
+            return RunClaim(audit_id, None, claimed=True)
 
     def audit_entries(self, limit: int = 100) -> list[dict[str, Any]]:
         cursor = self._db.execute("SELECT * FROM audit ORDER BY id DESC LIMIT ?", (limit,))

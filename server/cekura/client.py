@@ -50,7 +50,7 @@ from cekura_labs_mcp.server.errors import (
     ServiceError,
     ValidationFailedError,
 )
-from cekura_labs_mcp.server.guard import ENDPOINTS, Endpoint, SpendPermit
+from cekura_labs_mcp.server.guard import ENDPOINTS, AutoImproveClaim, Endpoint, SpendPermit
 from cekura_labs_mcp.server.logs import get_logger
 from pydantic import SecretStr
 
@@ -323,7 +323,13 @@ class CekuraClient:
         )
         return TestSet.model_validate(data)
 
-    async def process_feedbacks(self, *, metric_id: int, test_set_ids: Sequence[int] | None = None) -> str:
+    async def process_feedbacks(self, claim: AutoImproveClaim, *, metric_id: int,
+                                test_set_ids: Sequence[int] | None = None) -> str:
+        """Start auto-improve. Needs the auto-improve log's claim (`AutoImproveRuns.start`): every start is
+        in the spend log, and none starts while the same metric and Lab set already run."""
+        if not isinstance(claim, AutoImproveClaim):
+            raise TypeError("process_feedbacks needs an AutoImproveClaim from the auto-improve log")
+        claim.use(metric_id, test_set_ids)
         body: dict[str, Any] = {"metric_id": metric_id}
         if test_set_ids:
             body["test_set_ids"] = list(test_set_ids)

@@ -15,8 +15,18 @@ from cekura_labs_mcp.server.cekura.client import CekuraClient
 from cekura_labs_mcp.server.cekura.models import CallRow, Metric
 from cekura_labs_mcp.server.cekura.results import shown
 from cekura_labs_mcp.server.errors import CekuraError, InputError, LabsError, OutcomeUnknownError
-from cekura_labs_mcp.server.guard import Approval, CostGuard, Endpoint, PlannedMetric, SpendPlan
+from cekura_labs_mcp.server.guard import (
+    Approval,
+    AutoImproveClaim,
+    AutoImproveRuns,
+    AutoImproveStart,
+    CostGuard,
+    Endpoint,
+    PlannedMetric,
+    SpendPlan,
+)
 from cekura_labs_mcp.server.services.calls import CallFilter, require_scope
+from cekura_labs_mcp.server.state import Ledger
 from pydantic import BaseModel, Field
 
 Operation = Literal["rerun_evaluation", "evaluate_metrics"]
@@ -246,3 +256,21 @@ def _metrics_for(row: CallRow, metrics: Sequence[Metric]) -> list[Metric]:
     """Metrics that will run on this call: every one assigned to the call's agent (`evaluate_metrics`
     may ignore its `metrics` filter). Unassigned lists count, to stay on the safe side."""
     return [m for m in metrics if row.agent is None or not m.agents or row.agent in m.agents]
+
+
+async def start_auto_improve(client: CekuraClient, ledger: Ledger, *, metric_id: int,
+                             test_set_ids: Sequence[int] | None) -> AutoImproveStart:
+    """Start Cekura's auto-improve through the auto-improve log: in spend_log, and a second start for the same
+    metric and Lab set while one runs answers the running one."""
+
+    async def running(progress_id: str) -> bool:
+        try:
+            return not (await client.get_progress(progress_id)).done
+        except CekuraError:
+            return False
+
+    async def begin(claim: AutoImproveClaim) -> str:
+        return await client.process_feedbacks(claim, metric_id=metric_id, test_set_ids=test_set_ids)
+
+    return await AutoImproveRuns(ledger).start(metric_id=metric_id, test_set_ids=test_set_ids, begin=begin,
+                                               running=running)
