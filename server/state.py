@@ -613,6 +613,9 @@ class Ledger:
         with self._transaction() as db:
             db.execute("UPDATE improvements SET state = ?, proposal = ? WHERE progress_id = ? AND progress_id != ''",
                        (state, json.dumps(proposal), progress_id))
+            # ... and its start in the spend log is no longer a running one.
+            db.execute("UPDATE audit SET outcome = 'finished' WHERE operation = 'process_feedbacks'"
+                       " AND outcome = 'running' AND detail = ?", (progress_id,))
 
     def latest_improvement(self, session_id: int) -> Improvement | None:
         row = self._db.execute(

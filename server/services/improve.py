@@ -23,6 +23,7 @@ from cekura_labs_mcp.server.cekura.models import (
 from cekura_labs_mcp.server.custom_code.checks import syntax_error
 from cekura_labs_mcp.server.errors import CekuraError, InputError, LabsError, NotFoundError, OutcomeUnknownError
 from cekura_labs_mcp.server.presenting import one_line
+from cekura_labs_mcp.server.services.spend import start_auto_improve
 from cekura_labs_mcp.server.state import Improvement, Ledger, Review
 from pydantic import BaseModel, Field
 
@@ -70,6 +71,8 @@ class ImprovementStarted(BaseModel):
     progress_id: str
     test_set_ids: list[int] | None = Field(description="The Lab test sets used; null means all of the Lab.")
     used: str | None = Field(default=None, description="What the run learns from (agree / disagree split).")
+    already_running: bool = Field(default=False, description="A run for this metric and Lab set was already going: "
+                                                             "this is it, no second run was started.")
     next_step: str
 
 
@@ -183,12 +186,15 @@ class ImproveService:
     async def start(self, *, metric_id: int, test_set_ids: Sequence[int] | None,
                     used: LabMix | None = None) -> ImprovementStarted:
         await self._client.get_metric(metric_id)  # a clear "not found" before anything is started
-        progress_id = await self._client.process_feedbacks(metric_id=metric_id, test_set_ids=test_set_ids)
+        started = await start_auto_improve(self._client, self._ledger, metric_id=metric_id, test_set_ids=test_set_ids)
+        progress_id = started.progress_id
         return ImprovementStarted(
             metric_id=metric_id, progress_id=progress_id,
-            test_set_ids=list(test_set_ids) if test_set_ids else None,
+            test_set_ids=list(test_set_ids) if test_set_ids else None, already_running=started.already_running,
             used=used.describe() if used is not None else None,
-            next_step=f'Call poll_progress with progress_id="{progress_id}" and metric_id={metric_id}.',
+            next_step=("This metric and Lab set already had a run going: nothing new was started. "
+                       if started.already_running else "")
+            + f'Call poll_progress with progress_id="{progress_id}" and metric_id={metric_id}.',
         )
 
     async def poll(

@@ -34,7 +34,7 @@ from cekura_labs_mcp.server.presenting import explanation_text, one_line
 from cekura_labs_mcp.server.services.analysis import agreement, cluster_explanations, confusion
 from cekura_labs_mcp.server.services.freshness import Mark, is_fresh, is_reset, mark_of, read_calls
 from cekura_labs_mcp.server.services.review import reviewed_calls
-from cekura_labs_mcp.server.services.spend import CallSelection, SpendService
+from cekura_labs_mcp.server.services.spend import CallSelection, SpendService, start_auto_improve
 from cekura_labs_mcp.server.state import Ledger, Session
 from cekura_labs_mcp.server.values import NA, display, expected_from_input
 from pydantic import BaseModel, Field
@@ -389,7 +389,8 @@ class ValidationService:
         progress_id = None
         if reoptimize:
             lab = self._lab_test_sets(session_id)
-            progress_id = await self._client.process_feedbacks(metric_id=state.metric_id, test_set_ids=lab)
+            progress_id = (await start_auto_improve(self._client, self._ledger, metric_id=state.metric_id,
+                                                    test_set_ids=lab)).progress_id
             state.lab_progress_id = progress_id
             self._ledger.update_validation(check_id, state.model_dump())
         return LabProposal(
