@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from cekura_labs_mcp.server.cekura.client import CekuraClient, RetryPolicy
-from cekura_labs_mcp.server.cekura.models import BillingInfo, SkipQuestion
+from cekura_labs_mcp.server.cekura.models import BillingInfo, MetricFeedback, SkipQuestion
 from cekura_labs_mcp.server.errors import (
     CekuraError,
     InsufficientCreditsError,
@@ -296,14 +296,21 @@ async def test_billing_refused_to_a_project_key_says_so() -> None:
 
 async def test_the_configured_project_is_sent_where_the_caller_named_none() -> None:
     fake = Recorder({("GET", V2_LIST): page(), ("GET", "/test_framework/v1/metrics/"): [],
-                     ("POST", f"{V2_LIST}evaluate_metrics/"): []})
+                     ("POST", f"{V2_LIST}evaluate_metrics/"): [],
+                     ("GET", f"{REVIEWS}process_feedbacks_progress/"): {"status": "running"},
+                     ("POST", "/test_framework/test-sets/create_from_call_log/"): {"id": 1}})
     async with client_for(fake, project_id=44) as client:
+        await client.get_progress("p")
+        await client.create_test_set_from_call(call_log_id=1, metrics=[MetricFeedback(metric=2, feedback="f")])
+        seen_before = list(fake.seen)
+        fake.seen.clear()
         await client.list_calls(agent_id=3)
         await client.list_calls(agent_id=3, project_id=45)
         await client.list_metrics(agent_id=3)
         await client.evaluate_metrics(await guard_permit("evaluate_metrics"), agent_id=3, project_id=None,
                                       call_logs=[1], metrics=[2])
     assert [r.url.params.get("project_id") for r in fake.seen[:3]] == ["44", "45", "44"]
+    assert seen_before[0].url.params["project_id"] == "44" and json.loads(seen_before[1].content)["project"] == 44
     assert fake.body(3)["project_id"] == 44
 
 

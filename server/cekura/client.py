@@ -245,7 +245,7 @@ class CekuraClient:
     async def get_progress(self, progress_id: str) -> ProgressState:
         data = await self._send(
             _Call("GET", f"{REVIEWS}process_feedbacks_progress/", f"Auto-improve run {progress_id}", False),
-            params={"progress_id": progress_id},
+            params={"progress_id": progress_id, **self._scope(None, None)},
         )
         return _progress_state(data)
 
@@ -314,8 +314,8 @@ class CekuraClient:
         }
         if name:
             body["name"] = name
-        if project is not None:
-            body["project"] = project
+        if project is not None or self._project_id is not None:
+            body["project"] = project if project is not None else self._project_id
         data = await self._send(
             _Call("POST", f"{TEST_SETS}create_from_call_log/", f"Adding call {call_log_id} to the Lab", True,
                   "Check the metric's Lab in Cekura for a test set from this call before adding it again."),
