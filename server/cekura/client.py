@@ -20,6 +20,7 @@ from typing import Any
 import anyio
 import httpx
 from cekura_labs_mcp.server.cekura.models import (
+    Agent,
     BillingInfo,
     CallDetail,
     CallPage,
@@ -86,6 +87,8 @@ EVALUATE = _Versions("evaluate", CALLS_V2 + "evaluate_metrics/", CALL_ACTIONS + 
 RERUN = _Versions("rerun", CALLS_V2 + "rerun_evaluation/", CALL_ACTIONS + "rerun_evaluation/")
 # The endpoints that cost credits (last path segment); `_send` refuses them without a guard permit.
 SPENDING_ENDPOINTS = frozenset(ENDPOINTS)
+# The docs' Get Agent is v2 (`api-reference/test_framework/get-agent.mdx`); the skills' AGENTS.md lists v1.
+AGENT = _Versions("agent", "/test_framework/v2/aiagents/{id}/", "/test_framework/v1/aiagents/{id}/")
 
 
 @dataclass(frozen=True)
@@ -235,6 +238,12 @@ class CekuraClient:
     async def get_metric(self, metric_id: int) -> Metric:
         data = await self._send(_Call("GET", f"{METRICS}{metric_id}/", f"Metric {metric_id}", False))
         return Metric.model_validate(data)
+
+    async def get_agent(self, agent_id: int) -> Agent:
+        """One agent: its `description` is what custom code sees as `agent_description`."""
+        data = await self._send(_Call("GET", AGENT.v1, f"Agent {agent_id}", False, versions=AGENT),
+                                path_id=agent_id)
+        return Agent.model_validate(data if isinstance(data, dict) else {})
 
     async def list_metrics(self, *, agent_id: int | None = None, project_id: int | None = None) -> list[Metric]:
         params = self._scope(agent_id, project_id)

@@ -248,6 +248,22 @@ class CallDetail(_CallBase):
         return parsed if isinstance(parsed, dict) else {}
 
 
+class Agent(_Model):
+    """`GET /test_framework/v2/aiagents/{id}/`: the fields the variable reference's `{{agent.*}}` lists."""
+
+    id: int
+    agent_name: str = ""
+    description: str = ""
+    language: str | None = None
+    inbound: bool | None = None
+    contact_number: str | None = None
+
+    @field_validator("agent_name", "description", mode="before")
+    @classmethod
+    def _text(cls, value: Any) -> Any:
+        return "" if value is None else value
+
+
 class JudgeVerdict(_Model):
     """The answer of `evaluate_llm_judge_metric`: binary results are 0 or 5, enum results a label."""
 
