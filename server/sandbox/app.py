@@ -129,6 +129,10 @@ async def metric(request: Request) -> Response:
     return JSONResponse(metrics_api.get_metric(_store(request), key))
 
 
+async def agent(request: Request) -> Response:
+    return JSONResponse(metrics_api.get_agent(_store(request), str(request.path_params["id"])))
+
+
 async def judge_metric(request: Request) -> Response:
     return JSONResponse(metrics_api.evaluate_llm_judge_metric(_store(request), request.path_params["key"],
                                                               await _body(request)))
@@ -187,6 +191,8 @@ def cekura_routes() -> list[BaseRoute]:
     routes += _both(f"{METRICS_EXTERNAL}/{{key}}/apply_optimisation_proposal", apply_proposal, ["POST"])
     routes += _both(f"{METRICS_EXTERNAL}/{{key}}/dismiss_optimisation_proposal", dismiss_proposal, ["POST"])
     routes += _both("/test_framework/billing/info", billing, ["GET"])
+    for version in ("v1", "v2"):  # not in the spec subset; the docs' Get Agent is v2, the skills' AGENTS.md v1
+        routes += _both(f"/test_framework/{version}/aiagents/{{id}}", agent, ["GET"])
     return routes
 
 

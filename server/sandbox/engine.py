@@ -6,12 +6,19 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from cekura_labs_mcp.server.custom_code.inputs import latency_data, recording_data
+from cekura_labs_mcp.server.custom_code.inputs import (
+    AVERAGE_LATENCY,
+    average_latency,
+    code_turn,
+    latency_data,
+    recording_data,
+    today_utc,
+)
 
 from . import judge as judge_mod
 from . import predefined
 from .models import Agent, Call, Metric, MetricResult, VoteValue
-from .render import iso, recording_url, transcript_items, transcript_text
+from .render import iso, recording_url, transcript_text
 from .runner import CodeRunner, LlmJudgeFn
 
 BINARY_ALIASES = frozenset({"binary", "binary_workflow_adherence", "binary_qualitative"})
@@ -128,7 +135,10 @@ class Evaluator:
         return count
 
     def code_data(self, call: Call, agent: Agent, metrics: Sequence[Metric]) -> dict[str, Any]:
-        turns = transcript_items(call)
+        # The turns, the date (today, as Cekura's "current date") and the latency figures as test_custom_code
+        # builds them from a call, so a local test and a re-run here see the same inputs.
+        turns = [code_turn(t.role, t.content, t.start, t.end) for t in call.turns]
+        latencies = latency_data(turns)
         data: dict[str, Any] = {
             "transcript": transcript_text(call),
             "transcript_json": turns,
@@ -136,12 +146,13 @@ class Evaluator:
             "call_end_reason": call.call_ended_reason,
             "voice_recording": recording_url(call),
             "agent_description": agent.description,
-            "date": call.timestamp.date().isoformat(),
+            "date": today_utc().isoformat(),
             "timestamp": iso(call.timestamp),
             "metadata": dict(call.metadata),
             # Derived as test_custom_code derives them from a call, so a local test and a re-run here agree.
             "recording_data": recording_data(turns, call.duration_s),
-            "latency_data": latency_data(turns),
+            "latency_data": latencies,
+            AVERAGE_LATENCY: average_latency(latencies),
             "dynamic_variables": dict(call.dynamic_variables),
             "call_log_id": call.id,
             "topic": call.topic,

@@ -64,6 +64,16 @@ def find_metric(store: Store, key: str) -> Metric:
     return metric
 
 
+def get_agent(store: Store, raw_id: str) -> dict[str, Any]:
+    """GET /test_framework/v2/aiagents/{id}/ (docs `api-reference/test_framework/get-agent.mdx`; the fields the
+    SDK's `agents.create` takes and the variable reference's `{{agent.*}}` lists)."""
+    agent = store.agents.get(int(raw_id)) if raw_id.isdigit() else None
+    if agent is None:
+        raise not_found()
+    return {"id": agent.id, "agent_name": agent.name, "description": agent.description, "language": agent.language,
+            "inbound": agent.inbound, "contact_number": agent.contact_number, "assistant_id": agent.assistant_id}
+
+
 def get_metric(store: Store, key: str) -> dict[str, Any]:
     return serialize.metric_detail(store, find_metric(store, key))
 
