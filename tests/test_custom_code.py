@@ -9,6 +9,7 @@ import os
 import socket
 import sys
 import threading
+from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
@@ -52,7 +53,9 @@ _result = {
     "recording": {k: kind(v) for k, v in recording_data.items()},
     "latency_keys": sorted(latency_data[0]) if latency_data else [],
     "explanation_kind": kind(data["explanation"]),
-    "results": {k: v for k, v in data.items() if k not in names and k != "explanation"},
+    "results": {k: v for k, v in data.items()
+                if k not in names and k not in ("explanation", "Average Latency (in ms)")},
+    "average_latency": kind(data["Average Latency (in ms)"]),
     "explanations": {k: kind(v) for k, v in data["explanation"].items()},
     "simulation_only": [n for n in ("tags", "run_id", "test_profile") if n in data],
 }
@@ -88,7 +91,7 @@ def test_every_documented_variable_has_its_documented_shape(sandbox: SandboxAdmi
         "metadata": "dict", "recording_data": "dict", "latency_data": "list", "dynamic_variables": "dict",
         "call_log_id": "int", "topic": "str"}
     assert len(shapes["in_data"]) == 14
-    assert shapes["turn_keys"] == ["content", "end_time", "role", "start_time", "timestamp"]
+    assert shapes["turn_keys"] == ["content", "end_time", "role", "start_time", "time"]  # as python-metric.mdx
     assert shapes["turn_roles"] == ["Main Agent", "Testing Agent"]
     assert shapes["date_ok"]
     assert shapes["recording"] == {
@@ -96,6 +99,7 @@ def test_every_documented_variable_has_its_documented_shape(sandbox: SandboxAdmi
         "total_duration": "float", "main_speaking": "list", "testing_speaking": "list"}
     assert shapes["latency_keys"] == ["latency", "speaker", "start_time"]
     assert shapes["explanation_kind"] == "dict"
+    assert shapes["average_latency"] in ("float", "NoneType")
     # Other metrics by name (binary as 5/0, enum as the label, numbers as floats); the metric under test and
     # other custom_code metrics are left out, since custom code runs after every other metric.
     results = shapes["results"]
@@ -111,47 +115,97 @@ def test_every_documented_variable_has_its_documented_shape(sandbox: SandboxAdmi
 
 
 def test_the_sandbox_gives_code_the_same_inputs(sandbox_server: SandboxServer, sandbox: SandboxAdmin) -> None:
-    """What a re-run in the sandbox hands the code is what test_custom_code builds from the API's call."""
+    """What a re-run in the sandbox hands the code is what test_custom_code builds from the API's call and
+    the agents endpoint."""
     store = sandbox_server.app.state.store
     metrics = _metrics(sandbox)
     agent_id = sandbox.info()["main_agent_id"]
+    description = sandbox.api("GET", f"/test_framework/v2/aiagents/{agent_id}/")["description"]
     for call_id in sorted(c.id for c in store.calls.values() if c.agent_id == agent_id)[:12]:
         call = store.calls[call_id]
         there = store.evaluator.code_data(call, store.agents[agent_id], store.assigned(agent_id))
-        here = build_inputs(_call(sandbox, call_id), metric_id=9105, metrics=metrics).data
+        here = build_inputs(_call(sandbox, call_id), metric_id=9105, metrics=metrics,
+                            agent_description=description).data
         assert set(there) == set(here)
         assert abs(there.pop("call_duration") - here.pop("call_duration")) <= 0.5  # the API gives MM:SS
         there["recording_data"].pop("total_duration")
         here["recording_data"].pop("total_duration")
-        assert there.pop("agent_description") and here.pop("agent_description") == ""  # not in the call API
-        assert there == here
+        assert there == here and here["agent_description"]
 
 
-def test_inputs_from_a_call_follow_its_turns() -> None:
-    call = CallDetail.model_validate({
-        "id": 7, "duration": "00:12", "timestamp": "2026-01-02T03:04:05Z", "call_ended_reason": "hangup",
-        "topic": "Billing", "metadata": {"clinic": "A"}, "dynamic_variables": {"name": "B"},
-        "transcript_object": [
-            {"role": "Main Agent", "content": "Hello?", "start_time": 0.5, "end_time": 2.0},
-            {"role": "Testing Agent", "content": "Hi.", "start_time": 2.5, "end_time": 3.0},
-            {"role": "Main Agent", "content": "Bye.", "start_time": 3.75, "end_time": 11.8},
-        ],
-        "evaluation": {"metrics": [
-            {"id": 1, "name": "Judge A", "value": "TRUE", "score": 5, "explanation": "fine"},
-            {"id": 2, "name": "Mood", "value": "calm", "enum": "calm", "explanation": ["x"]},
-            {"id": 3, "name": "Score", "value": "3.5", "score": 3.5, "explanation": []},
-            {"id": 4, "name": "Unknown", "value": "N/A", "explanation": []},
-            {"id": 9, "name": "Itself", "value": "FALSE", "explanation": []},
-        ]},
-    })
-    data = build_inputs(call, metric_id=9).data
-    assert data["transcript"].splitlines()[1] == "[00:02] Testing Agent: Hi."
-    assert data["call_duration"] == 11.8  # the last turn's end, as it agrees with "00:12" to the second
-    assert data["latency_data"] == [{"latency": 750.0, "speaker": "Main Agent", "start_time": 3.75}]
-    assert data["recording_data"]["main_speaking"] == [[0.5, 2.0], [3.75, 11.8]]
-    assert data["date"] == "2026-01-02" and data["topic"] == "Billing" and data["call_end_reason"] == "hangup"
-    assert (data["Judge A"], data["Mood"], data["Score"], data["Unknown"]) == (5, "calm", 3.5, None)
-    assert "Itself" not in data and data["explanation"]["Judge A"] == ["fine"]
+# ---- each input from its source (seed 003, python-metric.mdx, metric-variables.mdx) ---------------
+
+SOURCE_CALL = {
+    "id": 7, "agent": 3, "duration": "00:12", "timestamp": "2026-01-02T03:04:05Z", "call_ended_reason": "hangup",
+    "topic": "Billing", "metadata": {"clinic": "A"}, "dynamic_variables": {"name": "B"},
+    "voice_recording_url": "https://rec.example/7.wav", "transcript": "[00:00] Main Agent: Hello?\n...",
+    "transcript_object": [
+        {"role": "Main Agent", "content": "Hello?", "start_time": 0.5, "end_time": 2.0},
+        {"role": "Testing Agent", "content": "Hi.", "start_time": 2.5, "end_time": 3.0},
+        {"role": "Main Agent", "content": "Bye.", "start_time": 63.75, "end_time": 71.8},
+    ],
+    "evaluation": {"metrics": [
+        {"id": 1, "name": "Judge A", "eval_type": "binary", "passed": True, "score": 5, "explanation": "fine"},
+        {"id": 5, "name": "Judge B", "type": "binary_workflow_adherence", "score": 0, "explanation": ["no"]},
+        {"id": 6, "name": "Judge C", "eval_type": "binary", "score": None, "explanation": []},
+        {"id": 2, "name": "Mood", "value": "calm", "enum": "calm", "explanation": ["x"]},
+        {"id": 3, "name": "Score", "eval_type": "numeric", "score": 3.5, "explanation": []},
+        {"id": 4, "name": "Unknown", "value": "N/A", "explanation": []},
+        {"id": 8, "name": "Mystery", "score": 2, "explanation": []},
+        {"id": 9, "name": "Itself", "value": "FALSE", "explanation": []},
+    ]},
+}
+TODAY = date(2026, 11, 30)
+
+
+def _source_inputs() -> dict[str, Any]:
+    return build_inputs(CallDetail.model_validate(SOURCE_CALL), metric_id=9, agent_description="## Booking\nBook.",
+                        today=TODAY).data
+
+
+@pytest.mark.parametrize(("name", "expected"), [
+    ("transcript", SOURCE_CALL["transcript"]),  # the call's own transcript text
+    ("transcript_json", [  # the call's turns, in the docs' keys (time is MM:SS of the start)
+        {"role": "Main Agent", "time": "00:00", "content": "Hello?", "end_time": 2.0, "start_time": 0.5},
+        {"role": "Testing Agent", "time": "00:02", "content": "Hi.", "end_time": 3.0, "start_time": 2.5},
+        {"role": "Main Agent", "time": "01:03", "content": "Bye.", "end_time": 71.8, "start_time": 63.75}]),
+    ("call_duration", 12.0),  # the API's MM:SS (the last turn ends at 71.8 s: they disagree, MM:SS wins)
+    ("call_end_reason", "hangup"),
+    ("voice_recording", "https://rec.example/7.wav"),
+    ("agent_description", "## Booking\nBook."),  # the agent's description (the agents endpoint), passed in
+    ("date", "2026-11-30"),  # TODAY, not the call's date (2026-01-02): "Current date in YYYY-MM-DD format"
+    ("timestamp", "2026-01-02T03:04:05Z"),  # the call's timestamp
+    ("metadata", {"clinic": "A"}),
+    ("dynamic_variables", {"name": "B"}),
+    ("call_log_id", 7),
+    ("topic", "Billing"),
+    ("latency_data", [{"latency": 60750.0, "speaker": "Main Agent", "start_time": 63.75}]),
+    ("Average Latency (in ms)", 60750.0),
+    ("recording_data", {"has_audio_data": False, "sample_rate": 0, "shape": [0, 2], "separable_channels": False,
+                        "total_duration": 12.0, "main_speaking": [[0.5, 2.0], [63.75, 71.8]],
+                        "testing_speaking": [[2.5, 3.0]]}),
+    # Other metrics by name, read by the one result reader, in the judge's form for code:
+    ("Judge A", 5),  # binary pass (`passed: true`) -> 5
+    ("Judge B", 0),  # legacy binary_workflow_adherence, score 0 -> 0
+    ("Judge C", None),  # binary with score None -> N/A -> None
+    ("Mood", "calm"),  # enum -> the label
+    ("Score", 3.5),  # numeric -> the number
+    ("Unknown", None),  # "N/A" -> None
+    ("Mystery", 2),  # a bare score with no eval type is unreadable: passed as Cekura sent it (and a note)
+    ("explanation", {"Judge A": ["fine"], "Judge B": ["no"], "Judge C": [], "Mood": ["x"], "Score": [],
+                     "Unknown": [], "Mystery": []}),
+])
+def test_each_input_comes_from_its_source(name: str, expected: Any) -> None:
+    data = _source_inputs()
+    assert data[name] == expected
+    assert "Itself" not in data  # the metric under test is not among its own inputs
+
+
+def test_date_defaults_to_today_and_unknown_inputs_are_noted() -> None:
+    inputs = build_inputs(CallDetail.model_validate(SOURCE_CALL), metric_id=9)
+    assert inputs.data["date"] == datetime.now(UTC).date().isoformat()
+    assert any("agent_description is empty" in n for n in inputs.notes)
+    assert any("'Mystery'" in n and "unreadable" in n and "as sent (2)" in n for n in inputs.notes)
 
 
 BINARY = ("binary", None)
@@ -160,7 +214,7 @@ ENUM = ("enum", ["positive", "neutral", "negative"])
 
 @pytest.mark.parametrize(("kind", "code", "display", "problem", "warning"), [
     (BINARY, "_result = True\n_explanation = 'ok'", "TRUE", None, None),
-    (BINARY, "_result = 5\n_explanation = ['judge says']", "TRUE", None, None),
+    (BINARY, "_result = 5\n_explanation = ['judge says']", "TRUE", None, "is a list; Cekura documents a string"),
     (BINARY, "_result = 0\n_explanation = 'no'", "FALSE", None, None),
     (BINARY, "_result = None\n_explanation = 'not applicable'", "N/A", None, None),
     (BINARY, "_result = 'TRUE'\n_explanation = 'x'", "TRUE", None, "string"),
@@ -169,6 +223,8 @@ ENUM = ("enum", ["positive", "neutral", "negative"])
     (BINARY, "_explanation = 'x'", "N/A", "`_result` was never set", None),
     (BINARY, "_result = True", "TRUE", "`_explanation` was never set", None),
     (BINARY, "_result = True\n_explanation = 42", "TRUE", "`_explanation` is a int", None),
+    (BINARY, "_result = True\n_explanation = None", "TRUE", "`_explanation` is a NoneType", None),
+    (("binary_workflow_adherence", None), "_result = False\n_explanation = 'x'", "FALSE", None, None),
     (BINARY, "_result = True\n_explanation = ''", "TRUE", None, "empty"),
     (ENUM, "_result = 'neutral'\n_explanation = 'x'", "neutral", None, None),
     (ENUM, "_result = 'Neutral '\n_explanation = 'x'", "neutral", None, "ignoring case"),
@@ -333,13 +389,17 @@ def test_judge_calls_go_through_the_parent_and_a_runaway_loop_is_stopped() -> No
     assert loop.status == "judge_limit" and len(asked) == FAST.max_judge_calls
 
 
-def test_a_refused_judge_call_reaches_the_code_as_an_error() -> None:
+def test_a_refused_judge_call_reaches_the_code_as_cekura_documents_an_error() -> None:
+    """python-metric.mdx: `explanation` is "List of String explaining the evaluation result or error message":
+    a failed judge call returns, it does not raise; the runner records it for the report."""
     def refuse(_request: JudgeRequest) -> JudgeAnswer:
         raise JudgeUnavailable("not approved")
 
-    report = _run("x = 1\nr = evaluate_llm_judge_metric(data)\n", judge=refuse)
-    assert report.status == "error" and report.error is not None
-    assert (report.error.kind, report.error.line) == ("JudgeCallFailed", 2) and "not approved" in report.error.message
+    report = _run("r = evaluate_llm_judge_metric(data)\n_result = r['result']\n_explanation = r['explanation']\n",
+                  judge=refuse)
+    assert report.status == "ok" and report.result is not None and report.explanation is not None
+    assert report.result.value is None and report.explanation.value == ["Judge error: not approved"]
+    assert report.judge_errors == ["not approved"]
 
 
 def test_without_namespace_or_user_drop_the_audit_hook_still_guards(monkeypatch: pytest.MonkeyPatch) -> None:

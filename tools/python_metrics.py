@@ -50,8 +50,11 @@ async def _ask_test(ctx: Context[Any, Any], plan: Annotated[CodeTestPlan, Resolv
 
 @tool_errors
 async def _conversion_plan(ctx: Context[Any, Any], metric_id: int, agent_id: int | None,
-                           call_ids: list[int] | None) -> ConversionPlan:
-    return await labs(ctx).python_metrics.plan_conversion(metric_id=metric_id, agent_id=agent_id, call_ids=call_ids)
+                           call_ids: list[int] | None, gate_metric: str | None, gate_values: list[str] | None,
+                           sections: list[str] | None) -> ConversionPlan:
+    return await labs(ctx).python_metrics.plan_conversion(
+        metric_id=metric_id, agent_id=agent_id, call_ids=call_ids, gate_metric=gate_metric,
+        gate_values=gate_values, sections=sections)
 
 
 async def _ask_conversion(ctx: Context[Any, Any], plan: Annotated[ConversionPlan, Resolve(_conversion_plan)]
@@ -89,12 +92,23 @@ async def convert_to_custom_code(
         description="The agent whose review session holds the reviewed calls to test on.", ge=1)] = None,
     call_ids: Annotated[list[int] | None, Field(
         description="Calls to test on instead of the reviewed ones.", min_length=1, max_length=MAX_CALLS)] = None,
+    gate_metric: Annotated[str | None, Field(
+        description="Another metric's name: the draft answers N/A unless its result is in gate_values.",
+        max_length=200)] = None,
+    gate_values: Annotated[list[str] | None, Field(
+        description="Results of gate_metric that let this metric run (binary: TRUE/FALSE, default TRUE).",
+        max_length=20)] = None,
+    sections: Annotated[list[str] | None, Field(
+        description="Agent-description headings (e.g. \"## Booking Flow\"): only these reach the judge.",
+        max_length=20)] = None,
     confirmation_token: Token = None,
 ) -> ConversionProposal:
-    """Turn a metric's validated LLM-judge prompt into a custom_code draft: code passes the judge only the
-    turns the prompt reads, settles the prompt's own N/A rule without a judge call, and asks the judge with the
-    same prompt. The draft is tested on the reviewed calls (one judge call each, through the cost guard) and
-    compared with the judge version's results and the person's verdicts. Nothing is applied: on the person's
-    yes, apply it with patch_metric (custom_code + type custom_code), then validate_metric."""
+    """Turn a metric's validated LLM-judge prompt into a custom_code draft in Cekura's published style: code
+    passes the judge only the turns the prompt reads, settles the prompt's own N/A rule without a judge call,
+    optionally gates on another metric's result and gives the judge only named sections of the agent
+    description, turns a judge's VALID_SKIP or a judge error into N/A with the reason, and asks the judge
+    with the same prompt. The draft is tested on the reviewed calls (one judge call each, through the cost
+    guard) and compared with the judge version's results and the person's verdicts. Nothing is applied: on
+    the person's yes, apply it with patch_metric (custom_code + type custom_code), then validate_metric."""
     return await labs(ctx).python_metrics.run_conversion(plan, token=confirmation_token,
                                                          approval=spend_approval(approval))

@@ -52,18 +52,22 @@ def check_outputs(report: RunReport, eval_type: str, enum_values: Sequence[str] 
 
 
 def _check_explanation(checked: Checked, raw: Value) -> None:
+    """Cekura: "`_explanation` - A string explaining the reasoning". A list is accepted with a warning, not
+    refused: Cekura's own example (`_explanation = response.get("explanation")`) assigns the judge's list,
+    so refusing would fail code its docs teach; the warning gives the fix."""
     value = raw.value
     if raw.type == "str":
         if not str(value).strip():
             checked.warnings.append("`_explanation` is empty: say why the result is what it is.")
         return
     if raw.type in ("list", "tuple") and isinstance(value, list):
-        if not all(isinstance(item, str) for item in value):
-            checked.warnings.append("`_explanation` is a list with non-text items; they will be shown as text.")
-        if not value:
-            checked.warnings.append("`_explanation` is an empty list: say why the result is what it is.")
+        checked.warnings.append(
+            "`_explanation` is a list; Cekura documents a string. It is shown joined here; write "
+            "`_explanation = \" \".join(str(e) for e in explanation)` (the judge returns a list).")
+        if not value or not " ".join(str(item) for item in value).strip():
+            checked.warnings.append("`_explanation` is empty: say why the result is what it is.")
         return
-    checked.problems.append(f"`_explanation` is a {raw.type}; set it to a string (or a list of strings).")
+    checked.problems.append(f"`_explanation` is a {raw.type}; set it to a string saying why.")
 
 
 def _check_result(checked: Checked, raw: Value, eval_type: str, enum_values: list[str]) -> None:

@@ -248,9 +248,11 @@ def _error(exc: BaseException, lines: list[str]) -> dict[str, Any]:
 def _judge(msg_fd: int, default_data: dict[str, Any], max_bytes: int) -> Callable[..., dict[str, Any]]:
     def evaluate_llm_judge_metric(
         data: dict[str, Any] | None = None, api_key: str | None = None, description: str = "",
-        eval_type: str | None = None, enum_values: list[str] | None = None,
+        eval_type: str | None = None, enum_values: list[str] | None = None, audio: bool = False,
+        audio_start_time: float | None = None, audio_end_time: float | None = None,
     ) -> dict[str, Any]:
-        """Served by the parent (the key never enters this process); `api_key` is accepted and ignored."""
+        """Served by the parent (the key never enters this process); `api_key` is accepted and ignored, as on
+        Cekura ("Deprecated ... ignored"); `audio*` are accepted and not used (no recording is analysed here)."""
         request = {"type": "judge", "data": default_data if data is None else data,
                    "description": description, "eval_type": eval_type, "enum_values": enum_values}
         if len(encode(request)) > max_bytes:
@@ -260,7 +262,8 @@ def _judge(msg_fd: int, default_data: dict[str, Any], max_bytes: int) -> Callabl
         if not isinstance(answer, dict):
             raise JudgeCallFailed("the server stopped answering judge calls")
         if answer.get("error"):
-            raise JudgeCallFailed(str(answer["error"]))
+            # As Cekura documents it: no exception, `result` None and the error message as the explanation.
+            return {"result": None, "explanation": ["Judge error: " + str(answer["error"])]}
         return {"result": answer.get("result"), "explanation": list(answer.get("explanation") or [])}
 
     return evaluate_llm_judge_metric

@@ -1,10 +1,26 @@
 """The inputs Cekura gives a custom_code metric, rebuilt from a call as `get_call` returns it.
 
-Observability calls carry the names of the "both" and "observability" columns of Cekura's table
-(simulation-only names such as `tags` or `run_id` are absent, as they are on Cekura for these calls).
-Other metrics' results are in `data` by metric name, their explanations in `data["explanation"]`; the
-metric under test and other custom_code metrics are left out, because on Cekura custom code runs after
-every other metric. What cannot be known from the API is derived or left empty, and listed in `notes`.
+The names and shapes are those of seed 003 and Cekura's pages (`python-metric.mdx`, `metric-variables.mdx`)
+for an observability call: the "both" and "observability" columns (simulation-only names such as `tags`
+or `run_id` are absent, as they are on Cekura for these calls). Where each value comes from:
+- `transcript`, `call_end_reason`, `timestamp`, `metadata`, `dynamic_variables`, `topic`: the call;
+  `call_log_id`: its id; `voice_recording`: its recording URL;
+- `transcript_json`: the call's turns as the docs show them, `{role, time ("MM:SS"), content, end_time,
+  start_time}`;
+- `call_duration`: seconds (the API's `MM:SS`, refined by the last turn's end when they agree);
+- `date`: TODAY (UTC), "Current date in YYYY-MM-DD format", not the call's date (that is `timestamp`);
+- `agent_description`: the agent's `description` (`GET /test_framework/v2/aiagents/{id}/`, fetched once
+  per agent by the service and cached);
+- `latency_data` and "Average Latency (in ms)": from the transcript's timestamps (Cekura measures on audio);
+- `recording_data`: speaking segments from the transcript's timestamps, `has_audio_data` false;
+- other metrics' results by metric name, read by the server's one result reader (`cekura/results.py`) and
+  given in the form the judge gives code (`evaluate_llm_judge_metric`): binary 5 (pass) or 0 (fail), enum
+  the label, numbers as numbers, N/A as None. Cekura's material does not say which form other metrics'
+  binary results take in `data` (its examples show only numbers and labels); 5/0 is what its judge
+  returns to code and what its API's `score` holds. Their explanations are lists under
+  `data["explanation"]["<name>"]`. The metric under test and other custom_code metrics are left out
+  (custom code runs after every other metric).
+What cannot be known from the API is listed in `notes`.
 """
 
 from __future__ import annotations
@@ -13,17 +29,19 @@ import itertools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from typing import Any
 
 from cekura_labs_mcp.server.cekura.models import CallDetail, Metric, MetricResult, TranscriptTurn
 from cekura_labs_mcp.server.cekura.results import read_result
 
 AGENT_ROLE = "Main Agent"
+AVERAGE_LATENCY = "Average Latency (in ms)"
 BINARY_FOR_CODE = {True: 5, False: 0}
 DOCUMENTED_NAMES = (
     "transcript", "transcript_json", "call_duration", "call_end_reason", "voice_recording", "agent_description",
-    "date", "timestamp", "metadata", "recording_data", "latency_data", "dynamic_variables", "call_log_id", "topic",
-    "explanation",
+    "date", "timestamp", "metadata", "recording_data", "latency_data", AVERAGE_LATENCY, "dynamic_variables",
+    "call_log_id", "topic", "explanation",
 )
 _MMSS = re.compile(r"^\s*(?:(\d+):)?(\d+):(\d+(?:\.\d+)?)\s*$")
 
@@ -34,13 +52,18 @@ class CodeInputs:
     notes: list[str] = field(default_factory=list)
 
 
+def today_utc() -> date:
+    return datetime.now(UTC).date()
+
+
 def build_inputs(call: CallDetail, *, metric_id: int, metrics: Iterable[Metric] = (),
-                 agent_description: str | None = None) -> CodeInputs:
+                 agent_description: str | None = None, today: date | None = None) -> CodeInputs:
     """`data` for running metric `metric_id`'s code on `call`; `metrics` (the agent's metrics) tells which
-    results are custom_code and what eval type each has."""
+    results are custom_code and how to read each; `agent_description` is the agent's, None when unknown."""
     known = {m.id: m for m in metrics}
     turns = [_turn(t) for t in call.transcript_object]
     duration = call_duration(call)
+    latencies = latency_data(turns)
     notes: list[str] = []
     data: dict[str, Any] = {
         "transcript": call.transcript or transcript_text(turns),
@@ -49,22 +72,24 @@ def build_inputs(call: CallDetail, *, metric_id: int, metrics: Iterable[Metric] 
         "call_end_reason": call.call_ended_reason or "",
         "voice_recording": call.voice_recording_url or "",
         "agent_description": agent_description or "",
-        "date": (call.timestamp or "")[:10],
+        "date": (today or today_utc()).isoformat(),
         "timestamp": call.timestamp or "",
         "metadata": dict(call.metadata),
         "recording_data": recording_data(turns, duration),
-        "latency_data": latency_data(turns),
+        "latency_data": latencies,
+        AVERAGE_LATENCY: average_latency(latencies),
         "dynamic_variables": dict(call.dynamic_variables),
         "call_log_id": call.id,
         "topic": call.topic or "",
         "explanation": {},
     }
     if agent_description is None:
-        notes.append("agent_description is empty: the call API does not return the agent's description.")
+        notes.append("agent_description is empty: the agent's description could not be read "
+                     "(GET /test_framework/v2/aiagents/{id}/).")
     if call.duration and not _precise_duration(call):
         notes.append("call_duration is the API's MM:SS, so whole seconds (Cekura may see up to 0.5 s more or less).")
-    notes.append("latency_data and recording_data's speaking segments are derived from transcript timestamps "
-                 "(Cekura measures them on the audio); recording_data.has_audio_data is false.")
+    notes.append("latency_data, Average Latency (in ms) and recording_data's speaking segments are derived from "
+                 "transcript timestamps (Cekura measures them on the audio); recording_data.has_audio_data is false.")
     for result in call.evaluation.metrics if call.evaluation else []:
         metric = known.get(result.id)
         if result.id == metric_id or (metric is not None and metric.type == "custom_code"):
@@ -75,15 +100,24 @@ def build_inputs(call: CallDetail, *, metric_id: int, metrics: Iterable[Metric] 
         if name in DOCUMENTED_NAMES:
             notes.append(f"metric {name!r} has the name of a built-in variable; data[{name!r}] keeps the variable.")
             continue
-        data[name] = result_for_code(result, metric.eval_type if metric else None)
+        reading = read_result(result, metric)
+        data[name] = result_for_code(result, metric)
+        if not reading.readable:
+            notes.append(f"metric {name!r}'s result is {reading.text}: the code sees it as sent "
+                         f"({data[name]!r}).")
         data["explanation"][name] = list(result.explanation)
     return CodeInputs(data=data, notes=notes)
 
 
 def _turn(turn: TranscriptTurn) -> dict[str, Any]:
-    start = turn.start
-    end = turn.end_time if turn.end_time is not None else start
-    return {"role": turn.role, "content": turn.content, "start_time": start, "end_time": end, "timestamp": start}
+    """One turn as `transcript_json` shows it in Cekura's docs: role, time ("MM:SS"), content, end_time,
+    start_time."""
+    return code_turn(turn.role, turn.content, turn.start, turn.end_time)
+
+
+def code_turn(role: str, content: str, start: float, end: float | None) -> dict[str, Any]:
+    return {"role": role, "time": clock(start), "content": content,
+            "end_time": end if end is not None else start, "start_time": start}
 
 
 def transcript_text(turns: list[dict[str, Any]]) -> str:
@@ -145,10 +179,16 @@ def recording_data(turns: list[dict[str, Any]], duration: float) -> dict[str, An
             "total_duration": duration, "main_speaking": segments(True), "testing_speaking": segments(False)}
 
 
-def result_for_code(result: MetricResult, eval_type: str | None) -> Any:
-    """Another metric's result as custom code sees it: binary 5/0, enum the label, numbers as floats,
-    N/A as None. A result the reader cannot read is passed as Cekura sent it (its `value`, else its `score`)."""
-    reading = read_result(result, eval_type=eval_type)
+def average_latency(rows: list[dict[str, Any]]) -> float | None:
+    """The mean of `latency_data` in ms; None when no agent turn answered anyone (the docs are silent)."""
+    return round(sum(float(r["latency"]) for r in rows) / len(rows), 1) if rows else None
+
+
+def result_for_code(result: MetricResult, metric: Metric | None) -> Any:
+    """Another metric's result as custom code sees it (the judge's own form): binary 5/0, enum the label,
+    numbers as floats, N/A as None. A result the reader cannot read is passed as Cekura sent it (its `value`,
+    else its `score`), and the inputs' notes say so."""
+    reading = read_result(result, metric)
     if reading.kind in ("pass", "fail"):
         return BINARY_FOR_CODE[reading.kind == "pass"]
     if reading.kind == "number" and isinstance(reading.expected, int | float):

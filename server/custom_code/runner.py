@@ -138,6 +138,7 @@ class RunReport:
     output: str = ""
     output_truncated: bool = False
     judge_calls: int = 0
+    judge_errors: list[str] = field(default_factory=list)
     blocked: list[str] = field(default_factory=list)
     duration_ms: float = 0.0
     judge_ms: float = 0.0
@@ -220,6 +221,7 @@ class _Run:
     result: dict[str, Any] | None = None
     judge_calls: int = 0
     judge_seconds: float = 0.0
+    judge_errors: list[str] = field(default_factory=list)
     wrapped: bool = False  # the code runs under a wrapper process (bubblewrap) rather than as `proc` itself
     started: float = field(default_factory=time.monotonic)
 
@@ -450,6 +452,8 @@ def _serve_judge(run: _Run, message: dict[str, Any]) -> None:
     except Exception as exc:  # any failure of the judge reaches the code as an error, never the runner
         log.warning("judge_call_failed", error=type(exc).__name__)
         reply = {"error": f"the judge call failed ({type(exc).__name__}: {str(exc)[:200]})"}
+    if "error" in reply:
+        run.judge_errors.append(str(reply["error"]))
     waited = time.monotonic() - started
     run.judge_seconds += waited
     run.deadline += waited
@@ -506,7 +510,7 @@ def _report(run: _Run, killed: _Killed | None, exit_code: int, cpu_seconds: floa
     output = bytes(run.output).decode(errors="replace")
     keep = run.limits.output_keep
     report = RunReport(status="ok", output=output[:keep], output_truncated=run.output_total > len(output[:keep]),
-                       judge_calls=min(run.judge_calls, run.limits.max_judge_calls),
+                       judge_calls=min(run.judge_calls, run.limits.max_judge_calls), judge_errors=run.judge_errors,
                        judge_ms=round(run.judge_seconds * 1000, 1), cpu_ms=round(cpu_seconds * 1000, 1),
                        exit_code=exit_code)
     if killed is not None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,12 +19,13 @@ import anyio
 import anyio.from_thread
 import anyio.to_thread
 from cekura_labs_mcp.server.cekura.client import CekuraClient
-from cekura_labs_mcp.server.cekura.models import CallDetail, ExpectedValue, Metric
+from cekura_labs_mcp.server.cekura.models import Agent, CallDetail, ExpectedValue, Metric, normalise_eval_type
 from cekura_labs_mcp.server.cekura.results import read_result
 from cekura_labs_mcp.server.config import Settings
 from cekura_labs_mcp.server.custom_code.checks import Checked, check_outputs, syntax_error
-from cekura_labs_mcp.server.custom_code.convert import JUDGE_EVAL_TYPES, Draft, draft_from_prompt
+from cekura_labs_mcp.server.custom_code.convert import JUDGE_EVAL_TYPES, Draft, Gate, draft_from_prompt
 from cekura_labs_mcp.server.custom_code.inputs import build_inputs
+from cekura_labs_mcp.server.custom_code.placeholders import PlaceholderError, render
 from cekura_labs_mcp.server.custom_code.runner import (
     UNSANDBOXED_WARNING,
     CodeError,
@@ -147,7 +148,8 @@ class ConversionProposal(BaseModel):
 
 
 class _JudgeBridge:
-    """Serves the code's judge calls from a worker thread, within the budget the guard allowed."""
+    """Serves the code's judge calls from a worker thread, within the budget the guard allowed. Each call's
+    `{{variable}}` placeholders are rendered first (an unknown one is refused before anything is spent)."""
 
     def __init__(self, client: CekuraClient, metric: Metric, permit: GuardDecision | None) -> None:
         self._client = client
@@ -157,16 +159,26 @@ class _JudgeBridge:
         self._lock = threading.Lock()
         self.made = 0
         self.outcome_unknown = False
+        self.missing: list[str] = []
 
-    def __call__(self, request: JudgeRequest) -> JudgeAnswer:
+    def for_call(self, agent: dict[str, Any]) -> Callable[[JudgeRequest], JudgeAnswer]:
+        return lambda request: self(request, agent)
+
+    def __call__(self, request: JudgeRequest, agent: dict[str, Any]) -> JudgeAnswer:
+        metric = self._metric
+        try:
+            rendered = render(request.description or metric.description, request.data, agent)
+        except PlaceholderError as exc:
+            raise JudgeUnavailable(f"{exc}; no judge call was made") from None
         with self._lock:
             if self.made >= self._allowed:
                 raise JudgeUnavailable(
                     "no judge call is allowed for this run (the code was not expected to call "
                     f"{JUDGE_FUNCTION}, or the approved budget is used up)")
             self.made += 1
+            self.missing.extend(m for m in rendered.missing if m not in self.missing)
         try:
-            verdict = anyio.from_thread.run(self._ask, request)
+            verdict = anyio.from_thread.run(self._ask, request, rendered.text)
         except OutcomeUnknownError as exc:
             self.outcome_unknown = True
             raise JudgeUnavailable(exc.message) from None
@@ -174,15 +186,24 @@ class _JudgeBridge:
             raise JudgeUnavailable(exc.message) from None
         return JudgeAnswer(result=verdict.result, explanation=verdict.explanation)
 
-    async def _ask(self, request: JudgeRequest) -> Any:
+    async def _ask(self, request: JudgeRequest, description: str) -> Any:
         assert self._permit is not None  # `made` stays 0 without a permit, so no request gets here
         metric = self._metric
         eval_type = request.eval_type or JUDGE_EVAL_TYPES.get(metric.eval_type, metric.eval_type)
         enum_values = request.enum_values if request.enum_values is not None else (
             metric.enum_values if metric.eval_type == "enum" else None)
+        # The client starts the evaluation and polls its progress id until the verdict (bounded wait).
         return await self._client.evaluate_llm_judge_metric(
-            self._permit, metric.id, data=request.data, description=request.description or metric.description,
-            eval_type=eval_type, enum_values=enum_values)
+            self._permit, metric.id, data=request.data, description=description, eval_type=eval_type,
+            enum_values=enum_values)
+
+
+def agent_fields(agent: Agent | None) -> dict[str, Any]:
+    """What `{{agent.*}}` renders (the variable reference's fields)."""
+    if agent is None:
+        return {}
+    return {"description": agent.description, "name": agent.agent_name, "language": agent.language,
+            "inbound": agent.inbound, "contact_number": agent.contact_number}
 
 
 class PythonMetricsService:
@@ -194,6 +215,7 @@ class PythonMetricsService:
         self._settings = settings
         self.runner = runner or CodeRunner()
         self._slots = anyio.CapacityLimiter(2)
+        self._agents: dict[int, Agent] = {}  # fetched once per agent: custom code's `agent_description`
 
     # ---- test_custom_code ----------------------------------------------------------------
 
@@ -242,6 +264,7 @@ class PythonMetricsService:
             return self._report(plan, [], {}, [], 0, "not_needed", [])
         calls = await self._fetch_calls(plan.call_ids)
         metrics = await self._agent_metrics(calls)
+        agents = await self._agents_of(calls)
         decision: GuardDecision | None = None
         if plan.budget is not None:
             decision = await self._guard.authorize(plan.budget, token=token, approval=approval)
@@ -251,10 +274,13 @@ class PythonMetricsService:
         notes: list[str] = []
 
         async def one(call: CallDetail) -> None:
-            inputs = build_inputs(call, metric_id=metric.id, metrics=metrics.get(call.agent, []))
+            agent = agents.get(call.agent) if call.agent is not None else None
+            inputs = build_inputs(call, metric_id=metric.id, metrics=metrics.get(call.agent, []),
+                                  agent_description=agent.description if agent is not None else None)
             notes.extend(n for n in inputs.notes if n not in notes)
             report = await anyio.to_thread.run_sync(
-                self.runner.run, plan.code, inputs.data, bridge, limits, limiter=self._slots)
+                self.runner.run, plan.code, inputs.data, bridge.for_call(agent_fields(agent)), limits,
+                limiter=self._slots)
             runs[call.id] = (report, check_outputs(report, metric.eval_type, metric.enum_values))
 
         outcome = "unknown"
@@ -269,6 +295,8 @@ class PythonMetricsService:
                 self._guard.finish(decision, outcome, f"{bridge.made} judge call(s) made by custom_code")
         rows = [self._row(metric, call, *runs[call.id]) for call in calls]
         reports = [runs[call.id][0] for call in calls]
+        notes.extend(f"the judge description's {{{{{m}}}}} has no value on some call(s); it was rendered empty "
+                     "(Cekura's material does not say what it renders there)" for m in bridge.missing)
         confirmation = decision.confirmation if decision else "not_needed"
         return self._report(plan, rows, runs, reports, bridge.made, confirmation, notes)
 
@@ -302,9 +330,14 @@ class PythonMetricsService:
         matches = None
         if reading is not None and reading.readable and checked.ok:
             matches = same_value(metric, reading.expected, checked.value)
+        # A failed judge call reaches the code as Cekura documents it (result None, the error as explanation);
+        # the run then proves nothing about the judge's verdict, so the call is not counted as clean.
+        errors = checked.problems + [
+            f"JudgeCallFailed: {error} (the code got result None and the error as the explanation, as on Cekura)"
+            for error in report.judge_errors]
         return CallRun(
             call_id=call.id, status=report.status, result=checked.display, explanation=_explanation(report),
-            ok=checked.ok and report.status == "ok", errors=checked.problems, warnings=checked.warnings,
+            ok=not errors and report.status == "ok", errors=errors, warnings=checked.warnings,
             printed=report.output or None, duration_ms=report.duration_ms, judge_calls=report.judge_calls,
             current=current, matches_current=matches)
 
@@ -319,14 +352,25 @@ class PythonMetricsService:
                 group.start_soon(fetch, call_id)
         return [found[i] for i in ids]
 
+    async def _agents_of(self, calls: Sequence[CallDetail]) -> dict[int, Agent]:
+        """Each call's agent, read once per agent and kept (its description is `agent_description`). An agent
+        that cannot be read leaves `agent_description` empty, and the report says so."""
+        for agent_id in sorted({call.agent for call in calls if call.agent is not None} - set(self._agents)):
+            try:
+                self._agents[agent_id] = await self._client.get_agent(agent_id)
+            except CekuraError:
+                continue
+        return self._agents
+
     async def _agent_metrics(self, calls: Sequence[CallDetail]) -> dict[int | None, list[Metric]]:
         agents = {call.agent for call in calls if call.agent is not None}
         return {agent: await self._client.list_metrics(agent_id=agent) for agent in sorted(agents)}
 
     # ---- convert_to_custom_code ----------------------------------------------------------
 
-    async def plan_conversion(self, *, metric_id: int, agent_id: int | None,
-                              call_ids: Sequence[int] | None) -> ConversionPlan:
+    async def plan_conversion(self, *, metric_id: int, agent_id: int | None, call_ids: Sequence[int] | None,
+                              gate_metric: str | None = None, gate_values: Sequence[str] | None = None,
+                              sections: Sequence[str] | None = None) -> ConversionPlan:
         metric = await self._client.get_metric(metric_id)
         if metric.type == "custom_code":
             raise InputError("metric_id", f"metric {metric_id} is already custom_code.",
@@ -334,14 +378,31 @@ class PythonMetricsService:
         if not metric.description.strip():
             raise InputError("metric_id", f"metric {metric_id} has no judge prompt to convert.",
                              "Write and validate the prompt first (patch_metric, validate_metric).")
+        gate = await self._gate(metric, agent_id, gate_metric, gate_values) if gate_metric else None
+        heads = tuple(h if h.lstrip().startswith("#") else f"## {h.strip()}" for h in sections or () if h.strip())
         expected = self._reviewed(metric_id, agent_id) if agent_id is not None else {}
         ids = sorted(set(call_ids or expected))
         if not ids:
             raise InputError("call_ids", "there are no reviewed calls of this metric to test the draft on.",
                              "Pass call_ids, or review calls first (next_review / record_review) and pass agent_id.")
-        draft = draft_from_prompt(metric)
+        draft = draft_from_prompt(metric, gate=gate, sections=heads)
         test = await self.plan_test(metric_id=metric_id, call_ids=ids, code=draft.code, judge_calls_per_call=1)
         return ConversionPlan(test=test, draft=draft, expected={i: expected[i] for i in ids if i in expected})
+
+    async def _gate(self, metric: Metric, agent_id: int | None, name: str, values: Sequence[str] | None) -> Gate:
+        """The gate in the form code sees the other metric's result: binary 5/0, enum the label, numbers."""
+        agent = agent_id if agent_id is not None else next((a for a in metric.agents if a is not None), None)
+        others = await self._client.list_metrics(agent_id=agent) if agent is not None else []
+        upstream = next((m for m in others if m.name == name and m.id != metric.id), None)
+        if upstream is None or upstream.type == "custom_code":
+            names = sorted(m.name for m in others if m.id != metric.id and m.type != "custom_code")
+            raise InputError("gate_metric", f"{name!r} is not another (non-custom_code) metric of the agent.",
+                             f"Use one of: {', '.join(names) or 'none found'}.")
+        wanted = list(values or (["TRUE"] if normalise_eval_type(upstream.eval_type) == "binary" else []))
+        if not wanted:
+            raise InputError("gate_values", f"say which results of {name!r} let this metric run.",
+                             f"Pass gate_values, e.g. {list(upstream.enum_values or [])[:2] or ['3']}.")
+        return Gate(name, tuple(_gate_value(upstream, v) for v in wanted))
 
     def _reviewed(self, metric_id: int, agent_id: int) -> dict[int, ExpectedValue]:
         session = self._ledger.open_session(metric_id, agent_id, self._settings.feedback_threshold)
@@ -368,6 +429,26 @@ class PythonMetricsService:
             next_step=_next_step(metric, ready, report))
 
 
+def _gate_value(upstream: Metric, raw: str) -> object:
+    kind = normalise_eval_type(upstream.eval_type)
+    text = str(raw).strip()
+    if kind == "binary":
+        if text.upper() not in ("TRUE", "FALSE", "5", "0"):
+            raise InputError("gate_values", f"{raw!r} is not a result of the binary metric {upstream.name!r}.",
+                             "Use TRUE or FALSE.")
+        return 5 if text.upper() in ("TRUE", "5") else 0  # binary results reach custom code as 5/0
+    if kind == "enum":
+        if text not in (upstream.enum_values or []):
+            raise InputError("gate_values", f"{raw!r} is not one of {upstream.name!r}'s values.",
+                             f"Use one of {list(upstream.enum_values or [])}.")
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise InputError("gate_values", f"{raw!r} is not a number ({upstream.name!r} is {kind}).",
+                         "Pass the number the gate lets through.") from None
+
+
 def _next_step(metric: Metric, ready: bool, report: CodeTestReport) -> str:
     if not ready:
         return ("Not proposed: the draft did not run cleanly on every call (see rows[].errors). Fix the prompt or "
@@ -379,9 +460,10 @@ def _next_step(metric: Metric, ready: bool, report: CodeTestReport) -> str:
 
 
 def _explanation(report: RunReport) -> list[str]:
+    """The explanation as one text (a list is joined, as the checks warn), in the API's list form."""
     raw = report.explanation.value if report.explanation is not None else None
     if raw is None:
         return []
     if isinstance(raw, list):
-        return [str(item) for item in raw]
+        return [" ".join(str(item) for item in raw)]
     return [str(raw)]
