@@ -113,7 +113,8 @@ BEHAVIOURS: tuple[Behaviour, ...] = (
     Behaviour("related_details_request", "one request for several related details", "agent", (
         r"related (?:identity )?details", r"identity details", r"compound requests?",
         r"(?:several |multiple )?pieces of information", r"postcode", r"(?:first line of (?:the |your )?)?address",
-        r"date of birth", r"full name", r"details together", r"verification (?:question|details)",
+        r"date of birth", r"dob", r"full name", r"details together", r"verification (?:question|details)",
+        r"identity check",
     )),
     Behaviour("booking_request", "the caller asks for an appointment", "caller", (
         r"(?:asked|asks|wanted|wants|requested|requests) (?:to book|for an appointment|an appointment|"
@@ -122,6 +123,7 @@ BEHAVIOURS: tuple[Behaviour, ...] = (
     Behaviour("no_booking_request", "no appointment was requested at any point in the call", "call", (
         _NEG + r"\b[\w\s,'-]{0,25}?\b(?:appointments?|to book|book(?:ing)? (?:was |is )?requested|booking request)",
         r"billing[- ]only", r"insurance[- ]only", r"unrequested bookings?",
+        r"(?:booking|appointment)s? (?:is|was|were)(?: not|n't) (?:relevant|requested|asked for|wanted|needed)",
     ), absence=True, counterpart="booking_request"),
     Behaviour("booking_confirmed", "the agent books a slot and reads the day and time back", "agent", (
         r"(?:confirmed|read|reads|confirms) (?:the |a )?(?:booked )?(?:slot|day|date|time|appointment)"
@@ -154,13 +156,15 @@ BEHAVIOURS: tuple[Behaviour, ...] = (
         r"frustrat\w*", r"annoy\w*", r"upset", r"angry", r"unhappy", r"irritat\w*", r"complain\w*", r"fed up",
     ), overrides=("positive_language",)),
     Behaviour("sarcastic_praise", "sarcastic praise about a problem", "caller", (
-        r"sarcas\w*(?: praise)?", r"iron(?:y|ic\w*)", r"mock\w*",
+        r"sarcas\w*(?: praise)?", r"iron(?:y|ic\w*)", r"mock\w*", r"facetious", r"tongue[- ]in[- ]cheek",
+        r"passive[- ]aggressive",
         r"not (?:actually|really|genuinely) (?:happy|pleased|praise\w*|positive)",
     ), overrides=("positive_language",)),
     Behaviour("apology", "an apology", "agent", (r"apolog\w*", r"sorry"), weight=0.75),
     Behaviour("formulaic_apology", "a formulaic apology", "agent", (
-        r"script\w*", r"formulaic", r"boilerplate", r"canned", r"for any inconvenience",
-        r"stock (?:phrases?|apolog\w*)", r"rote",
+        r"script\w*", r"formulaic", r"boilerplate", r"canned", r"for any inconvenience", r"generic apolog\w*",
+        r"insincere", r"hollow", r"robotic", r"rote apolog\w*",
+        r"stock (?:phrases?|apolog\w*)",
     ), weight=0.75),
     Behaviour("acknowledgement", "an acknowledgement of the caller's situation", "agent", (
         r"acknowledg\w*", r"expressions? of understanding", r"understanding", r"sympath\w*", r"feelings",
