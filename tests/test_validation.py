@@ -7,9 +7,10 @@ with rejected regressions added to the Lab only on confirmation."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,10 +20,12 @@ from cekura_labs_mcp.server.cekura.models import MetricResult
 from cekura_labs_mcp.server.cekura.results import read_result
 from cekura_labs_mcp.server.config import Settings
 from cekura_labs_mcp.server.demo import person_from_truth
+from cekura_labs_mcp.server.sandbox import SandboxServer
 from cekura_labs_mcp.server.services.freshness import Mark, is_fresh, is_reset
 from cekura_labs_mcp.server.state import Ledger
 from mcp import Client
-from support import FAST_RETRY, SandboxAdmin, ToolFailed, call
+from pydantic import SecretStr
+from support import FAST_RETRY, SANDBOX_KEY, SandboxAdmin, ToolFailed, call
 
 pytestmark = pytest.mark.anyio
 LIST_PATHS = ("call-logs", "call-logs-external")
@@ -238,3 +241,63 @@ async def test_changed_results_are_judged_one_at_a_time_and_regressions_reach_th
     bodies = [r["body"] for r in sandbox.requests("POST", "create_from_call_log")[labs_before:]]
     assert added["applied"] and [b["call_log_id"] for b in bodies] == rejected[:1]
     assert "00:10" in bodies[0]["metrics"][0]["feedback"]
+
+
+# ---- against the sandbox's `documented` dialect: evaluations land in the background ---------------------
+
+@pytest.fixture(scope="module")
+def documented_server() -> Iterator[SandboxServer]:
+    with SandboxServer(seed=7, api_key=SANDBOX_KEY, dialect="documented") as server:
+        yield server
+
+
+@pytest.fixture
+def docs(documented_server: SandboxServer) -> SandboxAdmin:
+    admin = SandboxAdmin(documented_server.url)
+    admin.reset()
+    return admin
+
+
+@pytest.fixture
+def docs_settings(tmp_path: Path, docs: SandboxAdmin) -> Settings:
+    return Settings(CEKURA_API_KEY=SecretStr(SANDBOX_KEY), CEKURA_API_URL=docs.url,
+                    CEKURA_LABS_DATA_DIR=tmp_path / "data", CEKURA_LABS_HTTP_TIMEOUT=5.0,
+                    CEKURA_LABS_POLL_INTERVAL=0.05)
+
+
+def _evaluation_delay(docs: SandboxAdmin, reads: int) -> None:
+    httpx.post(f"{docs.url}/_sandbox/evaluations", json={"reads": reads}, timeout=10).raise_for_status()
+
+
+async def test_documented_after_waits_for_the_background_evaluation(
+    docs_settings: Settings, docs: SandboxAdmin
+) -> None:
+    _evaluation_delay(docs, 4)
+    async with connect_via(docs_settings, httpx.AsyncHTTPTransport()) as client:
+        agent, metric, _ = await _review_and_patch(client, docs)
+        check = await call(client, "validate_metric", {"agent_id": agent, "metric_id": metric["id"]})
+    assert check["status"] in ("judging", "done") and check["waiting_for"] == 0
+    stored = _check(docs_settings, check["check_id"])
+    assert stored["polls"] >= 2, "the first reads after the spend still showed the old results"
+    changed = 0
+    for item in stored["calls"]:
+        assert item["after"]["value"] == _current_value(docs, item["call_id"], metric["id"]), item
+        changed += item["after"]["value"] != item["before"]["value"]
+    assert changed > 0
+
+
+async def test_documented_check_left_evaluating_resumes_without_a_second_spend(
+    docs_settings: Settings, docs: SandboxAdmin
+) -> None:
+    _evaluation_delay(docs, 100_000)
+    impatient = docs_settings.model_copy(update={"poll_timeout_seconds": 0.5})
+    async with connect_via(impatient, httpx.AsyncHTTPTransport()) as client:
+        agent, metric, _ = await _review_and_patch(client, docs)
+        first = await call(client, "validate_metric", {"agent_id": agent, "metric_id": metric["id"]})
+        assert first["status"] == "evaluating" and first["reviewed"] is None and first["fresh"] is None
+        httpx.post(f"{docs.url}/_sandbox/evaluations/finish", timeout=10).raise_for_status()
+        spent = docs.credits()
+        done = await call(client, "validate_metric", {"agent_id": agent, "metric_id": metric["id"]})
+    assert done["check_id"] == first["check_id"] and done["status"] in ("judging", "done")
+    assert "nothing was spent again" in done["message"] and docs.credits() == spent
+    assert len(docs.requests("POST", "evaluate_metrics")) == 1

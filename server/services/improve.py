@@ -43,8 +43,12 @@ class LabMix(BaseModel):
     new_entries: int = Field(description="Entries added since the previous run of this session.")
 
     def describe(self) -> str:
-        return (f"{self.entries} Lab entries ({self.agreed} agreements, {self.disagreed} disagreements; "
-                f"{self.new_entries} new since the last run)")
+        return (f"{self.entries} Lab entries ({_count(self.agreed, 'agreement')}, "
+                f"{_count(self.disagreed, 'disagreement')}; {self.new_entries} new since the last run)")
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def auto_improve_due(reviews: Sequence[Review], latest: Improvement | None, *, min_entries: int,

@@ -200,6 +200,7 @@ class ValidationService:
         metric = await self._client.get_metric(metric_id)
         if self._unchanged_since(session, metric) is not None:
             return _nothing(agent_id)
+        self._refuse_if_nothing_changed(session, metric)
         reviewed = self._reviewed_ids(session)
         if not reviewed:
             raise InputError("metric_id", "no call of this metric has been reviewed in the session yet.",
@@ -431,6 +432,20 @@ class ValidationService:
         if checks and checks[-1][1].fingerprint == fingerprint(metric):
             return checks[-1]
         return None
+
+    def _refuse_if_nothing_changed(self, session: Session, metric: Metric) -> None:
+        """After an identical proposal, with no change applied through this server in the session, a re-run
+        would pay to measure the metric against itself."""
+        latest = self._ledger.latest_improvement(session.id)
+        if latest is None or not (latest.proposal or {}).get("identical"):
+            return
+        if any(v.at >= session.started_at for v in self._ledger.metric_versions(metric.id)):
+            return
+        raise LabsError("Nothing to validate: the last auto-improve proposal was identical to the metric and no "
+                        "change has been applied since, so a re-run would spend credits to measure nothing. "
+                        "Nothing was spent.",
+                        "Review more calls (disagreements with a transcript moment teach the optimizer most), "
+                        "then run auto-improve again.")
 
     def _reviewed_ids(self, session: Session) -> list[int]:
         return sorted({r.call_id for r in reviewed_calls(self._ledger.reviews(session.id))})
