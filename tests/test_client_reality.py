@@ -5,12 +5,18 @@ auto-improve question answered, history/restore, billing and metric costs."""
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import anyio
 import pytest
 from cekura_labs_mcp.server.cekura.client import CekuraClient
+from cekura_labs_mcp.server.cekura.models import MetricFeedback, ProgressState, SkipQuestion
 from cekura_labs_mcp.server.cekura.results import read_result
 from cekura_labs_mcp.server.config import Settings
 from cekura_labs_mcp.server.errors import ProjectRequiredError
+from cekura_labs_mcp.server.guard import AutoImproveClaim, AutoImproveRuns
+from cekura_labs_mcp.server.state import Ledger
 from pydantic import SecretStr
 from support import FAST_RETRY, ORG_KEY, SANDBOX_KEY, SandboxAdmin, ToolFailed, call, connect, guard_permit
 
@@ -130,3 +136,105 @@ async def test_billing_and_metric_costs_are_read(sandbox: SandboxAdmin) -> None:
     assert all(c is not None for c in costs.values())
     assert {m.metric_cost for m in metrics if m.type == "custom_code"} <= {0.0}
     assert any(c and c > 0 for c in costs.values())
+
+
+async def _lab(client: CekuraClient, sandbox: SandboxAdmin, metric_id: int, count: int) -> list[int]:
+    """`count` Lab entries disagreeing with the metric, each with a reason."""
+    agent = sandbox.info()["main_agent_id"]
+    rows = (await client.list_calls(agent_id=agent, page_size=count)).results
+    sets = []
+    for row in rows:
+        result = row.metric(metric_id)
+        assert result is not None
+        reading = read_result(result)
+        flipped = None if reading.kind == "pass" else True
+        entry = MetricFeedback(metric=metric_id, feedback="The caller asked one thing at a time; the agent did too.",
+                               expected_value=flipped)
+        sets.append((await client.create_test_set_from_call(call_log_id=row.id, metrics=[entry])).id)
+    return sets
+
+
+async def _start(client: CekuraClient, metric_id: int, sets: list[int]) -> str:
+    """Start auto-improve the way the server does: through the auto-improve log's claim (scratch ledger)."""
+
+    async def begin(claim: AutoImproveClaim) -> str:
+        return await client.process_feedbacks(claim, metric_id=metric_id, test_set_ids=sets)
+
+    async def running(_progress_id: str) -> bool:
+        return False
+
+    runs = AutoImproveRuns(Ledger(Path(tempfile.mkdtemp()) / "ledger.sqlite3"))
+    return (await runs.start(metric_id=metric_id, test_set_ids=sets, begin=begin, running=running)).progress_id
+
+
+async def _poll(client: CekuraClient, progress_id: str) -> ProgressState:
+    state = await client.get_progress(progress_id)
+    for _ in range(40):
+        if state.done or state.waiting:
+            return state
+        await anyio.sleep(0.02)
+        state = await client.get_progress(progress_id)
+    return state
+
+
+async def test_a_paused_auto_improve_shows_its_question_and_resumes_on_the_answer(sandbox: SandboxAdmin) -> None:
+    metric = sandbox.metric_named("one question")
+    sandbox._http.post("/_sandbox/auto-improve/questions", json={"count": 1}).raise_for_status()
+    async with _client(sandbox) as client:
+        sets = await _lab(client, sandbox, metric["id"], 2)
+        progress_id = await _start(client, metric["id"], sets)
+        paused = await _poll(client, progress_id)
+        assert paused.waiting and not paused.done
+        question = paused.questions[0]
+        assert question.id and question.text and question.call_ids and question.context
+        await client.process_feedbacks_answer(progress_id, {question.id: "Only the agent's turns count."})
+        finished = await _poll(client, progress_id)
+    assert finished.done and finished.proposal is not None
+    proposal = finished.proposal
+    assert proposal.improved_metric_description and proposal.improved_trigger_kind in ("always", "llm_judge",
+                                                                                        "custom_code")
+    assert proposal.old_score is not None and proposal.new_score is not None
+    assert any("Only the agent's turns count." in str(edit) for edit in proposal.feedback_edits)
+    answers = sandbox.requests("POST", "process_feedbacks_answer")
+    assert answers[0]["body"] == {"progress_id": progress_id, "answers": {question.id: "Only the agent's turns count."}}
+
+
+async def test_a_question_can_be_skipped_and_a_run_cancelled(sandbox: SandboxAdmin) -> None:
+    metric = sandbox.metric_named("one question")
+    sandbox._http.post("/_sandbox/auto-improve/questions", json={"count": 1}).raise_for_status()
+    async with _client(sandbox) as client:
+        sets = await _lab(client, sandbox, metric["id"], 2)
+        skipped = await _start(client, metric["id"], sets)
+        paused = await _poll(client, skipped)
+        await client.process_feedbacks_answer(skipped, {q.id: SkipQuestion() for q in paused.questions})
+        resumed = await _poll(client, skipped)
+        sandbox._http.post("/_sandbox/auto-improve/questions", json={"count": 1}).raise_for_status()
+        cancelled = await _start(client, metric["id"], sets)
+        await _poll(client, cancelled)
+        await client.process_feedbacks_cancel(cancelled)
+        after = await client.get_progress(cancelled)
+    assert resumed.done and resumed.proposal is not None
+    assert after.done and after.proposal is None and (after.status or "").lower() == "cancelled"
+
+
+async def test_a_proposal_is_applied_and_undone_through_history_and_restore(sandbox: SandboxAdmin) -> None:
+    metric = sandbox.metric_named("one question")
+    async with _client(sandbox) as client:
+        original = await client.get_metric(metric["id"])
+        sets = await _lab(client, sandbox, metric["id"], 2)
+        progress_id = await _start(client, metric["id"], sets)
+        finished = await _poll(client, progress_id)
+        assert finished.proposal is not None
+        await client.apply_optimisation_proposal(metric["id"])
+        applied = await client.get_metric(metric["id"])
+        history = await client.metric_history(metric["id"])
+        before_apply = next(v for v in history.results if v.description == original.description)
+        restored = await client.restore_metric(metric["id"], before_apply.history_id)
+    assert applied.description == finished.proposal.improved_metric_description != original.description
+    assert restored.description == original.description
+    assert (await _reread(sandbox, metric["id"])) == original.description
+
+
+async def _reread(sandbox: SandboxAdmin, metric_id: int) -> str:
+    async with _client(sandbox) as client:
+        return (await client.get_metric(metric_id)).description
