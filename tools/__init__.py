@@ -128,7 +128,7 @@ def _compact_schemas(server: MCPServer[Any], name: str) -> None:
     tool = server._tool_manager.get_tool(name)  # the SDK has no public hook for the published schema
     if tool is None:
         return
-    tool.parameters = compact_schema(tool.parameters)
+    tool.parameters = lean_input_schema(compact_schema(tool.parameters))
     if tool.fn_metadata.output_schema is not None:
         tool.fn_metadata.output_schema = compact_schema(tool.fn_metadata.output_schema, output=True)
 
@@ -160,3 +160,56 @@ def _collapse_nullable(schema: dict[str, Any]) -> dict[str, Any]:
             rest = {k: v for k, v in schema.items() if k != "anyOf"}
             return {**rest, "type": [other["type"], "null"]}
     return schema
+
+
+# Bounds the server enforces anyway (a breach is answered with one line naming the field and the limit): in the
+# published schema they cost tokens in every conversation and tell the model nothing it needs to call right.
+_ENFORCED_BOUNDS = frozenset({"maxLength", "maxItems", "maxProperties"})
+
+
+def lean_input_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """The input schema as the model reads it. An optional argument whose default is null is written as its
+    plain type (leaving it out is how a model says "none"), anti-abuse length bounds go, and so does
+    `minimum: 1` on ids. The server still validates every call against the full signature, so nothing the
+    schema no longer says is accepted: the rewrite only drops what costs tokens without guiding the call."""
+    required = set(schema.get("required", []))
+    properties = {name: _lean_property(name, prop, optional=name not in required)
+                  for name, prop in schema.get("properties", {}).items()}
+    lean = {**schema, "properties": properties} if "properties" in schema else dict(schema)
+    if "$defs" in schema:
+        lean["$defs"] = {name: _without_bounds(definition, is_id=False) for name, definition in schema["$defs"].items()}
+    return lean
+
+
+def _lean_property(name: str, prop: Any, *, optional: bool) -> Any:
+    if not isinstance(prop, dict):
+        return prop
+    lean = _without_bounds(prop, is_id=name.endswith(("_id", "_ids")))
+    if optional and "default" in lean and lean["default"] is None:
+        lean = {k: v for k, v in lean.items() if k != "default"}
+        options = lean.get("anyOf")
+        if isinstance(options, list) and {"type": "null"} in options:
+            rest = [o for o in options if o != {"type": "null"}]
+            base = {k: v for k, v in lean.items() if k != "anyOf"}
+            lean = {**base, **rest[0]} if len(rest) == 1 and isinstance(rest[0], dict) else {**base, "anyOf": rest}
+        kind = lean.get("type")
+        if isinstance(kind, list) and "null" in kind:
+            kept = [k for k in kind if k != "null"]
+            lean["type"] = kept[0] if len(kept) == 1 else kept
+    return lean
+
+
+def _without_bounds(schema: Any, *, is_id: bool) -> Any:
+    if isinstance(schema, list):
+        return [_without_bounds(item, is_id=is_id) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    kept: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key in _ENFORCED_BOUNDS or (is_id and key == "minimum" and value == 1):
+            continue
+        if key == "properties" and isinstance(value, dict):
+            kept[key] = {n: _without_bounds(v, is_id=n.endswith(("_id", "_ids"))) for n, v in value.items()}
+        else:
+            kept[key] = _without_bounds(value, is_id=is_id)
+    return kept
