@@ -35,7 +35,8 @@ from cekura_labs_mcp.server.cekura.client import CekuraClient
 from cekura_labs_mcp.server.cekura.models import CallRow, Metric
 from cekura_labs_mcp.server.demo import disagreement, person_from_truth
 from cekura_labs_mcp.server.logs import configure_logging
-from cekura_labs_mcp.server.services.ranking import is_failing, rank_candidates, value_key
+from cekura_labs_mcp.server.presenting import shorten
+from cekura_labs_mcp.server.services.ranking import NUMERIC, is_failing, rank_candidates, value_key
 from cekura_labs_mcp.server.values import display
 from pydantic import SecretStr
 
@@ -203,22 +204,27 @@ MAX_REVIEWS = 12
 CONFIDENT = "That moment is exactly what decides this call."
 
 
-def _other_value(metric: Metric, shown: str, rng: random.Random | None = None) -> Any:
-    """A value that is not `shown`: the flip of a binary, another label, a score two points away."""
+def values_of(metric: Metric) -> list[Any]:
+    """Every value a person could give, N/A included (scores in half points)."""
     if metric.eval_type == "binary":
-        return shown.upper() != "TRUE"
+        return [True, False, None]
     if metric.eval_type == "enum":
-        labels = [v for v in (metric.enum_values or []) if v.lower() != shown.lower()]
-        return rng.choice(labels) if rng else labels[0]
-    score = numeric_or(shown, 3.0)
-    return score - 2.0 if score >= 2.5 else score + 2.0
+        return [*(metric.enum_values or []), None]
+    return [x / 2 for x in range(11)] + [None]
 
 
-def numeric_or(text: str, default: float) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        return default
+def wrong_value(metric: Metric, shown: str, expected: Any) -> Any:
+    """A value that is not the truth and, where the metric allows, not the shown result either: so a wrong
+    reviewer disagrees with every result, and is wrong each time."""
+    def key(value: Any) -> str:
+        return value_key(display(value)).lower()
+
+    options = [v for v in values_of(metric) if key(v) != key(expected)]
+    disagreeing = [v for v in options if key(v) != value_key(shown).lower()]
+    if metric.eval_type in NUMERIC and disagreeing and isinstance(expected, int | float):
+        # The score furthest from the truth: as wrong as a person can be.
+        return max((v for v in disagreeing if v is not None), key=lambda v: abs(float(v) - float(expected)))
+    return (disagreeing or options)[0]
 
 
 def make_reviewers(metric: Metric, truth: dict[str, Any]) -> dict[str, Reviewer]:
@@ -238,15 +244,18 @@ def make_reviewers(metric: Metric, truth: dict[str, Any]) -> dict[str, Reviewer]
                 "reason": f"Wrong. It should be {display(expected)}.", "insist": True}
 
     def wrong(review: dict[str, Any], _: dict[str, Any], rng: random.Random) -> Answer:
-        ok, _expected = right(review)
-        if not ok:
-            return {"agree": True, "reason": "The result is right for this call."}
-        return disagreement(review, _other_value(metric, review["call"]["metric"]["value"]), CONFIDENT)
+        expected = truth[str(review["call"]["id"])]["expected"]
+        return disagreement(review, wrong_value(metric, review["call"]["metric"]["value"], expected), CONFIDENT)
 
     def random_reviewer(review: dict[str, Any], _: dict[str, Any], rng: random.Random) -> Answer:
-        if rng.random() < 0.5:
+        """A value drawn from every possible one, and a moment drawn from the whole call."""
+        value = rng.choice(values_of(metric))
+        if value_key(display(value)).lower() == value_key(review["call"]["metric"]["value"]).lower():
             return {"agree": True}
-        return disagreement(review, _other_value(metric, review["call"]["metric"]["value"], rng), CONFIDENT)
+        turn = rng.choice(review["call"]["transcript"]["turns"])
+        return {"agree": False, "expected_value": "N/A" if value is None else value,
+                "reason": f'At {turn["t"]} the {turn["who"]} said "{shorten(turn["text"], 120)}". {CONFIDENT} '
+                          f"It should be {display(value)}."}
 
     def agree_all(review: dict[str, Any], _: dict[str, Any], rng: random.Random) -> Answer:
         return {"agree": True}
