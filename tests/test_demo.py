@@ -25,6 +25,9 @@ def test_demo_runs_the_whole_session() -> None:
     assert report["after"]["agreement"] == 1.0 > report["before"]["agreement"]
     assert report["fixed"] and not report["regressed"]
     assert report["credits_spent"] > 0
+    # The metric comes from the overview, with its reason.
+    chosen = report["metric"]
+    assert f"Chosen: {chosen['id']}: {chosen['name']}" in text and chosen["why"]
     # Each step says what it spent, and the steps add up to the sandbox's counter.
     assert text.count("spent in this step:") == 5
     assert sum(report["spend_by_step"].values()) == report["credits_spent"]
@@ -37,18 +40,12 @@ def test_demo_runs_the_whole_session() -> None:
                if line.endswith("…"))
 
 
-def test_the_demo_chooses_its_metric_from_the_overview_not_from_its_code(tmp_path: Path) -> None:
-    out = io.StringIO()
-    report = anyio.run(run_demo, out, 3, tmp_path, 100)
-    chosen = report["metric"]
-    assert f"Chosen: {chosen['id']}: {chosen['name']}" in out.getvalue()
-    assert chosen["why"], "the choice comes with its reason"
+def test_the_demo_names_no_metric_in_its_code() -> None:
     with SandboxServer(seed=3, api_key="k") as sandbox:
         names = [m["name"] for m in httpx.get(f"{sandbox.url}/_sandbox/info").json()["metrics"]]
     # The person's sentences may speak of empathy; the code that runs the session names no metric.
-    source = inspect.getsource(demo).lower()
-    code = source
+    code = inspect.getsource(demo).lower()
     for sentence in demo.PERSON_REASONS.values():
         code = code.replace(sentence.lower(), "")
     assert not [name for name in names if name.lower() in code]
-    assert "metric_hint" not in source
+    assert "metric_hint" not in code
