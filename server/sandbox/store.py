@@ -19,7 +19,7 @@ from .dialect import DOCUMENTED, Dialect
 from .engine import EvalCount, Evaluator, assigned, metric_cost, success_of
 from .faults import FaultBook
 from .judge import Verdict, safe_judge
-from .models import Agent, Call, HistoryEntry, Job, JudgeJob, Metric, TestSet, Vote, VoteValue
+from .models import Agent, Call, HistoryEntry, Job, JudgeJob, Metric, TestSet, Truth, Vote, VoteValue
 from .runner import CodeRunner, InProcessRunner, IsolatedRunner
 
 REQUEST_LOG_LIMIT = 10_000
@@ -109,9 +109,12 @@ class Store:
         """The documented dialect's predefined metric, evaluated on its agent's calls (seeding is free)."""
         metric = predefined.hallucination(data.project_id, PHARMACY_AGENT_ID, self.anchor)
         data.metrics[metric.id] = metric
+        truth = data.truth.setdefault(metric.id, {})
         for call in data.calls.values():
             if call.agent_id in metric.agents:
                 self.evaluator.evaluate(call, data.agents[call.agent_id], [metric])
+                # With no Knowledge Base there is nothing to contradict: the check is right on every call.
+                truth[call.id] = Truth(call.results[metric.id].value, None)
 
     def record_history(self, metric: Metric, kind: str, reason: str | None, when: datetime | None = None) -> None:
         with self.lock:
