@@ -218,7 +218,9 @@ def test_the_delay_is_configurable(dapi: httpx.Client, dadmin: Admin) -> None:
     assert dapi.post("/_sandbox/evaluations", json={"reads": 0}).json()["reads"] == 0
     call_id = call_with(dadmin, ONE_QUESTION, "FALSE")
     credits = dadmin.credits()
-    dapi.post(f"{V2}/evaluate_metrics/", json={"agent_id": MAIN, "call_logs": [call_id], "metrics": []})
+    dapi.post(f"{V2}/evaluate_metrics/", json={"agent_id": MAIN, "call_logs": [call_id],
+                                               "metrics": [ONE_QUESTION]})
+    # One metric asked for, every assigned one ran (four judge metrics at 0.2, custom code free).
     assert dadmin.credits() == pytest.approx(credits + 0.8)
     assert dapi.post("/_sandbox/evaluations", json={"reads": -1}).status_code == 400
 
@@ -454,3 +456,16 @@ def test_the_sandbox_command_serves_documented_by_default() -> None:
     assert _parser().parse_args(["sandbox", "--dialect", "spec"]).dialect == "spec"
     with pytest.raises(SystemExit):
         _parser().parse_args(["sandbox", "--dialect", "other"])
+
+
+def test_the_embedded_dialect_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cekura_labs_mcp.server.config import Settings
+    from cekura_labs_mcp.server.sandbox.dialect import EMBEDDED_DEFAULT, default_dialect
+
+    monkeypatch.delenv("CEKURA_LABS_SANDBOX_DIALECT", raising=False)
+    assert default_dialect() == EMBEDDED_DEFAULT and Settings().sandbox_dialect is None
+    monkeypatch.setenv("CEKURA_LABS_SANDBOX_DIALECT", "Documented")
+    assert default_dialect() == "documented" and Settings().sandbox_dialect == "documented"
+    monkeypatch.setenv("CEKURA_LABS_SANDBOX_DIALECT", "openapi")
+    with pytest.raises(ValueError, match="documented, spec"):
+        default_dialect()
