@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import inspect
-import io
-from pathlib import Path
 
-import anyio
 import httpx
 from cekura_labs_mcp.server import demo
-from cekura_labs_mcp.server.demo import run_demo
 from cekura_labs_mcp.server.sandbox import SandboxServer
 from support import demo_transcript
 
