@@ -15,6 +15,11 @@ from cekura_labs_mcp.server.sandbox.dialect import DIALECTS, SPEC, Dialect
 from pydantic import SecretStr
 from support import LOG_SINK, ORG_KEY, SANDBOX_KEY, SandboxAdmin
 
+# A bound against a hang, not a timing any test relies on: the sandbox answers from a thread of the test process,
+# and on a loaded machine (2 cores, many processes) a read can take seconds. Tests that need a request to time
+# out set their own short timeout against a longer injected delay.
+HTTP_TIMEOUT = 10.0
+
 
 @pytest.fixture(scope="session", autouse=True)
 def _capture_logs() -> None:
@@ -72,7 +77,7 @@ def sandbox(sandbox_server: SandboxServer) -> SandboxAdmin:
 @pytest.fixture
 def settings(tmp_path: Path, sandbox: SandboxAdmin) -> Settings:
     return Settings(CEKURA_API_KEY=SecretStr(SANDBOX_KEY), CEKURA_API_URL=sandbox.url,
-                    CEKURA_LABS_DATA_DIR=tmp_path / "data", CEKURA_LABS_HTTP_TIMEOUT=2.0,
+                    CEKURA_LABS_DATA_DIR=tmp_path / "data", CEKURA_LABS_HTTP_TIMEOUT=HTTP_TIMEOUT,
                     CEKURA_LABS_POLL_INTERVAL=0.05)
 
 

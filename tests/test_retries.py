@@ -56,7 +56,8 @@ async def test_a_vote_is_never_repeated_after_an_ambiguous_failure(
     metric = sandbox.metric_named("one question")
     call_id = _a_call(sandbox)
     sandbox.fault(f"{CALLS}{call_id}/mark_metric_vote", kind, count=1, delay_ms=3000)
-    async with connect(settings) as client:
+    # The vote's answer comes 3 s after it arrived at the earliest: a 2 s timeout always fires first.
+    async with connect(settings.model_copy(update={"http_timeout_seconds": 2.0})) as client:
         with pytest.raises(ToolFailed) as failure:
             await call(client, "mark_metric_vote", {"call_id": call_id, "metric_id": metric["id"],
                                                     "thumbs_up": True})
