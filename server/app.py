@@ -11,6 +11,7 @@ from cekura_labs_mcp.server.cekura.client import RetryPolicy
 from cekura_labs_mcp.server.config import Settings
 from cekura_labs_mcp.server.guidance import register_guidance
 from cekura_labs_mcp.server.labs import Labs, open_labs
+from cekura_labs_mcp.server.remote import ClientState
 from cekura_labs_mcp.tools import WRITE_TOOLS, register_tools
 from mcp.server import MCPServer
 
@@ -55,7 +56,7 @@ def build_server(settings: Settings, *, use_sandbox: bool = False, retry: RetryP
         instructions=READ_ONLY_INSTRUCTIONS if settings.read_only else INSTRUCTIONS,
         lifespan=lifespan,
         log_level="WARNING",
-        middleware=[ArgumentErrors()],
+        middleware=[ClientState(), ArgumentErrors()],
     )
     register_tools(server, read_only=settings.read_only)
     register_guidance(server, read_only=settings.read_only, unavailable=[spec.name for spec in WRITE_TOOLS])

@@ -461,7 +461,7 @@ class Ledger:
             return RunClaim(audit_id, None, claimed=True)
 
     def audit_entries(self, limit: int = 100) -> list[dict[str, Any]]:
-        cursor = self._db.execute("SELECT * FROM audit ORDER BY id DESC LIMIT ?", (limit,))
+        cursor = self._db.execute("SELECT * FROM audit WHERE owner = ? ORDER BY id DESC LIMIT ?", (owner(), limit))
         names = [c[0] for c in cursor.description]
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
@@ -499,21 +499,21 @@ class Ledger:
 
     def open_session(self, metric_id: int, agent_id: int, feedback_threshold: int) -> Session:
         row = self._db.execute(
-            "SELECT id FROM review_sessions WHERE metric_id = ? AND agent_id = ? AND state != 'closed'"
-            " ORDER BY id DESC LIMIT 1", (metric_id, agent_id)).fetchone()
+            "SELECT id FROM review_sessions WHERE metric_id = ? AND agent_id = ? AND state != 'closed' AND owner = ?"
+            " ORDER BY id DESC LIMIT 1", (metric_id, agent_id, owner())).fetchone()
         if row is not None:
             return self.session(int(row[0]))
         with self._transaction() as db:
             cursor = db.execute(
-                "INSERT INTO review_sessions (metric_id, agent_id, started_at, feedback_threshold) VALUES (?,?,?,?)",
-                (metric_id, agent_id, time.time(), feedback_threshold))
+                "INSERT INTO review_sessions (metric_id, agent_id, started_at, feedback_threshold, owner)"
+                " VALUES (?,?,?,?,?)", (metric_id, agent_id, time.time(), feedback_threshold, owner()))
             session_id = int(cursor.lastrowid or 0)
         return self.session(session_id)
 
     def session(self, session_id: int) -> Session:
         row = self._db.execute(
             "SELECT id, metric_id, agent_id, started_at, auto_improve, feedback_threshold, state"
-            " FROM review_sessions WHERE id = ?", (session_id,)).fetchone()
+            " FROM review_sessions WHERE id = ? AND owner = ?", (session_id, owner())).fetchone()
         if row is None:
             raise LabsError(f"Review session {session_id} does not exist.", "Start one with start_review.")
         return Session(int(row[0]), int(row[1]), int(row[2]), float(row[3]), bool(row[4]), int(row[5]), str(row[6]))
@@ -582,8 +582,8 @@ class Ledger:
             "SELECT r.id, r.session_id, r.call_id, r.metric_id, r.agreed, r.result_was, r.expected, r.feedback,"
             " r.vote_state, r.lab_state, r.test_set_id, r.updated_at FROM reviews r"
             " JOIN review_sessions s ON s.id = r.session_id"
-            " WHERE r.metric_id = ? AND (? IS NULL OR s.agent_id = ?) AND r.created_at > ? ORDER BY r.id",
-            (metric_id, agent_id, agent_id, since)).fetchall()
+            " WHERE r.metric_id = ? AND (? IS NULL OR s.agent_id = ?) AND r.created_at > ? AND s.owner = ?"
+            " ORDER BY r.id", (metric_id, agent_id, agent_id, since, owner())).fetchall()
         return [Review(int(r[0]), int(r[1]), int(r[2]), int(r[3]), bool(r[4]), r[5], json.loads(r[6]), str(r[7]),
                        str(r[8]), str(r[9]), None if r[10] is None else int(r[10]), float(r[11])) for r in rows]
 
@@ -646,8 +646,9 @@ class Ledger:
 
     def validation(self, validation_id: int) -> tuple[int, dict[str, Any]] | None:
         """(session id, report) of one check."""
-        row = self._db.execute("SELECT session_id, report FROM validations WHERE id = ?",
-                               (validation_id,)).fetchone()
+        row = self._db.execute(
+            "SELECT v.session_id, v.report FROM validations v JOIN review_sessions s ON s.id = v.session_id"
+            " WHERE v.id = ? AND s.owner = ?", (validation_id, owner())).fetchone()
         return None if row is None else (int(row[0]), json.loads(row[1]))
 
     def validations(self, session_id: int) -> list[tuple[int, dict[str, Any]]]:

@@ -27,6 +27,7 @@ from pydantic import SecretStr
 from support import FAST_RETRY, SANDBOX_KEY, TOOL_OUTPUTS, SandboxAdmin, ToolFailed, call
 
 TOKEN = "remote-bearer-9d1c7a55e0"
+OTHER = "remote-bearer-other-31b8e6f0c4"  # a second client's own token: state is kept per token
 INIT = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
         "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}}
 ACCEPT = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
@@ -38,7 +39,7 @@ class Remote:
     port: int
     seen: list[str]  # every response (status, headers, body) a client received, for the secret checks
 
-    def client(self, **kwargs: Any) -> Client:
+    def client(self, token: str = TOKEN, **kwargs: Any) -> Client:
         async def keep(response: httpx2.Response) -> None:
             # An event stream is read by the transport as it comes (an elicitation waits inside it): only
             # its head here; the tool results it carries are checked through `call` (support.TOOL_OUTPUTS).
@@ -46,7 +47,7 @@ class Remote:
             body = "" if streaming else (await response.aread()).decode("utf-8", "replace")
             self.seen.append(f"{response.status_code} {dict(response.headers)} {body}")
 
-        http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30,
+        http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=30,
                                   event_hooks={"response": [keep]})
         return Client(streamable_http_client(self.url, http_client=http), **kwargs)
 
@@ -56,7 +57,7 @@ def remote(settings: Settings) -> Iterator[Remote]:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = int(sock.getsockname()[1])
-    secured = settings.model_copy(update={"http_bearer_token": SecretStr(TOKEN)})
+    secured = settings.model_copy(update={"http_bearer_token": SecretStr(f"{TOKEN}, {OTHER}")})
     app = http_app(build_server(secured, retry=FAST_RETRY), secured, "127.0.0.1", port)
     server = uvicorn.Server(uvicorn.Config(app, log_config=None, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
@@ -146,6 +147,47 @@ async def test_clients_have_separate_sessions_and_see_no_secret(remote: Remote, 
         assert sessions == set(), "the 2026 protocol keeps no session on the server: nothing to share"
     assert sandbox.requests("POST", "rerun_evaluation") == []
     assert all(TOKEN not in seen and SANDBOX_KEY not in seen for seen in remote.seen + TOOL_OUTPUTS)
+
+
+def _confirmation_token(error: str) -> str:
+    return error.split('confirmation_token="')[1].split('"')[0]
+
+
+@pytest.mark.anyio
+async def test_one_client_never_redeems_or_sees_anothers_state(remote: Remote, sandbox: SandboxAdmin) -> None:
+    agent = sandbox.info()["main_agent_id"]
+    metric = sandbox.metric_named("one question")["id"]
+    rows = sandbox.api("GET", "/observability/v1/call-logs-external/", params={"agent_id": agent, "page_size": 200})
+    spend = {"agent_id": agent, "call_ids": [r["id"] for r in rows["results"]][:130]}
+    async with remote.client(TOKEN) as a, remote.client(OTHER) as b:
+        with pytest.raises(ToolFailed, match="confirmation_required") as asked:
+            await call(a, "rerun_evaluation", spend)
+        token = _confirmation_token(str(asked.value))
+        # B replays A's token on the very same plan: unknown to B, and it does not burn A's token.
+        with pytest.raises(ToolFailed, match="unknown or was already used"):
+            await call(b, "rerun_evaluation", {**spend, "confirmation_token": token})
+        assert sandbox.credits() == 0
+        session_a = await call(a, "start_review", {"agent_id": agent, "metric_id": metric})
+        session_b = await call(b, "start_review", {"agent_id": agent, "metric_id": metric})
+        assert session_a["session_id"] != session_b["session_id"]
+        log_b = await call(b, "spend_log", {})
+        assert [e["decision"] for e in log_b["entries"]] == ["refused"]
+        ran = await call(a, "rerun_evaluation", {**spend, "confirmation_token": token})
+        assert ran["confirmation"] == "token" and sandbox.credits() > 0
+        log_a = await call(a, "spend_log", {})
+        assert [e["decision"] for e in log_a["entries"]] == ["allowed", "needs_confirmation"]
+        # The window is the account's, shared: B now sees A's 130 calls counted.
+        assert log_b["window_calls"] == 0 and (await call(b, "spend_log", {}))["window_calls"] == 130
+    assert all(OTHER not in seen for seen in remote.seen + TOOL_OUTPUTS)
+
+
+def test_an_mcp_session_belongs_to_the_token_that_opened_it(remote: Remote) -> None:
+    opened = _post(remote, {"Authorization": f"Bearer {TOKEN}"})
+    session = opened.headers["mcp-session-id"]
+    listing = {"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {}}
+    headers = {**ACCEPT, "mcp-session-id": session, "mcp-protocol-version": "2025-06-18"}
+    other = httpx.post(remote.url, json=listing, headers={**headers, "Authorization": f"Bearer {OTHER}"}, timeout=10)
+    assert other.status_code == 401
 
 
 def test_listening_beyond_loopback_needs_a_token(settings: Settings) -> None:
