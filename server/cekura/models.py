@@ -33,32 +33,12 @@ def _maybe_json(value: Any) -> Any:
     return value
 
 
-def _is_number_or_none(value: Any) -> bool:
-    if value is None or (isinstance(value, int | float) and not isinstance(value, bool)):
-        return True
-    if isinstance(value, str):
-        try:
-            float(value.strip())
-        except ValueError:
-            return False
-        return True
-    return False
-
-
-def _is_bool_or_none(value: Any) -> bool:
-    return value is None or isinstance(value, bool)
-
-
 def _is_dict_or_none(value: Any) -> bool:
     return value is None or isinstance(value, dict)
 
 
 def _is_text_or_none(value: Any) -> bool:
     return value is None or isinstance(value, str)
-
-
-def _is_scalar_or_none(value: Any) -> bool:
-    return value is None or isinstance(value, str | int | float)
 
 
 def _decimal_or_none(value: Any) -> Any:
@@ -107,47 +87,30 @@ class MetricResult(_Model):
     Cekura's docs show: `eval_type` + `passed` on binary metrics, legacy `type` names with `score` 5/0/null,
     `extra.trigger_failed` for N/A, `value` only on enum metrics).
 
-    Do not read `value`/`score`/`passed` directly: `server.cekura.results.read_result` is the one reader.
-    `raw` keeps the answer's fields exactly as sent, so an unreadable result can be shown as it was."""
+    What the result SAYS (`passed`, `score`, `value`, `enum`) is kept only in `raw`, exactly as sent: the one
+    reader, `server.cekura.results.read_result`, is the only code that interprets it (mypy enforces it: there
+    is no `.value` or `.score` to read by mistake)."""
 
     id: int
     name: str = ""
     type: str = ""
     eval_type: str | None = None
-    passed: bool | None = None
-    score: float | None = None
-    enum: str | None = None
-    value: str | None = None
     explanation: list[str] = Field(default_factory=list)
     extra: dict[str, Any] | None = None
-    raw: dict[str, Any] = Field(default_factory=dict, exclude=True)
+    raw: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="before")
     @classmethod
     def _keep_raw(cls, data: Any) -> Any:
         if isinstance(data, dict) and "raw" not in data:
-            raw = {k: v for k, v in data.items() if k != "explanation"}
-            data = {**data, "raw": raw}
-            # Fields whose type the answer may not honour: keep them only in `raw` so the reader can
-            # report them instead of the model refusing the whole call.
-            for key, ok in (("score", _is_number_or_none), ("passed", _is_bool_or_none),
-                            ("extra", _is_dict_or_none), ("eval_type", _is_text_or_none),
-                            ("enum", _is_scalar_or_none)):
+            data = {**data, "raw": {k: v for k, v in data.items() if k != "explanation"}}
+            for key, ok in (("extra", _is_dict_or_none), ("eval_type", _is_text_or_none),
+                            ("type", _is_text_or_none)):
                 if key in data and not ok(data[key]):
                     data.pop(key)
+            if data.get("type") is None:
+                data.pop("type", None)
         return data
-
-    @field_validator("score", mode="before")
-    @classmethod
-    def _score_number(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return float(value.strip())
-        return value
-
-    @field_validator("enum", mode="before")
-    @classmethod
-    def _enum_text(cls, value: Any) -> Any:
-        return value if value is None or isinstance(value, str) else str(value)
 
     @field_validator("explanation", mode="before")
     @classmethod
@@ -157,15 +120,6 @@ class MetricResult(_Model):
         if isinstance(value, str):
             return [value]
         return value
-
-    @field_validator("value", mode="before")
-    @classmethod
-    def _value_text(cls, value: Any) -> Any:
-        if value is None or isinstance(value, str):
-            return value
-        if isinstance(value, bool):
-            return "TRUE" if value else "FALSE"
-        return str(value)
 
 
 class Evaluation(_Model):

@@ -229,7 +229,18 @@ def _trigger_failed(result: MetricResult) -> bool:
 
 
 def _score(result: MetricResult) -> float | None:
-    return result.score
+    """`score` as a number, when it is one (numbers and numeric strings); None otherwise."""
+    raw = result.raw.get("score")
+    if isinstance(raw, bool) or raw is None:
+        return None
+    if isinstance(raw, int | float):
+        return float(raw)
+    if isinstance(raw, str):
+        try:
+            return float(raw.strip())
+        except ValueError:
+            return None
+    return None
 
 
 def _explicit_null(result: MetricResult, key: str) -> bool:
