@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 from cekura_labs_mcp.server.cekura.models import CallDetail, CallRow, Metric, MetricResult
 from cekura_labs_mcp.server.cekura.results import find_reading, read_result
+from cekura_labs_mcp.server.errors import InputError
+from cekura_labs_mcp.server.values import agreed_value
 
 FIXTURES = Path(__file__).parent / "fixtures" / "cekura_docs"
 BINARY = Metric(id=7, name="workflow-adherence-check", eval_type="binary")
@@ -205,3 +207,27 @@ def test_the_docs_call_log_examples_parse_as_calls_and_read_through_them() -> No
                 assert read_result(result).expected is entry["passed"]
         seen += 1
     assert seen >= 2
+
+
+# ---- votes: the agreed value per metric type ------------------------------------------------------------
+
+@pytest.mark.parametrize(("fields", "metric", "expected"), [
+    ({"eval_type": "binary", "passed": True}, BINARY, True),
+    ({"type": "binary_qualitative", "score": 0}, BINARY, False),
+    ({"score": None, "extra": {"trigger_failed": True}}, BINARY, None),
+    ({"type": "enum", "value": "Declined"}, ENUM, "declined"),
+    ({"type": "numeric", "score": 4.0}, NUMERIC, 4),
+])
+def test_agreeing_sends_the_result_itself_typed_per_metric(fields: dict[str, Any], metric: Metric,
+                                                          expected: object) -> None:
+    reading = read_result(MetricResult.model_validate({"id": metric.id, **fields}), metric)
+    value = agreed_value(metric, reading)
+    assert value == expected and type(value) is type(expected)
+
+
+def test_agreeing_with_an_unreadable_result_asks_for_the_value_instead_of_guessing() -> None:
+    reading = read_result(MetricResult.model_validate({"id": 7, "type": "llm_judge"}), BINARY)
+    with pytest.raises(InputError) as failure:
+        agreed_value(BINARY, reading)
+    assert "`expected_value`" in str(failure.value) and "cannot be read" in str(failure.value)
+    assert "true/false" in failure.value.hint

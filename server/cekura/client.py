@@ -481,7 +481,7 @@ class CekuraClient:
     async def evaluate_llm_judge_metric(
         self, permit: SpendPermit, metric_id: int, *, data: Mapping[str, Any], description: str,
         eval_type: str | None, enum_values: Sequence[str] | None, patience_seconds: float = 60.0,
-        poll_interval: float = 0.5,
+        poll_interval: float = 0.25,
     ) -> JudgeVerdict:
         """Start a judge evaluation and wait for its verdict, polling at most `patience_seconds`."""
         started = await self.start_llm_judge_evaluation(permit, metric_id, data=data, description=description,
@@ -491,10 +491,11 @@ class CekuraClient:
         return await self.wait_for_judge(started, patience_seconds=patience_seconds, poll_interval=poll_interval)
 
     async def wait_for_judge(
-        self, progress_id: str, *, patience_seconds: float = 60.0, poll_interval: float = 0.5,
+        self, progress_id: str, *, patience_seconds: float = 60.0, poll_interval: float = 0.25,
     ) -> JudgeVerdict:
         """Poll a judge evaluation until it has a verdict, bounded by `patience_seconds`."""
         deadline = time.monotonic() + patience_seconds
+        polls = 0
         while True:
             state = await self.judge_progress(progress_id)
             if state.done:
@@ -504,9 +505,12 @@ class CekuraClient:
                     f"The judge evaluation {progress_id} failed on Cekura: "
                     f"{state.error or state.status or 'no reason given'}.",
                     "Check the description and the data passed to evaluate_llm_judge_metric, then run again.")
-            if time.monotonic() + poll_interval > deadline:
+            # Short first waits (a judge call takes seconds), longer ones after: at most 2 s apart.
+            wait = min(poll_interval * (1.5 ** polls), max(poll_interval, 2.0))
+            if time.monotonic() + wait > deadline:
                 raise JudgeStillRunningError(progress_id, patience_seconds)
-            await anyio.sleep(poll_interval)
+            await anyio.sleep(wait)
+            polls += 1
 
     # ---- scope ---------------------------------------------------------------------------
 
