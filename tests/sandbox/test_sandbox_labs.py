@@ -267,7 +267,8 @@ def test_the_labs_cycle_fixes_the_misjudged_pattern(api: httpx.Client, admin: Ad
 
 def test_python_conversion_runs_through_the_code_runner(api: httpx.Client, admin: Admin) -> None:
     truth = admin.truth(BOOKING)
-    billing = [c for c, t in truth.items() if t["pattern"]]
+    # A handful of calls: each runs the converted code in its own isolated process, seconds under load.
+    billing = [c for c, t in truth.items() if t["pattern"]][:5]
     add_to_lab(api, billing[0], BOOKING, None, FEEDBACK[BOOKING])
     progress_id = api.post(f"{LABS}/process_feedbacks/", json={"metric_id": BOOKING,
                                                               "metric_type": "custom_code"}).json()["progress_id"]
