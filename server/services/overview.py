@@ -422,8 +422,13 @@ def peers(metric: Metric, now: Sequence[Observation], peer_rates: Sequence[float
     gap = abs(rate - middle)
     if gap < 0.15:
         return None
-    return Signal("peers", min(1.0, (gap - 0.1) / 0.3),
-                  f"fails {_pct(rate)} of scored calls; the other metrics' median is {_pct(middle)}")
+    strength = min(1.0, (gap - 0.1) / 0.3)
+    if rate < middle:
+        # Failing far less than the others is only a weak sign: a metric may rightly have little to catch. The
+        # labs workflow's systemic sign is the other direction, a high (false-)fail rate.
+        return Signal("peers", strength / 2, f"fails only {_pct(rate)} of scored calls; the other metrics' median "
+                                             f"is {_pct(middle)}: too lenient?")
+    return Signal("peers", strength, f"fails {_pct(rate)} of scored calls; the other metrics' median is {_pct(middle)}")
 
 
 def variance(metric: Metric, now: Sequence[Observation]) -> Signal | None:
