@@ -340,3 +340,35 @@ async def test_a_costly_judge_loop_under_100_calls_needs_confirmation(
                                                     "judge_calls_per_call": 10})
     assert "credits is above the limit" in str(needs.value)
     assert sandbox.requests("POST", "evaluate_llm_judge_metric") == [] and sandbox.credits() == 0
+
+
+async def test_every_spending_tool_takes_estimate_only(settings: Settings, sandbox: SandboxAdmin) -> None:
+    """The regression check and Python-metric tests estimate exactly what their real run then sends, spending
+    nothing; the estimate of a judge-calling test counts its judge calls."""
+    from test_validation import _review_and_patch
+
+    async with connect(settings) as client:
+        agent, metric, _picked = await _review_and_patch(client, sandbox)
+        spent, sent = sandbox.credits(), len(sandbox.requests("POST", "evaluate_metrics"))
+        check = await call(client, "validate_metric", {"agent_id": agent, "metric_id": metric["id"],
+                                                       "estimate_only": True})
+        assert check["status"] == "estimate" and check["confirmation"] == "not_sent"
+        assert sandbox.credits() == spent and len(sandbox.requests("POST", "evaluate_metrics")) == sent
+        figures = check["estimate"]
+        await call(client, "validate_metric", {"agent_id": agent, "metric_id": metric["id"]})
+        request = sandbox.requests("POST", "evaluate_metrics")[-1]
+        assert sorted(request["body"]["call_logs"]) == figures["call_ids"] and figures["calls"] >= 20
+        assert sandbox.credits() - spent == pytest.approx(figures["credits"])
+
+        judged = sandbox.metric_named("one question")
+        ids = _agent_calls(sandbox, 3)
+        code = "r = evaluate_llm_judge_metric(data)\n_result = r['result'] == 5\n_explanation = r['explanation']\n"
+        before = sandbox.credits()
+        test = await call(client, "test_custom_code", {"metric_id": judged["id"], "call_ids": ids, "code": code,
+                                                       "estimate_only": True})
+        assert test["calls"] == [] and test["judge_calls"] == 0 and test["confirmation"] == "not_sent"
+        assert test["estimate"]["calls"] == 3 and test["estimate"]["credits"] == pytest.approx(0.6)
+        assert sandbox.requests("POST", "evaluate_llm_judge_metric") == [] and sandbox.credits() == before
+        ran = await call(client, "test_custom_code", {"metric_id": judged["id"], "call_ids": ids, "code": code})
+    assert ran["judge_calls"] == len(sandbox.requests("POST", "evaluate_llm_judge_metric")) == 3
+    assert sandbox.credits() - before == pytest.approx(test["estimate"]["credits"])

@@ -17,7 +17,7 @@ from cekura_labs_mcp.server.services.python_metrics import (
     ConversionProposal,
 )
 from cekura_labs_mcp.tools._common import labs, tool_errors
-from cekura_labs_mcp.tools.evaluate import SpendConfirmation, ask_spend, spend_approval
+from cekura_labs_mcp.tools.evaluate import EstimateOnly, SpendConfirmation, ask_spend, spend_approval
 from mcp.server.mcpserver import Context, Elicit, ElicitationResult, Resolve
 from pydantic import Field
 
@@ -43,9 +43,9 @@ async def _test_plan(ctx: Context[Any, Any], metric_id: int, call_ids: list[int]
         metric_id=metric_id, call_ids=call_ids, code=code, judge_calls_per_call=judge_calls_per_call)
 
 
-async def _ask_test(ctx: Context[Any, Any], plan: Annotated[CodeTestPlan, Resolve(_test_plan)]
-                    ) -> Elicit[SpendConfirmation] | str:
-    return ask_spend(ctx, plan.budget) if plan.budget is not None else "not_asked"
+async def _ask_test(ctx: Context[Any, Any], plan: Annotated[CodeTestPlan, Resolve(_test_plan)],
+                    estimate_only: bool = False) -> Elicit[SpendConfirmation] | str:
+    return ask_spend(ctx, plan.budget, estimate_only) if plan.budget is not None else "not_asked"
 
 
 @tool_errors
@@ -57,9 +57,9 @@ async def _conversion_plan(ctx: Context[Any, Any], metric_id: int, agent_id: int
         gate_values=gate_values, sections=sections)
 
 
-async def _ask_conversion(ctx: Context[Any, Any], plan: Annotated[ConversionPlan, Resolve(_conversion_plan)]
-                          ) -> Elicit[SpendConfirmation] | str:
-    return ask_spend(ctx, plan.test.budget) if plan.test.budget is not None else "not_asked"
+async def _ask_conversion(ctx: Context[Any, Any], plan: Annotated[ConversionPlan, Resolve(_conversion_plan)],
+                          estimate_only: bool = False) -> Elicit[SpendConfirmation] | str:
+    return ask_spend(ctx, plan.test.budget, estimate_only) if plan.test.budget is not None else "not_asked"
 
 
 @tool_errors
@@ -72,12 +72,15 @@ async def test_custom_code(
     code: Code = None,
     judge_calls_per_call: PerCall = None,
     confirmation_token: Token = None,
+    estimate_only: EstimateOnly = False,
 ) -> CodeTestReport:
     """Run a metric's custom_code (or a draft) locally on real calls, with the inputs Cekura gives it, in an
     isolated process (time, CPU, memory and output limits, no network, no API key). Per call: the result as
     the metric would show it, the explanation, errors with line numbers, whether `_result`/`_explanation` fit
     the metric's eval_type, and how it compares with the metric's current result. Nothing changes on Cekura;
     only judge calls made by the code cost credits, and they pass the cost guard first."""
+    if estimate_only:
+        return labs(ctx).python_metrics.estimate_test(plan)
     return await labs(ctx).python_metrics.run_test(plan, token=confirmation_token,
                                                    approval=spend_approval(approval))
 
@@ -102,6 +105,7 @@ async def convert_to_custom_code(
         description="Agent-description headings (e.g. \"## Booking Flow\"): only these reach the judge.",
         max_length=20)] = None,
     confirmation_token: Token = None,
+    estimate_only: EstimateOnly = False,
 ) -> ConversionProposal:
     """Turn a metric's validated LLM-judge prompt into a custom_code draft in Cekura's published style: code
     passes the judge only the turns the prompt reads, settles the prompt's own N/A rule without a judge call,
@@ -110,5 +114,7 @@ async def convert_to_custom_code(
     with the same prompt. The draft is tested on the reviewed calls (one judge call each, through the cost
     guard) and compared with the judge version's results and the person's verdicts. Nothing is applied: on
     the person's yes, apply it with patch_metric (custom_code + type custom_code), then validate_metric."""
+    if estimate_only:
+        return labs(ctx).python_metrics.estimate_conversion(plan)
     return await labs(ctx).python_metrics.run_conversion(plan, token=confirmation_token,
                                                          approval=spend_approval(approval))

@@ -13,7 +13,7 @@ from cekura_labs_mcp.server.errors import LabsError
 from cekura_labs_mcp.server.guard import SpendPlan
 from cekura_labs_mcp.server.services.validation import LabProposal, RegressionCheck
 from cekura_labs_mcp.tools._common import labs, tool_errors
-from cekura_labs_mcp.tools.evaluate import SpendConfirmation, Token, ask_spend, spend_approval
+from cekura_labs_mcp.tools.evaluate import EstimateOnly, SpendConfirmation, Token, ask_spend, spend_approval
 from mcp.server.mcpserver import AcceptedElicitation, Context, Elicit, ElicitationResult, Resolve
 from pydantic import BaseModel, Field
 
@@ -32,9 +32,9 @@ async def _validation_plan(ctx: Context[Any, Any], agent_id: int, metric_id: int
 
 
 async def _ask_validation(
-    ctx: Context[Any, Any], plan: Annotated[SpendPlan, Resolve(_validation_plan)],
+    ctx: Context[Any, Any], plan: Annotated[SpendPlan, Resolve(_validation_plan)], estimate_only: bool = False,
 ) -> Elicit[SpendConfirmation] | str:
-    return ask_spend(ctx, plan)
+    return ask_spend(ctx, plan, estimate_only)
 
 
 @tool_errors
@@ -49,6 +49,7 @@ async def validate_metric(
     restart: Annotated[bool, Field(
         description="Start a new check even though one is still evaluating (spends again).")] = False,
     confirmation_token: Token = None,
+    estimate_only: EstimateOnly = False,
 ) -> RegressionCheck:
     """After a change to a metric: re-evaluate the reviewed calls AND a fresh sample of recent calls outside the
     Lab (the optimizer never saw them), in one spend under the cost guard. New results are read only once Cekura
@@ -57,6 +58,8 @@ async def validate_metric(
     confusion matrix, fixed / regressed / still wrong, fixed calls' explanations before and after), then hands
     the changed fresh results to the person one at a time (next_change -> judge_change)."""
     state = labs(ctx)
+    if estimate_only:
+        return await state.validation.estimate(plan, metric_id=metric_id)
 
     async def progress(fraction: float, message: str) -> None:
         await ctx.report_progress(fraction, 1.0, message)

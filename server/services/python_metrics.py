@@ -36,9 +36,9 @@ from cekura_labs_mcp.server.custom_code.runner import (
     RunReport,
 )
 from cekura_labs_mcp.server.errors import CekuraError, InputError, LabsError, OutcomeUnknownError
-from cekura_labs_mcp.server.guard import Approval, CostGuard, GuardDecision, SpendPlan
+from cekura_labs_mcp.server.guard import Approval, CostGuard, GuardDecision, PlannedMetric, SpendPlan
 from cekura_labs_mcp.server.services.review import reviewed_calls
-from cekura_labs_mcp.server.services.spend import metric_credits
+from cekura_labs_mcp.server.services.spend import SpendEstimate, credits_remaining, estimate_of, metric_credits
 from cekura_labs_mcp.server.state import Ledger
 from cekura_labs_mcp.server.values import display as show
 from cekura_labs_mcp.server.values import result_as_expected, same_value
@@ -119,6 +119,8 @@ class CodeTestReport(BaseModel):
     isolation: list[str]
     inputs_notes: list[str]
     summary: str
+    estimate: SpendEstimate | None = Field(default=None, description="With estimate_only: the judge calls the "
+                                                                     "run may make, their credits and the balance.")
 
 
 class ConversionRow(BaseModel):
@@ -145,6 +147,8 @@ class ConversionProposal(BaseModel):
     confirmation: str
     sandbox: str = Field(description="Where the draft ran: bwrap or seatbelt, or unsandboxed (opt-in only).")
     next_step: str
+    estimate: SpendEstimate | None = Field(default=None, description="With estimate_only: what testing the draft "
+                                                                     "would cost; nothing was run.")
 
 
 class _JudgeBridge:
@@ -246,7 +250,10 @@ class PythonMetricsService:
                 judge_metric_ids=(metric.id,), code_metric_ids=(),
                 credits=round(len(ids) * per_call * self._settings.credits_per_judge_evaluation, 4),
                 credits_per_call=await self._call_cost(agent_id), per_call=per_call,
-                requests=len(ids) * per_call, endpoint="evaluate_llm_judge_metric")
+                requests=len(ids) * per_call, endpoint="evaluate_llm_judge_metric",
+                metrics=(PlannedMetric(metric.id, metric.name,
+                                       round(per_call * self._settings.credits_per_judge_evaluation, 4), False),),
+                credits_remaining=await credits_remaining(self._client))
         return CodeTestPlan(metric=metric, code=source, call_ids=ids, per_call=per_call, budget=budget,
                             compile_error=compile_error)
 
@@ -407,6 +414,25 @@ class PythonMetricsService:
     def _reviewed(self, metric_id: int, agent_id: int) -> dict[int, ExpectedValue]:
         session = self._ledger.open_session(metric_id, agent_id, self._settings.feedback_threshold)
         return {r.call_id: r.expected for r in reviewed_calls(self._ledger.reviews(session.id))}
+
+    def estimate_test(self, plan: CodeTestPlan) -> CodeTestReport:
+        """estimate_only: nothing runs; the judge calls the code may make, what they cost, and the balance."""
+        report = self._report(plan, [], {}, [], 0, "not_sent", [])
+        budget = plan.budget
+        report.estimate = estimate_of(self._guard, budget) if budget is not None else None
+        report.summary = (f"Estimate only, nothing was run or spent: up to {budget.requests} judge call(s), at most "
+                          f"{budget.credits:g} credits." if budget is not None else
+                          "Estimate only: the code never calls the judge, so running it costs nothing.")
+        return report
+
+    def estimate_conversion(self, plan: ConversionPlan) -> ConversionProposal:
+        report = self.estimate_test(plan.test)
+        return ConversionProposal(
+            metric=report.metric, ready=False, custom_code=plan.draft.code, what_it_does=plan.draft.steps,
+            tested_on=0, matches_judge=0, matches_person=0, person_verdicts=len(plan.expected), rows=[],
+            judge_calls=0, credits_estimated=0.0, confirmation="not_sent", sandbox=report.sandbox,
+            next_step=f"{report.summary} Call again without estimate_only to test the draft.",
+            estimate=report.estimate)
 
     async def run_conversion(self, plan: ConversionPlan, *, token: str | None, approval: Approval
                              ) -> ConversionProposal:

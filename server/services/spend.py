@@ -77,6 +77,27 @@ class SpendResult(BaseModel):
     truncated: int = Field(default=0, description="Result rows left out to keep this answer short.")
 
 
+async def credits_remaining(client: CekuraClient) -> float | None:
+    """The balance from Cekura's billing info, or None where it does not answer (project-scoped keys get
+    403, some deployments 404): the figures then say it is unknown, they never guess it."""
+    try:
+        return (await client.billing_info()).credits_remaining
+    except CekuraError:
+        return None
+
+
+def estimate_of(guard: CostGuard, plan: SpendPlan) -> SpendEstimate:
+    """The figures of a plan, as an estimate_only answer and every confirmation question give them."""
+    window = guard.window()
+    why = guard.over_limit(plan, window) if plan.call_count else None
+    metrics = plan.metrics or tuple(PlannedMetric(i, "", 0.0) for i in plan.judge_metric_ids)
+    return SpendEstimate(
+        operation=plan.operation, calls=plan.call_count, call_ids=list(plan.call_ids[:1000]),
+        metrics=[MetricCost(id=m.id, name=m.name, credits=m.credits, cost_known=m.cost_known) for m in metrics],
+        credits=plan.credits, credits_remaining=plan.credits_remaining, needs_confirmation=why is not None,
+        why=why, window_calls=window.calls, window_credits=window.credits)
+
+
 def metric_credits(metric: Metric, fallback: float) -> tuple[float, bool]:
     """Credits one evaluation of `metric` costs, and whether Cekura said so: `metric_cost` where present,
     0 for custom_code (Python) metrics, otherwise the configured LLM-judge price."""
@@ -94,22 +115,10 @@ class SpendService:
         self._credits = credits_per_evaluation
 
     async def credits_remaining(self) -> float | None:
-        """The balance from Cekura's billing info, or None where it does not answer (project-scoped keys get
-        403, some deployments 404): the figures then say it is unknown, they never guess it."""
-        try:
-            return (await self._client.billing_info()).credits_remaining
-        except CekuraError:
-            return None
+        return await credits_remaining(self._client)
 
     def estimate(self, plan: SpendPlan) -> SpendEstimate:
-        window = self._guard.window()
-        why = self._guard.over_limit(plan, window)
-        metrics = plan.metrics or tuple(PlannedMetric(i, "", 0.0) for i in plan.judge_metric_ids)
-        return SpendEstimate(
-            operation=plan.operation, calls=plan.call_count, call_ids=list(plan.call_ids[:1000]),
-            metrics=[MetricCost(id=m.id, name=m.name, credits=m.credits, cost_known=m.cost_known) for m in metrics],
-            credits=plan.credits, credits_remaining=plan.credits_remaining, needs_confirmation=why is not None,
-            why=why, window_calls=window.calls, window_credits=window.credits)
+        return estimate_of(self._guard, plan)
 
     def estimate_only(self, plan: SpendPlan) -> SpendResult:
         if plan.call_count == 0:

@@ -34,7 +34,7 @@ from cekura_labs_mcp.server.presenting import explanation_text, one_line
 from cekura_labs_mcp.server.services.analysis import agreement, cluster_explanations, confusion
 from cekura_labs_mcp.server.services.freshness import Mark, is_fresh, is_reset, mark_of, read_calls
 from cekura_labs_mcp.server.services.review import reviewed_calls
-from cekura_labs_mcp.server.services.spend import CallSelection, SpendService, start_auto_improve
+from cekura_labs_mcp.server.services.spend import CallSelection, SpendEstimate, SpendService, start_auto_improve
 from cekura_labs_mcp.server.state import Ledger, Session
 from cekura_labs_mcp.server.values import NA, display, expected_from_input
 from pydantic import BaseModel, Field
@@ -157,9 +157,10 @@ class RegressionGroup(BaseModel):
 class RegressionCheck(BaseModel):
     check_id: int
     metric: str
-    status: Literal["evaluating", "judging", "done"] = Field(
+    status: Literal["evaluating", "judging", "done", "estimate"] = Field(
         description="evaluating: Cekura is still evaluating (call validate_metric with check_id to resume, "
-                    "nothing is spent again); judging: changed fresh results wait for the person; done.")
+                    "nothing is spent again); judging: changed fresh results wait for the person; done; "
+                    "estimate: estimate_only, nothing was run or spent.")
     message: str
     credits_estimated: float
     confirmation: str
@@ -170,6 +171,8 @@ class RegressionCheck(BaseModel):
     next_change: ChangeToJudge | None = None
     regression_groups: list[RegressionGroup] = Field(default_factory=list)
     verdict: str = ""
+    estimate: SpendEstimate | None = Field(default=None, description="With estimate_only: what the check would "
+                                                                     "re-evaluate and cost.")
 
 
 class LabProposal(BaseModel):
@@ -210,6 +213,17 @@ class ValidationService:
         return await self._spend.plan(OPERATION, agent_id=agent_id, project_id=None, chosen=chosen)
 
     # -- the check --
+
+    async def estimate(self, plan: SpendPlan, *, metric_id: int) -> RegressionCheck:
+        """estimate_only: the exact calls the check would re-evaluate, the metrics, credits and balance."""
+        metric = await self._client.get_metric(metric_id)
+        figures = self._spend.estimate(plan)
+        message = (f"Estimate only, nothing was spent: re-evaluating {figures.calls} call(s) would cost about "
+                   f"{figures.credits:g} credits." if plan.call_ids else
+                   "Estimate only: this would resume a check or find nothing changed, so nothing would be spent.")
+        return RegressionCheck(check_id=0, metric=f"{metric_id}: {metric.name}", status="estimate", message=message,
+                               credits_estimated=plan.credits, confirmation="not_sent", waiting_for=0,
+                               estimate=figures)
 
     async def run(self, plan: SpendPlan, *, metric_id: int, check_id: int | None, token: str | None,
                   approval: Approval, restart: bool, on_progress: ProgressCallback) -> RegressionCheck:
