@@ -25,12 +25,11 @@ def keyed() -> Iterator[SandboxServer]:
         yield running
 
 
-def test_start_is_fast_and_stop_closes_the_port() -> None:
-    started = time.perf_counter()
+def test_start_answers_and_stop_closes_the_port() -> None:
+    # How fast it starts is a benchmark figure (benchmarks/run.py, start-up with the embedded sandbox),
+    # not a wall-clock assertion on a loaded machine.
     sandbox = SandboxServer(seed=3).start()
-    elapsed = time.perf_counter() - started
     try:
-        assert elapsed < 1.0, f"start-up took {elapsed:.2f}s"
         assert re.fullmatch(r"http://127\.0\.0\.1:\d+", sandbox.url) and sandbox.port > 0
         assert httpx.get(sandbox.url + "/_sandbox/info").json()["seed"] == 3
         assert sandbox.app.state.store.seed == 3
