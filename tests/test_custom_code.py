@@ -422,3 +422,21 @@ def test_isolation_is_described_honestly() -> None:
     assert "bubblewrap" in summary and "network" in summary and "API key" in summary
     weak = Isolation(os.path.realpath(sys.executable))
     assert weak.summary()[0].startswith("ran UNSANDBOXED")
+
+
+def test_the_embedded_sandbox_says_when_code_ran_unsandboxed_or_was_refused() -> None:
+    """The sandbox's API re-runs code with the same runner: its answers carry the same refusal and warning."""
+    from cekura_labs_mcp.server.sandbox.runner import IsolatedRunner
+
+    def judge(*_args: Any, **_kwargs: Any) -> dict[str, Any]:
+        return {"result": 5, "explanation": ["ok"]}
+
+    code = "_result = True\n_explanation = 'ran'\n"
+    refused = IsolatedRunner(CodeRunner(limits=FAST, isolation=Isolation(
+        sys.executable, kind="refused", refusal="custom code was not run: no sandbox here"))).run(code, {}, judge)
+    assert refused.error == "NoSandbox" and refused.explanation == ["custom code was not run: no sandbox here"]
+    weak = IsolatedRunner(CodeRunner(limits=FAST, isolation=Isolation(os.path.realpath(sys.executable))))
+    ran = weak.run(code, {}, judge)
+    assert ran.result is True and ran.explanation[0] == "ran" and "UNSANDBOXED" in ran.explanation[-1]
+    sandboxed = IsolatedRunner(CodeRunner(limits=FAST)).run(code, {}, judge)
+    assert sandboxed.explanation == ["ran"]
