@@ -3,7 +3,8 @@
 `build_app` gives the Starlette app; `SandboxServer` runs it on a free loopback port in a background
 thread (for the MCP server and the tests); `serve_forever` runs it in the foreground for the
 `cekura-labs-mcp sandbox` command. The judge and the Labs optimizer behind it are deterministic
-stand-ins, documented in `judge` and `optimizer`.
+stand-ins that read text only (`judge`, `optimizer`; the library entry point is `standin`; the prompt
+structure they understand is in docs/sandbox-judge.md).
 """
 
 from __future__ import annotations

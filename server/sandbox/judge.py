@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
+from typing import NamedTuple
 
 from . import lexicon
 from .lexicon import BY_NAME, Behaviour
@@ -104,19 +105,21 @@ def _related_request(text: str) -> list[Span]:
     return []
 
 
+_CONFIRMS_RE = re.compile("|".join(re.escape(c) for c in lexicon.BOOKING_CONFIRMATION_CUES), re.I)
+_WEEKDAY_RE = re.compile("|".join(lexicon.WEEKDAYS))
+_MEDICATION_RE = re.compile("|".join(lexicon.MEDICATIONS), re.I)
+
+
 def _confirms_slot(text: str) -> list[Span]:
-    lowered = text.lower()
-    confirmed = any(c.lower() in lowered for c in lexicon.BOOKING_CONFIRMATION_CUES)
-    return _whole(text) if confirmed and any(d in text for d in lexicon.WEEKDAYS) else []
+    return _whole(text) if _CONFIRMS_RE.search(text) and _WEEKDAY_RE.search(text) else []
 
 
 def _reads_back(text: str) -> list[Span]:
-    lowered = text.lower()
-    return _whole(text) if "just to confirm" in lowered and any(m in lowered for m in lexicon.MEDICATIONS) else []
+    return _whole(text) if "just to confirm" in text.lower() and _MEDICATION_RE.search(text) else []
 
 
 def _matches(regex: re.Pattern[str]) -> Callable[[str], list[Span]]:
-    return lambda text: [m.span() for m in regex.finditer(text)]
+    return lambda text: [m.span() for m in regex.finditer(text)] if regex.search(text) else []
 
 
 TURN_DETECTORS: dict[str, Callable[[str], list[Span]]] = {
@@ -152,8 +155,10 @@ def _without_overridden(shown: set[str]) -> set[str]:
     return shown - hidden
 
 
-@dataclass(frozen=True)
-class Hit:
+class Hit(NamedTuple):
+    """One place a behaviour shows: the turn's index, the span in its text, the words (a NamedTuple: a call
+    has hundreds of these and they are built on every evaluation)."""
+
     behaviour: str
     turn: int
     span: Span
