@@ -440,3 +440,16 @@ def test_the_embedded_sandbox_says_when_code_ran_unsandboxed_or_was_refused() ->
     assert ran.result is True and ran.explanation[0] == "ran" and "UNSANDBOXED" in ran.explanation[-1]
     sandboxed = IsolatedRunner(CodeRunner(limits=FAST)).run(code, {}, judge)
     assert sandboxed.explanation == ["ran"]
+
+
+def test_the_seatbelt_profile_denies_by_default() -> None:
+    """macOS's profile (not runnable on this Linux machine; the probe refuses code where it fails)."""
+    from cekura_labs_mcp.server.custom_code import sandboxing
+
+    profile = sandboxing.seatbelt_profile(None, sys.executable)
+    lines = profile.splitlines()
+    assert lines[:2] == ["(version 1)", "(deny default)"] and "(deny network*)" in lines
+    assert '(allow file-read* file-write* (subpath (param "WORKDIR")))' in lines
+    assert not any("network" in line and "allow" in line for line in lines)
+    assert "(allow signal (target self))" in lines and "(allow process-info* (target self))" in lines
+    assert not any("file-write" in line and "WORKDIR" not in line for line in lines)

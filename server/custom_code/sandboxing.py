@@ -110,9 +110,11 @@ def seatbelt_profile(files: InterpreterFiles | None, executable: str) -> str:
         "(version 1)",
         "(deny default)",
         f"(allow process-exec (literal {_sb(os.path.realpath(executable))}))",
-        f"(allow file-read* {reads} (subpath \"/usr/lib\") (subpath \"/System/Library\") "
-        "(subpath \"/private/var/db/dyld\") (literal \"/dev/null\") (literal \"/dev/urandom\") "
-        "(literal \"/dev/random\"))",
+        # dyld's shared cache lives under /System (Cryptexes on macOS 13+) or /private/var/db/dyld; zoneinfo
+        # under /usr/share -> /private/var/db/timezone.
+        f"(allow file-read* {reads} (subpath \"/usr/lib\") (subpath \"/usr/share\") (subpath \"/System\") "
+        "(subpath \"/private/var/db/dyld\") (subpath \"/private/var/db/timezone\") (literal \"/dev/null\") "
+        "(literal \"/dev/urandom\") (literal \"/dev/random\"))",
         "(allow file-read-metadata)",
         "(allow file-read* file-write* (subpath (param \"WORKDIR\")))",
         "(allow sysctl-read)",
