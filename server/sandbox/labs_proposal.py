@@ -11,6 +11,7 @@ from typing import Any
 
 from .models import Call, Metric, MetricReview, TestSet, VoteValue
 from .optimizer import LabEntry, optimize, reason_of
+from .prompt import placeholders
 from .render import same_value, value_fields
 from .store import Store
 
@@ -38,7 +39,9 @@ def optimise(store: Store, metric: Metric, test_sets: list[TestSet], metric_type
     result: dict[str, Any] = {
         "status": "completed", "progress": 1.0, "metric_id": metric.id,
         "improved_metric_description": description, **_trigger(metric),
-        "metric_description_variables": [], "evaluation_trigger_variables": [],
+        # "Variables used in metric description" (the spec): the {{placeholders}} the judge renders.
+        "metric_description_variables": list(dict.fromkeys(placeholders(description))),
+        "evaluation_trigger_variables": list(dict.fromkeys(placeholders(metric.evaluation_trigger_prompt))),
         "review_results": [] if skip_evaluation else [
             {"review_id": s.review.id, "test_set_id": s.test_set.id, "actual_value": v.value,
              "explanation": v.explanation, "success": same_value(s.review.expected, v.value, metric.eval_type),

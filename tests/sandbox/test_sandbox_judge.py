@@ -135,6 +135,17 @@ def test_a_note_without_a_reason_is_recognised() -> None:
     assert reason_of("No appointment was requested. The correct result is N/A.") == "No appointment was requested."
 
 
+def test_the_proposal_lists_the_variables_its_description_uses() -> None:
+    store = Store(seed=7)
+    metric = store.metrics[ONE_QUESTION]
+    call_id = next(c for c, t in store.data.truth[ONE_QUESTION].items() if t.pattern)
+    answer = optimise(store, metric, _lab(store, ONE_QUESTION, {call_id: (True, "Wrong.")}), None, False)
+    assert answer["improved_metric_description"] == metric.description
+    assert answer["metric_description_variables"] == ["transcript"]
+    assert answer["old_score"] == answer["new_score"] == {"num_correct": 0, "num_total": 1, "score": 0.0}
+    assert answer["unresolved_samples"][0]["verdict"] == "ambiguous_label"
+
+
 def test_a_no_change_proposal_returns_the_same_description_and_scores() -> None:
     ds = dataset(7)
     metric = ds.metrics[ONE_QUESTION]
