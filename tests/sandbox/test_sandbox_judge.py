@@ -15,7 +15,7 @@ from cekura_labs_mcp.server.sandbox.labs_proposal import optimise
 from cekura_labs_mcp.server.sandbox.models import MetricReview, TestSet, Truth, VoteValue
 from cekura_labs_mcp.server.sandbox.prompt import PromptError, parse, render
 from cekura_labs_mcp.server.sandbox.render import same_value
-from cekura_labs_mcp.server.sandbox.standin import LabEntry, judge, optimize, reason_of, safe_judge
+from cekura_labs_mcp.server.sandbox.standin import LabEntry, Verdict, judge, optimize, reason_of, safe_judge
 from cekura_labs_mcp.server.sandbox.store import Store
 from feedback_experiment import MISJUDGED_METRICS, Outcome, dataset, run
 from sandbox_helpers import CALLS, ONE_QUESTION, Admin
@@ -123,6 +123,28 @@ def test_wrong_feedback_regresses_calls_outside_the_lab(metric_id: int) -> None:
     assert sum(o.fresh_after for o in outcomes) < sum(o.fresh_before for o in outcomes)
     # The Lab itself cannot tell: the wrong expected values are what the Lab scores against.
     assert sum(o.proposal.new_score.score for o in outcomes) >= sum(o.proposal.old_score.score for o in outcomes)
+
+
+def test_the_optimizer_reads_only_the_notes_values_and_the_judges_values() -> None:
+    """Same notes, same expected values, same judged values: the same proposal, whichever calls are behind them."""
+    ds = dataset(7)
+    metric = ds.metrics[ONE_QUESTION]
+    calls = list(ds.calls.values())
+    notes = [(True, 'At 00:14 the agent said "Can I have your postcode and address?". One request, not two '
+                    "questions."), (None, "No appointment was requested."), (False, "Wrong.")]
+    judged = iter([False, True, True] * 4)
+
+    def stub(text: str, entry: LabEntry) -> Verdict:
+        return Verdict(next(judged), ["stub"])
+
+    first = optimize(metric.description, "binary", [], [LabEntry(calls[i], e, f) for i, (e, f) in enumerate(notes)],
+                     judge_fn=stub)
+    other = optimize(metric.description, "binary", [], [LabEntry(calls[-1 - i], e, f)
+                                                        for i, (e, f) in enumerate(notes)], judge_fn=stub)
+    assert first.description == other.description and first.changed
+    assert [c.section for c in first.clauses] == ["DO NOT FLAG THESE (FROM LABS FEEDBACK)",
+                                                  "N/A CONDITIONS (FROM LABS FEEDBACK)"]
+    assert first.without_reason == 1
 
 
 def test_a_note_without_a_reason_is_recognised() -> None:
