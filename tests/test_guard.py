@@ -10,10 +10,12 @@ import httpx
 import pytest
 from cekura_labs_mcp.server.app import build_server
 from cekura_labs_mcp.server.config import Settings
+from cekura_labs_mcp.server.sandbox.dialect import DOCUMENTED
 from cekura_labs_mcp.server.state import Ledger
 from mcp import Client
 from mcp.types import ElicitRequestParams, ElicitResult
-from support import FAST_RETRY, SandboxAdmin, ToolFailed, call, connect
+from pydantic import SecretStr
+from support import FAST_RETRY, ORG_KEY, SandboxAdmin, ToolFailed, call, connect
 
 pytestmark = pytest.mark.anyio
 
@@ -372,3 +374,26 @@ async def test_every_spending_tool_takes_estimate_only(settings: Settings, sandb
         ran = await call(client, "test_custom_code", {"metric_id": judged["id"], "call_ids": ids, "code": code})
     assert ran["judge_calls"] == len(sandbox.requests("POST", "evaluate_llm_judge_metric")) == 3
     assert sandbox.credits() - before == pytest.approx(test["estimate"]["credits"])
+
+
+@pytest.mark.parametrize("sandbox_server", [DOCUMENTED], indirect=True)  # billing info is the documented API's
+async def test_the_credits_remaining_are_in_the_estimate_and_the_question(
+    settings: Settings, sandbox: SandboxAdmin
+) -> None:
+    """With an organisation-level key Cekura's billing info answers: the balance is shown before any spend; with
+    a project key it answers 403, and the figures say the balance is unknown instead of guessing it."""
+    info = sandbox.info()
+    org = settings.model_copy(update={"api_key": SecretStr(ORG_KEY), "project_id": info["project_id"]})
+    httpx.post(f"{sandbox.url}/_sandbox/billing", json={"credits_remaining": 1234.5}, timeout=10).raise_for_status()
+    ids = _agent_calls(sandbox, 120)
+    asked: list[str] = []
+    selection = {"agent_id": info["main_agent_id"], "call_ids": ids}
+    async with connect(org, elicitation_callback=_answer(False, asked)) as client:
+        estimate = await call(client, "rerun_evaluation", {**selection, "estimate_only": True})
+        with pytest.raises(ToolFailed, match="declined"):
+            await call(client, "rerun_evaluation", selection)
+    assert estimate["estimate"]["credits_remaining"] == pytest.approx(1234.5)
+    assert "credits remaining: 1234.5" in asked[0]
+    async with connect(settings) as client:
+        unknown = await call(client, "rerun_evaluation", {**selection, "estimate_only": True})
+    assert unknown["estimate"]["credits_remaining"] is None and sandbox.credits() == 0
