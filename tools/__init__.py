@@ -130,7 +130,7 @@ def _compact_schemas(server: MCPServer[Any], name: str) -> None:
         return
     tool.parameters = lean_input_schema(compact_schema(tool.parameters))
     if tool.fn_metadata.output_schema is not None:
-        tool.fn_metadata.output_schema = compact_schema(tool.fn_metadata.output_schema, output=True)
+        tool.fn_metadata.output_schema = inline_refs(compact_schema(tool.fn_metadata.output_schema, output=True))
 
 
 _NOISE = frozenset({"title"})
@@ -213,3 +213,36 @@ def _without_bounds(schema: Any, *, is_id: bool) -> Any:
         else:
             kept[key] = _without_bounds(value, is_id=is_id)
     return kept
+
+
+def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
+    """The schema with every `$ref` to its own `$defs` replaced by the definition, when none is recursive.
+    Clients validate each result against the output schema; resolving references for every transcript turn
+    was a third of that validation's time (jsonschema's `referencing`), and an inlined schema is no longer."""
+    definitions = schema.get("$defs")
+    if not isinstance(definitions, dict):
+        return schema
+
+    def expand(node: Any, trail: tuple[str, ...]) -> Any:
+        if isinstance(node, list):
+            return [expand(item, trail) for item in node]
+        if not isinstance(node, dict):
+            return node
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            name = ref.removeprefix("#/$defs/")
+            if name in trail or name not in definitions:
+                raise _Recursive
+            rest = {k: expand(v, trail) for k, v in node.items() if k != "$ref"}
+            return {**expand(definitions[name], (*trail, name)), **rest}
+        return {k: expand(v, trail) for k, v in node.items() if k != "$defs"}
+
+    try:
+        inlined: dict[str, Any] = expand(schema, ())
+    except _Recursive:
+        return schema
+    return inlined
+
+
+class _Recursive(Exception):
+    """A definition refers to itself (directly or not): such a schema keeps its references."""
