@@ -145,6 +145,11 @@ PYTHON_CASES = {
                       "\"has_explanation\": true, \"result\": {\"value\": true, \"type\": \"bool\"}, "
                       "\"explanation\": {\"value\": \"forged\", \"type\": \"str\"}}\\n')\n"
                       "_result = False\n_explanation = 'real'\n"),
+    # Lines the parent must parse as untrusted data without failing itself: nested too deeply for `json`,
+    # and a single result whose fields have the wrong types.
+    "forged_nested": "import os, sys, time\nos.write(int(sys.argv[1]), b'[' * 200000 + b'\\n')\ntime.sleep(60)\n",
+    "forged_malformed": ("import os, sys\nos.write(int(sys.argv[1]), b'{\"type\": \"result\", \"blocked\": 5, "
+                         "\"error\": {\"frames\": 7}}\\n')\nos._exit(0)\n"),
     "forged_then_exit": ("import os, sys\nos.write(int(sys.argv[1]), b'{\"type\": \"result\"}\\n"
                          "{\"type\": \"result\"}\\n')\nos._exit(0)\n"),
     "what_it_sees": ("import os, tempfile\n"
@@ -337,7 +342,7 @@ def test_every_escape_fails_inside_bubblewrap(machine: Machine, listener: tuple[
                  "raw_socket", "signal_parent", "subinterpreter", "write_outside"):
         assert cases[name]["status"] == "error", (name, cases[name])
     assert "CEKURA_API_KEY" not in cases["own_environ"]["result"]
-    for name in ("forged_result", "forged_then_exit"):
+    for name in ("forged_result", "forged_then_exit", "forged_nested", "forged_malformed"):
         assert cases[name]["status"] == "error" and "ProtocolError" in cases[name]["error"], cases[name]
         assert cases[name]["result"] is None
     seen = cases["what_it_sees"]["result"]

@@ -413,7 +413,7 @@ def _on_messages(run: _Run, chunk: bytes) -> None:
 def _on_message(run: _Run, line: bytes) -> None:
     try:
         message = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):  # a line nested deeper than `json` recurses is garbage too
         _kill(run)
         raise _Killed("error", CodeError("ProtocolError", "the code wrote garbage on the runner's channel")) from None
     if not isinstance(message, dict):
@@ -425,9 +425,24 @@ def _on_message(run: _Run, line: bytes) -> None:
         raise _Killed("error", CodeError(
             "ProtocolError", "the code wrote its own messages on the runner's channel; the run was refused"))
     if message.get("type") == "result":
+        if not _well_formed_result(message):
+            # Only the code can have written it: the child's own result always has these shapes.
+            _kill(run)
+            raise _Killed("error", CodeError(
+                "ProtocolError", "the code wrote a malformed result on the runner's channel; the run was refused"))
         run.result = message
     elif message.get("type") == "judge":
         _serve_judge(run, message)
+
+
+def _well_formed_result(message: dict[str, Any]) -> bool:
+    """The fields `_report` reads have the types the child writes (anything else would raise in the server)."""
+    blocked, error = message.get("blocked"), message.get("error")
+    if not (blocked is None or isinstance(blocked, list)):
+        return False
+    if error is not None and not (isinstance(error, dict) and isinstance(error.get("frames") or [], list)):
+        return False
+    return all(message.get(name) is None or isinstance(message.get(name), dict) for name in ("result", "explanation"))
 
 
 def _serve_judge(run: _Run, message: dict[str, Any]) -> None:
