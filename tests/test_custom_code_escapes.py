@@ -98,6 +98,13 @@ __attribute__((constructor)) static void escape(void) {
     fprintf(out, "write_outside: %s\n", fd >= 0 ? "WROTE" : "refused");
     if (fd >= 0) close(fd);
     fprintf(out, "mkdir_tmp: %s\n", mkdir("/tmp/cekura-native-escape", 0700) == 0 ? "MADE" : "refused");
+    /* /dev is a tmpfs the size of half the host's RAM: files there would hold host memory, outside every limit. */
+    fd = open("/dev/cekura-fill", O_WRONLY | O_CREAT, 0644);
+    fprintf(out, "write_dev: %s\n", fd >= 0 ? "WROTE" : "refused");
+    if (fd >= 0) close(fd);
+    fd = open("/dev/shm/cekura-fill", O_WRONLY | O_CREAT, 0644);
+    fprintf(out, "write_dev_shm: %s\n", fd >= 0 ? "WROTE" : "refused");
+    if (fd >= 0) close(fd);
     int s = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in to;
     memset(&to, 0, sizeof to);
@@ -335,6 +342,7 @@ def test_every_escape_fails_inside_bubblewrap(machine: Machine, listener: tuple[
     for name in ("parent_environ", "init_environ", "ssh_key", "claude_json", "ledger"):
         assert lines[name].startswith("refused"), (name, lines[name])
     assert lines["write_outside"] == "refused" and lines["mkdir_tmp"] == "refused"
+    assert lines["write_dev"] == "refused" and lines["write_dev_shm"] == "refused"
     assert lines["loopback_connect"] == "refused"
     assert lines["kill_server"] == "refused" and lines["kill_everything"] == "refused"
 

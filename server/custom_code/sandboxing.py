@@ -96,8 +96,10 @@ def bwrap_prefix(bwrap: str, files: InterpreterFiles, disk_bytes: int) -> tuple[
     args += ["--ro-bind", files.executable, files.executable]
     for host, inside in files.files:
         args += ["--ro-bind", host, inside]
+    # bubblewrap's /dev is a tmpfs of its own, writable and sized at half the host's RAM (no --size for it):
+    # files there would hold host memory outside every limit, so it is read-only (its devices still work).
     args += ["--dev", "/dev", "--size", str(disk_bytes), "--tmpfs", WORKDIR_IN_SANDBOX,
-             "--chdir", WORKDIR_IN_SANDBOX, "--remount-ro", "/"]
+             "--chdir", WORKDIR_IN_SANDBOX, "--remount-ro", "/dev", "--remount-ro", "/"]
     return tuple(args)
 
 
