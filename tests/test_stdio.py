@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cekura_labs_mcp.server.state import ledger_file
 from mcp import Client, StdioServerParameters, stdio_client
 from support import SANDBOX_KEY, SandboxAdmin, call
 
@@ -35,7 +36,7 @@ async def test_serve_over_stdio_against_cekura_url(tmp_path: Path, sandbox: Sand
     assert "list_calls" in tools and "rerun_evaluation" in tools
     assert len(page["calls"]) == 5
     assert sandbox.requests("GET", "call-logs"), "the server did not reach the configured CEKURA_API_URL"
-    assert (tmp_path / "data" / "ledger.sqlite3").exists()
+    assert ledger_file(tmp_path / "data", sandbox.url, SANDBOX_KEY).exists()
 
 
 async def test_serve_without_key_uses_the_embedded_sandbox(tmp_path: Path, sandbox: SandboxAdmin) -> None:
