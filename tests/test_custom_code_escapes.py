@@ -383,7 +383,10 @@ def test_without_a_working_sandbox_code_is_refused(machine: Machine, bin_dir: st
 
 
 def test_the_opt_in_runs_without_a_sandbox_and_says_so(machine: Machine) -> None:
-    answer = machine.serve({"plain": "_result = True\n_explanation = 'ran'\n"},
+    # A directory the code locks (`chmod 0`, with a file in it) must not stop the clean-up of its working dir.
+    locked = ("import os\nos.mkdir('locked')\nopen('locked/f', 'w').write('x')\nos.chmod('locked', 0)\n"
+              "os.chmod('.', 0)\n_result = True\n_explanation = 'locked'\n")
+    answer = machine.serve({"plain": "_result = True\n_explanation = 'ran'\n", "locked": locked},
                            _data(machine, 9, "http://127.0.0.1:9/", machine.stage / "unused"),
                            path=str(machine.stage / "bin-empty"), allow=True)
     assert answer["kind"] == "unsandboxed"
@@ -391,3 +394,5 @@ def test_the_opt_in_runs_without_a_sandbox_and_says_so(machine: Machine) -> None
     case = answer["cases"]["plain"]
     assert case["status"] == "ok" and case["result"] is True
     assert case["sandbox"] == "unsandboxed" and case["unsandboxed"] is True
+    assert answer["cases"]["locked"]["status"] == "ok", answer["cases"]["locked"]
+    assert list(machine.tmp.iterdir()) == []  # no working directory left behind

@@ -258,10 +258,27 @@ def run_isolated(code: str, data: dict[str, Any], judge: JudgeFn, limits: Limits
         report = _spawn_and_serve(code, data, judge, limits, isolation, workdir)
     finally:
         if workdir is not None:
-            shutil.rmtree(workdir, ignore_errors=True)
+            _remove_workdir(workdir)
     report.sandbox = isolation.kind
     report.duration_ms = round((time.perf_counter() - started) * 1000, 1)
     return report
+
+
+def _remove_workdir(workdir: str) -> None:
+    """Delete a host working directory (Seatbelt, unsandboxed) whatever the code did to it: a directory it
+    made unreadable (`chmod 0`) would stop `rmtree` and stay behind. Its processes are gone by now (killed and
+    reaped, none could fork), so nothing changes under us; symlinks are never followed, so a link the code
+    planted cannot turn the chmod onto a file outside."""
+    if not os.path.islink(workdir):
+        with contextlib.suppress(OSError):
+            os.chmod(workdir, 0o700)
+    for root, dirs, _files in os.walk(workdir):
+        for name in dirs:
+            path = os.path.join(root, name)
+            if not os.path.islink(path):
+                with contextlib.suppress(OSError):
+                    os.chmod(path, 0o700)
+    shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _command(isolation: Isolation, workdir: str | None, msg_fd: int) -> list[str]:
