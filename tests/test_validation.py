@@ -301,3 +301,24 @@ async def test_documented_check_left_evaluating_resumes_without_a_second_spend(
     assert done["check_id"] == first["check_id"] and done["status"] in ("judging", "done")
     assert "nothing was spent again" in done["message"] and docs.credits() == spent
     assert len(docs.requests("POST", "evaluate_metrics")) == 1
+
+
+async def test_documented_rerun_reports_only_results_that_arrived(
+    docs_settings: Settings, docs: SandboxAdmin
+) -> None:
+    agent = docs.info()["main_agent_id"]
+    metric = docs.metric_named("one question")["id"]
+    rows = docs.api("GET", "/observability/v1/call-logs-external/", params={"agent_id": agent, "page_size": 5})
+    ids = [r["id"] for r in rows["results"]]
+    _evaluation_delay(docs, 3)
+    async with connect_via(docs_settings, httpx.AsyncHTTPTransport()) as client:
+        landed = await call(client, "rerun_evaluation", {"agent_id": agent, "call_ids": ids})
+    _evaluation_delay(docs, 100_000)
+    patience = docs_settings.model_copy(update={"poll_timeout_seconds": 0.5})
+    async with connect_via(patience, httpx.AsyncHTTPTransport()) as client:
+        impatient = await call(client, "rerun_evaluation", {"agent_id": agent, "call_ids": ids})
+    assert landed["still_evaluating"] == [] and {r["call"] for r in landed["results"]} == set(ids)
+    for row in landed["results"]:
+        if row["metric"] == metric:
+            assert row["value"] == _current_value(docs, int(row["call"] or 0), metric)
+    assert sorted(impatient["still_evaluating"]) == sorted(ids) and impatient["results"] == []

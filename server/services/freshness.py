@@ -15,9 +15,11 @@ than being reported with a value that may be the old one.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
+import anyio
 from cekura_labs_mcp.server.cekura.client import CekuraClient
 from cekura_labs_mcp.server.cekura.models import CallRow
 from pydantic import BaseModel
@@ -70,3 +72,32 @@ async def read_calls(client: CekuraClient, *, agent_id: int | None, project_id: 
                      call_ids: Sequence[int]) -> dict[int, CallRow]:
     """The listed calls as the list endpoint shows them now: one request per 200 calls."""
     return await client.calls_by_ids(sorted(set(call_ids)), agent_id=agent_id, project_id=project_id)
+
+
+async def wait_for_fresh(client: CekuraClient, *, agent_id: int | None, project_id: int | None,
+                         marks: Mapping[int, Mark], deadline: float, interval: float,
+                         ) -> tuple[dict[int, CallRow], list[int]]:
+    """Poll the listed calls (one request per 200 per poll, backing off) until each has a result newer than its
+    mark, or until `deadline` (a `time.monotonic()` value). Returns the calls read fresh, and those still
+    evaluating: their rows may hold old results, so they are never handed back as new."""
+    fresh: dict[int, CallRow] = {}
+    resets: dict[int, Mark] = {}
+    wait = interval
+    while True:
+        waiting = [call_id for call_id in marks if call_id not in fresh]
+        rows = await read_calls(client, agent_id=agent_id, project_id=project_id, call_ids=waiting)
+        for call_id in waiting:
+            row = rows.get(call_id)
+            if row is None:
+                continue
+            now = mark_of(row)
+            if call_id not in resets and is_reset(marks[call_id], now):
+                resets[call_id] = now
+            elif is_fresh(marks[call_id], resets.get(call_id), now):
+                fresh[call_id] = row
+        pending = [call_id for call_id in marks if call_id not in fresh]
+        remaining = deadline - time.monotonic()
+        if not pending or remaining <= 0:
+            return fresh, pending
+        await anyio.sleep(min(wait, remaining))
+        wait = min(5 * interval, wait * 1.5)
