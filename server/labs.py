@@ -74,7 +74,8 @@ async def open_labs(settings: Settings, *, use_sandbox: bool = False, retry: Ret
                           token_ttl_seconds=settings.confirmation_ttl_seconds,
                           fallback_credits_per_call=settings.credits_per_judge_evaluation, clock=clock or time.time)
         improve = ImproveService(client, ledger, settings.poll_interval_seconds)
-        spend = SpendService(client, guard, settings.credits_per_judge_evaluation)
+        spend = SpendService(client, guard, settings.credits_per_judge_evaluation,
+                         wait_seconds=settings.poll_timeout_seconds, poll_interval=settings.poll_interval_seconds)
         startup = await check_cekura(client, base_url) if check_key and sandbox_url is None else None
         yield Labs(
             settings=settings, client=client, ledger=ledger, guard=guard,

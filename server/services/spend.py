@@ -7,6 +7,7 @@ what was counted and (where needed) confirmed.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Literal
 
@@ -26,6 +27,7 @@ from cekura_labs_mcp.server.guard import (
     SpendPlan,
 )
 from cekura_labs_mcp.server.services.calls import CallFilter, require_scope
+from cekura_labs_mcp.server.services.freshness import Mark, mark_of, read_calls, wait_for_fresh
 from cekura_labs_mcp.server.state import Ledger
 from pydantic import BaseModel, Field
 
@@ -73,8 +75,13 @@ class SpendResult(BaseModel):
                                           "or not_sent (estimate_only).")
     estimate: SpendEstimate
     results: list[dict[str, str | int | None]] = Field(
-        description="Per call and metric: new value (compact). Use get_call for explanations.")
+        description="Per call and metric: the new value, read only after Cekura finished evaluating the call "
+                    "(compact). Use get_call for explanations.")
     truncated: int = Field(default=0, description="Result rows left out to keep this answer short.")
+    still_evaluating: list[int] = Field(
+        default_factory=list, description="Calls Cekura had not finished evaluating when this answer was given: "
+                                          "read them later with list_calls(call_ids=...) or get_call; nothing "
+                                          "needs to be spent again.")
 
 
 async def credits_remaining(client: CekuraClient) -> float | None:
@@ -109,10 +116,13 @@ def metric_credits(metric: Metric, fallback: float) -> tuple[float, bool]:
 
 
 class SpendService:
-    def __init__(self, client: CekuraClient, guard: CostGuard, credits_per_evaluation: float) -> None:
+    def __init__(self, client: CekuraClient, guard: CostGuard, credits_per_evaluation: float, *,
+                 wait_seconds: float = 45.0, poll_interval: float = 1.0) -> None:
         self._client = client
         self._guard = guard
         self._credits = credits_per_evaluation
+        self._wait = wait_seconds
+        self._interval = poll_interval
 
     async def credits_remaining(self) -> float | None:
         return await credits_remaining(self._client)
@@ -167,7 +177,17 @@ class SpendService:
 
     async def execute(
         self, plan: SpendPlan, *, token: str | None, approval: Approval, requested_metrics: Sequence[int],
+        wait_for_results: bool = True,
     ) -> SpendResult:
+        """Spend, then (unless the caller waits itself) read the new results once Cekura has finished: its
+        evaluation runs in the background and the POST answers with the calls as they were."""
+        deadline = time.monotonic() + self._wait
+        marks: dict[int, Mark] = {}
+        if wait_for_results and plan.call_ids:
+            # Each call's state just before the spend: what its new result must move past.
+            before = await read_calls(self._client, agent_id=plan.agent_id, project_id=plan.project_id,
+                                      call_ids=plan.call_ids)
+            marks = {call_id: mark_of(before[call_id]) if call_id in before else Mark() for call_id in plan.call_ids}
         decision = await self._guard.authorize(plan, token=token, approval=approval)
         try:
             if plan.sends == "rerun_evaluation":
@@ -187,13 +207,20 @@ class SpendService:
             self._guard.finish(decision, "rejected", exc.message)
             raise
         self._guard.finish(decision, "succeeded")
+        pending: list[int] = []
+        if wait_for_results:
+            fresh, pending = await wait_for_fresh(self._client, agent_id=plan.agent_id, project_id=plan.project_id,
+                                                  marks=marks, deadline=deadline, interval=self._interval)
+            rows = [(call_id, row.metrics or (row.evaluation.metrics if row.evaluation else []))
+                    for call_id, row in sorted(fresh.items())]
         flat: list[dict[str, str | int | None]] = [
             {"call": call_id, "metric": m.id, "value": shown(m)} for call_id, results in rows for m in results
                 if not requested_metrics or m.id in requested_metrics]
         limit = 300
         return SpendResult(operation=plan.operation, calls=plan.call_count, credits_estimated=plan.credits,
                            spent=True, confirmation=decision.confirmation, estimate=self.estimate(plan),
-                           results=flat[:limit], truncated=max(0, len(flat) - limit))
+                           results=flat[:limit], truncated=max(0, len(flat) - limit),
+                           still_evaluating=pending[:limit])
 
     async def _resolve(self, agent_id: int | None, project_id: int | None, chosen: CallSelection) -> list[CallRow]:
         if chosen.call_ids == "all":

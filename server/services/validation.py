@@ -248,7 +248,8 @@ class ValidationService:
         state = await self._baseline(session, metric, plan)
         new_id = self._ledger.add_validation(session.id, state.model_dump())
         try:
-            spent = await self._spend.execute(plan, token=token, approval=approval, requested_metrics=(metric_id,))
+            spent = await self._spend.execute(plan, token=token, approval=approval, requested_metrics=(metric_id,),
+                                              wait_for_results=False)
         except OutcomeUnknownError:
             # It may have landed: the results, if they come, are recognised by their marks. Never re-sent.
             state.status, state.outcome_unknown, state.spent_at = "evaluating", True, time.time()
