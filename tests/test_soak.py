@@ -121,7 +121,8 @@ async def test_an_auto_improve_start_with_an_unknown_outcome_is_never_repeated(
 ) -> None:
     agent = sandbox.info()["main_agent_id"]
     metric = sandbox.metric_named("one question")["id"]
-    few = settings.model_copy(update={"feedback_threshold": 1})
+    # One Lab entry starts it: no disagreement needed here (the rule's minimum is a setting).
+    few = settings.model_copy(update={"feedback_threshold": 1, "improve_min_disagreements": 0})
     async with connect(few) as client:
         await call(client, "start_review", {"agent_id": agent, "metric_id": metric, "auto_improve": True})
         review = await call(client, "next_review", {"agent_id": agent, "metric_id": metric})
