@@ -175,6 +175,9 @@ async def test_list_metrics(settings: Settings, sandbox: SandboxAdmin) -> None:
     expected = {m["name"] for m in info["metrics"] if info["main_agent_id"] in m["agent_ids"]}
     assert names == expected
     assert {m["eval_type"] for m in catalog["metrics"]} >= {"binary", "enum"}
+    raw = {m["id"]: m for m in sandbox.api("GET", "/test_framework/v1/metrics/",
+                                           params={"agent_id": info["main_agent_id"]})}
+    assert all(m["credits"] == raw[m["id"]].get("metric_cost") for m in catalog["metrics"])
 
 
 def test_registry_has_every_tool_once() -> None:

@@ -75,6 +75,8 @@ class MetricSummary(BaseModel):
     type: str
     eval_type: str
     enum_values: list[str] | None = None
+    credits: float | None = Field(default=None, description="Credits one evaluation of this metric costs per call "
+                                  "(Cekura's metric_cost), where Cekura says.")
     description_start: str = Field(description="First 200 characters of the judge prompt.")
 
 
@@ -87,12 +89,12 @@ async def list_metrics(
     ctx: Context[Any, Any], agent_id: AgentId = None, project_id: ProjectId = None,
 ) -> MetricCatalog:
     """List the metrics of an agent or project with their ids, kind (llm_judge or custom_code), eval_type
-    (binary, enum with its values, numeric, continuous_qualitative) and the start of each judge prompt. Use it
-    to find the metric_id the other tools need."""
+    (binary, enum with its values, numeric, continuous_qualitative), credits per evaluation where Cekura says, and
+    the start of each judge prompt. Use it to find the metric_id the other tools need."""
     metrics = await labs(ctx).calls.metrics(agent_id=agent_id, project_id=project_id)
     return MetricCatalog(metrics=[
         MetricSummary(id=m.id, name=m.name, type=m.type, eval_type=m.eval_type, enum_values=m.enum_values,
-                      description_start=m.description[:200])
+                      credits=m.metric_cost, description_start=m.description[:200])
         for m in metrics
     ])
 
