@@ -211,12 +211,50 @@ async def overhead_figures(admin: Admin, scratch: Path, rounds: int) -> list[Fig
     median_mcp, median_direct = statistics.median(mcp_ms), statistics.median(direct_ms)
     print(f"# the MCP stdio round trip of a bare MCPServer tool (no I/O) is {statistics.median(floor_ms):.2f} ms "
           "median: the SDK's own share of the figures below", flush=True)
+    ours_cpu = await server_cpu_per_call(params, "get_call", {"call_id": call_id}, rounds)
+    bare_cpu = await server_cpu_per_call(bare, "ping", {}, rounds)
     return [
         emit(Figure("get_call_round_trip_stdio_median", median_mcp, "ms", median_direct, "direct httpx", 2)),
         emit(Figure("get_call_round_trip_stdio_p95", p95(mcp_ms), "ms", p95(direct_ms), "direct httpx", 2)),
         emit(Figure("server_overhead_per_call_median", median_mcp - median_direct, "ms", median_direct,
                     "the request itself", 2)),
+        # CPU time, not wall time: what the server process itself spends per call holds on a loaded machine,
+        # where waiting for a core swamps the wall-clock figures above.
+        emit(Figure("server_cpu_per_get_call", ours_cpu, "ms", bare_cpu, "a bare MCPServer tool (the SDK's share)",
+                    2)),
     ]
+
+
+async def server_cpu_per_call(params: StdioServerParameters, tool: str, args: dict[str, Any], rounds: int) -> float:
+    """CPU milliseconds (user + system, from /proc) the stdio server process spends per call, warmed up."""
+    marker = f"CEKURA_BENCH_CPU={os.getpid()}-{tool}"
+    env = {**(params.env or {}), "CEKURA_BENCH_CPU": marker.split("=", 1)[1]}
+    marked = StdioServerParameters(command=params.command, args=params.args, env=env)
+    with open(os.devnull, "w") as errlog:
+        async with Client(stdio_client(marked, errlog=errlog)) as client:
+            for _ in range(10):
+                await client.call_tool(tool, args)
+            pid = _pid_with(marker)
+            before = _cpu_ms(pid)
+            for _ in range(rounds):
+                await client.call_tool(tool, args)
+            return (_cpu_ms(pid) - before) / rounds
+
+
+def _pid_with(marker: str) -> int:
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker.encode() in (entry / "environ").read_bytes().split(b"\0"):
+                    return int(entry.name)
+            except OSError:
+                continue
+    raise RuntimeError("the server process was not found (CPU figures need Linux /proc)")
+
+
+def _cpu_ms(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
 
 
 BARE_SERVER = """
