@@ -10,6 +10,7 @@ import socket
 import sys
 import threading
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -442,7 +443,7 @@ def test_the_embedded_sandbox_says_when_code_ran_unsandboxed_or_was_refused() ->
     assert sandboxed.explanation == ["ran"]
 
 
-def test_the_seatbelt_profile_denies_by_default() -> None:
+def test_the_seatbelt_profile_denies_by_default(tmp_path: Path) -> None:
     """macOS's profile (not runnable on this Linux machine; the probe refuses code where it fails)."""
     from cekura_labs_mcp.server.custom_code import sandboxing
 
@@ -453,3 +454,9 @@ def test_the_seatbelt_profile_denies_by_default() -> None:
     assert not any("network" in line and "allow" in line for line in lines)
     assert "(allow signal (target self))" in lines and "(allow process-info* (target self))" in lines
     assert not any("file-write" in line and "WORKDIR" not in line for line in lines)
+    # The person's installed packages stay out even where they sit inside a readable standard library.
+    stdlib = tmp_path / "lib" / "python3"
+    (stdlib / "site-packages").mkdir(parents=True)
+    files = sandboxing.InterpreterFiles(sys.executable, (str(stdlib),), ())
+    denied = f'(deny file-read* (subpath "{stdlib}/site-packages")'
+    assert any(line.startswith(denied) for line in sandboxing.seatbelt_profile(files, sys.executable).splitlines())

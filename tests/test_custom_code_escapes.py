@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import json
 import os
 import pwd
@@ -33,6 +34,7 @@ from typing import Any
 import pytest
 import structlog
 from cekura_labs_mcp.server import custom_code as custom_code_package
+from cekura_labs_mcp.server.custom_code import runner, sandboxing
 from cekura_labs_mcp.server.sandbox import SandboxServer
 from support import SandboxAdmin
 
@@ -396,3 +398,37 @@ def test_the_opt_in_runs_without_a_sandbox_and_says_so(machine: Machine) -> None
     assert case["sandbox"] == "unsandboxed" and case["unsandboxed"] is True
     assert answer["cases"]["locked"]["status"] == "ok", answer["cases"]["locked"]
     assert list(machine.tmp.iterdir()) == []  # no working directory left behind
+
+
+def test_site_packages_inside_a_mounted_standard_library_stay_hidden() -> None:
+    """A python.org, pyenv or Docker `python` build keeps `site-packages` inside its standard-library directory,
+    which the sandbox mounts: the person's installed packages (and the home path they live under) must not
+    come with it. `os.stat` raises no audit event, so this is the kernel's answer, not the hook's."""
+    found = runner.probe_isolation()
+    assert found.kind == "bwrap", found.summary()
+    files = sandboxing.interpreter_files(found.interpreter)
+    assert files is not None
+    root = Path(tempfile.mkdtemp(prefix="cekura-site-packages-"))  # not under pytest's 0700 tmp: nobody reads it
+    try:
+        _run_with_extra_stdlib(found, files, root)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _run_with_extra_stdlib(found: runner.Isolation, files: sandboxing.InterpreterFiles, root: Path) -> None:
+    stdlib = root / "lib" / "python3"
+    (stdlib / "site-packages").mkdir(parents=True)
+    (stdlib / "stdlib_module.py").write_text("")
+    (stdlib / "site-packages" / "installed.py").write_text("")
+    for path in (root, *root.rglob("*")):
+        path.chmod(0o755)
+    files = dataclasses.replace(files, directories=(*files.directories, str(stdlib)))
+    bwrap = shutil.which("bwrap")
+    assert bwrap is not None
+    isolation = runner.Isolation(found.interpreter, kind="bwrap", spawn_user=found.spawn_user,
+                                 prefix=sandboxing.bwrap_prefix(bwrap, files, 64 * 1024 * 1024))
+    paths = [str(stdlib / "stdlib_module.py"), str(stdlib / "site-packages" / "installed.py")]
+    report = runner.CodeRunner(isolation=isolation).run(
+        "import os\n_result = [os.path.exists(p) for p in data['paths']]\n_explanation = 'seen'\n", {"paths": paths})
+    assert report.status == "ok", report.error
+    assert report.result is not None and report.result.value == [True, False]

@@ -93,6 +93,10 @@ def bwrap_prefix(bwrap: str, files: InterpreterFiles, disk_bytes: int) -> tuple[
             "--clearenv", "--uid", "65534", "--gid", "65534", "--hostname", "sandbox"]
     for directory in files.directories:
         args += ["--ro-bind", directory, directory]
+    for installed in _installed_packages(files.directories):
+        # python.org, pyenv and Docker builds keep site-packages inside the standard library's directory: an
+        # empty read-only tmpfs hides the person's installed packages (and the home path under them).
+        args += ["--tmpfs", installed, "--remount-ro", installed]
     args += ["--ro-bind", files.executable, files.executable]
     for host, inside in files.files:
         args += ["--ro-bind", host, inside]
@@ -101,6 +105,11 @@ def bwrap_prefix(bwrap: str, files: InterpreterFiles, disk_bytes: int) -> tuple[
     args += ["--dev", "/dev", "--size", str(disk_bytes), "--tmpfs", WORKDIR_IN_SANDBOX,
              "--chdir", WORKDIR_IN_SANDBOX, "--remount-ro", "/dev", "--remount-ro", "/"]
     return tuple(args)
+
+
+def _installed_packages(directories: tuple[str, ...]) -> list[str]:
+    return [os.path.join(d, name) for d in directories for name in ("site-packages", "dist-packages")
+            if os.path.isdir(os.path.join(d, name)) and os.path.join(d, name) not in directories]
 
 
 def seatbelt_profile(files: InterpreterFiles | None, executable: str) -> str:
@@ -117,6 +126,8 @@ def seatbelt_profile(files: InterpreterFiles | None, executable: str) -> str:
         f"(allow file-read* {reads} (subpath \"/usr/lib\") (subpath \"/usr/share\") (subpath \"/System\") "
         "(subpath \"/private/var/db/dyld\") (subpath \"/private/var/db/timezone\") (literal \"/dev/null\") "
         "(literal \"/dev/urandom\") (literal \"/dev/random\"))",
+        *(f"(deny file-read* (subpath {_sb(p)}) (subpath {_sb(os.path.realpath(p))}))"
+          for p in _installed_packages(tuple(readable))),  # the last matching rule wins
         "(allow file-read-metadata)",
         "(allow file-read* file-write* (subpath (param \"WORKDIR\")))",
         "(allow sysctl-read)",
