@@ -223,7 +223,8 @@ async def test_changed_results_are_judged_one_at_a_time_and_regressions_reach_th
             check = await call(client, "judge_change", args)
         assert check["status"] == "done" and check["fresh"]["judged"] == check["fresh"]["changed"] == len(seen)
         assert {c["call_id"] for c in check["fresh"]["regressed"]} == set(rejected)
-        assert set(check["fresh"]["fixed"]) == set(seen) - set(rejected)
+        assert {c["call_id"] for c in check["fresh"]["fixed"]} == set(seen) - set(rejected)
+        assert all(c["explanation_before"] and c["explanation_after"] for c in check["fresh"]["fixed"])
         assert check["fresh"]["before"] is not None and check["fresh"]["after"] is not None
         grouped = {i for g in check["regression_groups"] for i in g["call_ids"]}
         assert grouped == set(rejected)

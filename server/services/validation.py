@@ -140,7 +140,8 @@ class FreshReport(BaseModel):
     changed: int
     applicability_flips: int
     judged: int
-    fixed: list[int] = Field(description="The person says the new label is right.")
+    fixed: list[FixedCall] = Field(description="The person says the new label is right: the judge's "
+                                   "explanations before and after, side by side.")
     regressed: list[Change] = Field(description="The person says the new label is wrong.")
     still_wrong: list[Change] = Field(description="Changed, but neither label is what the person says.")
     basis: str
@@ -593,7 +594,10 @@ def _fresh_report(state: CheckState) -> FreshReport | None:
         return None
     changed = state.changed()
     judged = [c for c in changed if c.verdict is not None]
-    fixed = [c.call_id for c in judged if c.verdict == "fixed"]
+    fixed = [FixedCall(call_id=c.call_id, expected=c.after.value if c.after else "", before=c.before.value,
+                       after=c.after.value if c.after else "", explanation_before=c.before.explanation,
+                       explanation_after=c.after.explanation if c.after else "")
+             for c in judged if c.verdict == "fixed"]
     regressed = [Change(call_id=c.call_id, expected=c.right_value or "", before=c.before.value,
                         after=c.after.value if c.after else "")
                  for c in judged if c.verdict == "regression" and c.right_value == c.before.value]
