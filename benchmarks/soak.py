@@ -37,7 +37,7 @@ from typing import Any
 
 import anyio
 from cekura_labs_mcp.server.demo import person_from_truth as person
-from cekura_labs_mcp.server.state import ledger_file
+from cekura_labs_mcp.server.ledger import ledger_file
 from mcp import Client, StdioServerParameters, stdio_client
 
 from benchmarks.common import SERVE, Admin, result_text, sandbox_process, server_env

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Literal
 
 import platformdirs
-from cekura_labs_mcp.server.state import ledger_file
+from cekura_labs_mcp.server.ledger import ledger_file
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from cekura_labs_mcp.server.errors import LabsError, OutcomeUnknownError
-from cekura_labs_mcp.server.state import Ledger, SpendBook, SpendRecord, Window, owner
+from cekura_labs_mcp.server.ledger import Ledger, SpendBook, SpendRecord, Window, owner
 
 Approval = Literal["not_asked", "accepted", "declined", "cancelled"]
 # The client methods that spend, each named after the Cekura endpoint it posts to.

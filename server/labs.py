@@ -13,6 +13,7 @@ from typing import Any
 from cekura_labs_mcp.server.cekura.client import CekuraClient, RetryPolicy
 from cekura_labs_mcp.server.config import Settings
 from cekura_labs_mcp.server.guard import CostGuard
+from cekura_labs_mcp.server.ledger import Ledger, forget_ledger
 from cekura_labs_mcp.server.logs import get_logger, register_secret
 from cekura_labs_mcp.server.services.calls import CallsService
 from cekura_labs_mcp.server.services.feedback import FeedbackService
@@ -24,7 +25,6 @@ from cekura_labs_mcp.server.services.spend import SpendService
 from cekura_labs_mcp.server.services.triage import TriageService
 from cekura_labs_mcp.server.services.validation import ValidationService
 from cekura_labs_mcp.server.startup import StartupCheck, check_cekura
-from cekura_labs_mcp.server.state import Ledger, forget_ledger
 from pydantic import SecretStr
 
 log = get_logger("labs")

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from cekura_labs_mcp.server.config import Settings
-from cekura_labs_mcp.server.state import acting_for
+from cekura_labs_mcp.server.ledger import acting_for
 from mcp.server import MCPServer
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.transport_security import TransportSecuritySettings

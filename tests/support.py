@@ -17,7 +17,7 @@ from cekura_labs_mcp.server.app import build_server
 from cekura_labs_mcp.server.cekura.client import RetryPolicy
 from cekura_labs_mcp.server.config import Settings
 from cekura_labs_mcp.server.guard import CostGuard, Endpoint, SpendPermit, SpendPlan
-from cekura_labs_mcp.server.state import Ledger
+from cekura_labs_mcp.server.ledger import Ledger
 from mcp import Client
 
 # A recognisable key: the secret-leak test searches every log line and tool result for it.

@@ -9,7 +9,7 @@ import anyio
 import pytest
 from cekura_labs_mcp.server.config import Settings
 from cekura_labs_mcp.server.guard import AutoImproveClaim, AutoImproveRuns, GuardRefusal
-from cekura_labs_mcp.server.state import Ledger
+from cekura_labs_mcp.server.ledger import Ledger
 from support import SandboxAdmin, call, connect
 
 pytestmark = pytest.mark.anyio

@@ -16,7 +16,7 @@ from cekura_labs_mcp.server.cekura.results import read_result
 from cekura_labs_mcp.server.config import Settings
 from cekura_labs_mcp.server.errors import ProjectRequiredError
 from cekura_labs_mcp.server.guard import AutoImproveClaim, AutoImproveRuns
-from cekura_labs_mcp.server.state import Ledger
+from cekura_labs_mcp.server.ledger import Ledger
 from pydantic import SecretStr
 from support import FAST_RETRY, ORG_KEY, SANDBOX_KEY, SandboxAdmin, ToolFailed, call, connect, guard_permit
 

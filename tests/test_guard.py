@@ -10,8 +10,8 @@ import httpx
 import pytest
 from cekura_labs_mcp.server.app import build_server
 from cekura_labs_mcp.server.config import Settings
+from cekura_labs_mcp.server.ledger import Ledger
 from cekura_labs_mcp.server.sandbox.dialect import DOCUMENTED
-from cekura_labs_mcp.server.state import Ledger
 from mcp import Client
 from mcp.types import ElicitRequestParams, ElicitResult
 from pydantic import SecretStr

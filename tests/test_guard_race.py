@@ -24,7 +24,7 @@ CALLS = 99
 def _contend(root: str, name: str, barrier: Any, results: Any) -> None:
     """One racing process (runs in a spawned interpreter)."""
     from cekura_labs_mcp.server.guard import ConfirmationRequired, CostGuard, SpendPlan
-    from cekura_labs_mcp.server.state import Ledger, SpendBook, Window
+    from cekura_labs_mcp.server.ledger import Ledger, SpendBook, Window
 
     read_window = SpendBook.window
 

@@ -16,8 +16,8 @@ import pytest
 from cekura_labs_mcp.server.app import build_server
 from cekura_labs_mcp.server.config import Settings
 from cekura_labs_mcp.server.demo import person_from_truth
+from cekura_labs_mcp.server.ledger import Ledger
 from cekura_labs_mcp.server.sandbox import SandboxServer
-from cekura_labs_mcp.server.state import Ledger
 from mcp import Client
 from mcp.types import ElicitRequestParams, ElicitResult
 from pydantic import SecretStr

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from cekura_labs_mcp.server.config import Settings
 from cekura_labs_mcp.server.demo import person_from_truth as answer_from_truth
-from cekura_labs_mcp.server.state import MIGRATIONS, Ledger
+from cekura_labs_mcp.server.ledger import MIGRATIONS, Ledger
 from cekura_labs_mcp.server.values import display
 from support import SandboxAdmin, ToolFailed, call, connect
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from cekura_labs_mcp.server.app import build_server
 from cekura_labs_mcp.server.config import Settings
-from cekura_labs_mcp.server.state import LEGACY_LEDGER, Ledger, SpendRecord, key_fingerprint
+from cekura_labs_mcp.server.ledger import LEGACY_LEDGER, Ledger, SpendRecord, key_fingerprint
 from mcp import Client
 from support import FAST_RETRY, SANDBOX_KEY, SandboxAdmin, call, connect
 

@@ -13,10 +13,10 @@ import pytest
 from cekura_labs_mcp.server.cekura.client import CekuraClient
 from cekura_labs_mcp.server.cekura.models import Metric
 from cekura_labs_mcp.server.config import Settings
+from cekura_labs_mcp.server.ledger import Ledger
 from cekura_labs_mcp.server.sandbox import SandboxServer
 from cekura_labs_mcp.server.sandbox.dialect import DOCUMENTED, SPEC, Dialect
 from cekura_labs_mcp.server.services.overview import Observation, Overview, OverviewService, shift, topic_outlier
-from cekura_labs_mcp.server.state import Ledger
 from pydantic import SecretStr
 from support import SANDBOX_KEY, SandboxAdmin, ToolFailed, call, connect
 

@@ -12,7 +12,7 @@ import pytest
 from cekura_labs_mcp.server.config import Settings
 from cekura_labs_mcp.server.custom_code import runner as runner_module
 from cekura_labs_mcp.server.custom_code.runner import Isolation
-from cekura_labs_mcp.server.state import Ledger
+from cekura_labs_mcp.server.ledger import Ledger
 from support import SandboxAdmin, ToolFailed, call, connect
 
 pytestmark = pytest.mark.anyio

@@ -13,7 +13,7 @@ import anyio
 import httpx
 import pytest
 from cekura_labs_mcp.server.config import Settings
-from cekura_labs_mcp.server.state import Ledger
+from cekura_labs_mcp.server.ledger import Ledger
 from support import SANDBOX_KEY, SandboxAdmin, ToolFailed, call, connect, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from cekura_labs_mcp.server.cekura.client import CekuraClient
 from cekura_labs_mcp.server.guard import ConfirmationRequired, CostGuard, GuardRefusal, SpendPermit, SpendPlan
-from cekura_labs_mcp.server.state import Ledger, Window
+from cekura_labs_mcp.server.ledger import Ledger, Window
 from pydantic import SecretStr
 from support import SANDBOX_KEY, SandboxAdmin
 

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from cekura_labs_mcp.server.state import ledger_file
+from cekura_labs_mcp.server.ledger import ledger_file
 from mcp import Client, StdioServerParameters, stdio_client
 from support import SANDBOX_KEY, SandboxAdmin, call
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 from cekura_labs_mcp.server.config import Settings
-from cekura_labs_mcp.server.state import Ledger
+from cekura_labs_mcp.server.ledger import Ledger
 from support import SandboxAdmin, ToolFailed, call, connect
 
 # Cekura answers in more than one shape: these run against both sandbox dialects (tests/conftest.py).

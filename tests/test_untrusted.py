@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from cekura_labs_mcp.server.app import INSTRUCTIONS
 from cekura_labs_mcp.server.config import Settings
+from cekura_labs_mcp.server.ledger import Ledger
 from cekura_labs_mcp.server.presenting import MAX_TURN_CHARS, UNTRUSTED_NOTE
-from cekura_labs_mcp.server.state import Ledger
 from mcp.types import ElicitRequestParams, ElicitResult
 from support import SandboxAdmin, ToolFailed, call, connect
 

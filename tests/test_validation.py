@@ -20,9 +20,9 @@ from cekura_labs_mcp.server.cekura.models import MetricResult
 from cekura_labs_mcp.server.cekura.results import read_result
 from cekura_labs_mcp.server.config import Settings
 from cekura_labs_mcp.server.demo import person_from_truth
+from cekura_labs_mcp.server.ledger import Ledger
 from cekura_labs_mcp.server.sandbox import SandboxServer
 from cekura_labs_mcp.server.services.freshness import Mark, is_fresh, is_reset
-from cekura_labs_mcp.server.state import Ledger
 from mcp import Client
 from pydantic import SecretStr
 from support import FAST_RETRY, SANDBOX_KEY, SandboxAdmin, ToolFailed, call

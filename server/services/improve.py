@@ -22,9 +22,9 @@ from cekura_labs_mcp.server.cekura.models import (
 )
 from cekura_labs_mcp.server.custom_code.checks import syntax_error
 from cekura_labs_mcp.server.errors import CekuraError, InputError, LabsError, NotFoundError, OutcomeUnknownError
+from cekura_labs_mcp.server.ledger import Improvement, Ledger, Review
 from cekura_labs_mcp.server.presenting import one_line
 from cekura_labs_mcp.server.services.spend import start_auto_improve
-from cekura_labs_mcp.server.state import Improvement, Ledger, Review
 from pydantic import BaseModel, Field
 
 ProgressCallback = Callable[[float, str], Awaitable[None]]

@@ -25,10 +25,10 @@ from cekura_labs_mcp.server.cekura.client import CekuraClient
 from cekura_labs_mcp.server.cekura.models import CallRow, Metric
 from cekura_labs_mcp.server.cekura.results import NA_TEXT, UNREADABLE_TEXT, read_result
 from cekura_labs_mcp.server.errors import InputError
+from cekura_labs_mcp.server.ledger import Ledger, Review
 from cekura_labs_mcp.server.presenting import explanation_text, one_line
 from cekura_labs_mcp.server.services.analysis import cluster_explanations
 from cekura_labs_mcp.server.services.calls import require_scope
-from cekura_labs_mcp.server.state import Ledger, Review
 from pydantic import BaseModel, Field
 
 PAGE = 200

@@ -37,9 +37,9 @@ from cekura_labs_mcp.server.custom_code.runner import (
 )
 from cekura_labs_mcp.server.errors import CekuraError, InputError, LabsError, OutcomeUnknownError
 from cekura_labs_mcp.server.guard import Approval, CostGuard, GuardDecision, PlannedMetric, SpendPlan
+from cekura_labs_mcp.server.ledger import Ledger
 from cekura_labs_mcp.server.services.review import reviewed_calls
 from cekura_labs_mcp.server.services.spend import SpendEstimate, credits_remaining, estimate_of, metric_credits
-from cekura_labs_mcp.server.state import Ledger
 from cekura_labs_mcp.server.values import display as show
 from cekura_labs_mcp.server.values import result_as_expected, same_value
 from pydantic import BaseModel, Field

@@ -13,6 +13,7 @@ from cekura_labs_mcp.server.cekura.models import CallRow, Metric, MetricFeedback
 from cekura_labs_mcp.server.cekura.results import Reading, read_result
 from cekura_labs_mcp.server.config import Settings
 from cekura_labs_mcp.server.errors import CekuraError, InputError, OutcomeUnknownError
+from cekura_labs_mcp.server.ledger import Ledger, Review, Session
 from cekura_labs_mcp.server.presenting import moments
 from cekura_labs_mcp.server.services.analysis import check_disagreement, mentions_outcome
 from cekura_labs_mcp.server.services.calls import CallReview, review_view
@@ -23,7 +24,6 @@ from cekura_labs_mcp.server.services.improve import (
     auto_improve_due,
 )
 from cekura_labs_mcp.server.services.ranking import NUMERIC, rank_candidates
-from cekura_labs_mcp.server.state import Ledger, Review, Session
 from cekura_labs_mcp.server.values import agreed_value, display, expected_from_input
 from pydantic import BaseModel, Field
 

@@ -26,9 +26,9 @@ from cekura_labs_mcp.server.guard import (
     PlannedMetric,
     SpendPlan,
 )
+from cekura_labs_mcp.server.ledger import Ledger
 from cekura_labs_mcp.server.services.calls import CallFilter, require_scope
 from cekura_labs_mcp.server.services.freshness import Mark, mark_of, read_calls, wait_for_fresh
-from cekura_labs_mcp.server.state import Ledger
 from pydantic import BaseModel, Field
 
 Operation = Literal["rerun_evaluation", "evaluate_metrics"]

@@ -30,12 +30,12 @@ from cekura_labs_mcp.server.cekura.results import read_result
 from cekura_labs_mcp.server.config import Settings
 from cekura_labs_mcp.server.errors import InputError, LabsError, OutcomeUnknownError
 from cekura_labs_mcp.server.guard import Approval, SpendPlan
+from cekura_labs_mcp.server.ledger import Ledger, Session
 from cekura_labs_mcp.server.presenting import explanation_text, one_line
 from cekura_labs_mcp.server.services.analysis import agreement, cluster_explanations, confusion
 from cekura_labs_mcp.server.services.freshness import Mark, is_fresh, is_reset, mark_of, read_calls
 from cekura_labs_mcp.server.services.review import reviewed_calls
 from cekura_labs_mcp.server.services.spend import CallSelection, SpendEstimate, SpendService, start_auto_improve
-from cekura_labs_mcp.server.state import Ledger, Session
 from cekura_labs_mcp.server.values import NA, display, expected_from_input
 from pydantic import BaseModel, Field
 

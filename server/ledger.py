@@ -1,4 +1,4 @@
-"""The ledger: one SQLite file in the data directory that outlives the server process.
+"""The ledger: one SQLite file per backend in the data directory that outlives the server process.
 
 It holds the cost guard's audit log (every spend decision and its outcome), the metric versions
 the server replaced (so a change can be rolled back), and the review sessions of the labs loop.
