@@ -6,11 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import anyio
+import httpx
 import pytest
 from cekura_labs_mcp.server.config import Settings
 from cekura_labs_mcp.server.guard import AutoImproveClaim, AutoImproveRuns, GuardRefusal
 from cekura_labs_mcp.server.ledger import Ledger
-from support import SandboxAdmin, call, connect
+from support import SandboxAdmin, ToolFailed, call, connect
 
 pytestmark = pytest.mark.anyio
 
@@ -45,6 +46,30 @@ async def test_a_second_start_returns_the_running_one(settings: Settings, sandbo
         third = await call(client, "process_feedbacks", {"metric_id": metric})
     assert third["progress_id"] != first["progress_id"] and third["already_running"] is False
     assert len(_starts(sandbox)) == 2
+
+
+async def test_a_start_is_not_repeated_when_the_running_one_cannot_be_checked(
+        settings: Settings, sandbox: SandboxAdmin) -> None:
+    """A progress read that fails (Cekura's 5xx or a rate limit outlasting the retries) says nothing about the
+    run: it must not be taken for a finished one and start a second run beside it."""
+    metric = sandbox.metric_named("one question")["id"]
+    agent = sandbox.info()["main_agent_id"]
+    rows = sandbox.api("GET", "/observability/v1/call-logs-external/", params={"agent_id": agent, "page_size": 2})
+    async with connect(settings) as client:
+        for row in rows["results"]:
+            await call(client, "create_test_set_from_call", {"call_log_id": row["id"], "metrics": [{
+                "metric": metric, "expected_value": True,
+                "feedback": "At 00:12 the agent asked one question at a time; this should pass."}]})
+        first = await call(client, "process_feedbacks", {"metric_id": metric})
+        sandbox.fault("/test_framework/metric-reviews/process_feedbacks_progress", "500", count=20)
+        with pytest.raises(ToolFailed) as refused:
+            await call(client, "process_feedbacks", {"metric_id": metric})
+        assert first["progress_id"] in str(refused.value) and "nothing was started" in str(refused.value)
+        assert len(_starts(sandbox)) == 1
+        httpx.delete(f"{sandbox.url}/_sandbox/faults").raise_for_status()
+        again = await call(client, "process_feedbacks", {"metric_id": metric})
+    assert again["progress_id"] == first["progress_id"] and again["already_running"] is True
+    assert len(_starts(sandbox)) == 1
 
 
 async def test_two_sessions_starting_at_once_start_one_run(tmp_path: Path) -> None:

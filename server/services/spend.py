@@ -15,7 +15,7 @@ import anyio
 from cekura_labs_mcp.server.cekura.client import CekuraClient
 from cekura_labs_mcp.server.cekura.models import CallRow, Metric
 from cekura_labs_mcp.server.cekura.results import shown
-from cekura_labs_mcp.server.errors import CekuraError, InputError, LabsError, OutcomeUnknownError
+from cekura_labs_mcp.server.errors import CekuraError, InputError, LabsError, NotFoundError, OutcomeUnknownError
 from cekura_labs_mcp.server.guard import (
     Approval,
     AutoImproveClaim,
@@ -23,8 +23,10 @@ from cekura_labs_mcp.server.guard import (
     AutoImproveStart,
     CostGuard,
     Endpoint,
+    GuardRefusal,
     PlannedMetric,
     SpendPlan,
+    auto_improve_subject,
 )
 from cekura_labs_mcp.server.ledger import Ledger
 from cekura_labs_mcp.server.services.calls import CallFilter, require_scope
@@ -302,8 +304,16 @@ async def start_auto_improve(client: CekuraClient, ledger: Ledger, *, metric_id:
     async def running(progress_id: str) -> bool:
         try:
             return not (await client.get_progress(progress_id)).done
-        except CekuraError:
-            return False
+        except NotFoundError:
+            return False  # Cekura does not know the run: nothing is running under that id
+        except CekuraError as exc:
+            # A failed read (5xx, rate limit, network) says nothing about the run: taking it for finished
+            # would start a second run beside one that may still be going.
+            raise GuardRefusal(
+                f"Could not check whether auto-improve run {progress_id} "
+                f"({auto_improve_subject(metric_id, test_set_ids)}) is still running ({exc.message}); nothing was "
+                "started.",
+                f"Poll it with poll_progress(progress_id=\"{progress_id}\"), or try again in a moment.") from None
 
     async def begin(claim: AutoImproveClaim) -> str:
         return await client.process_feedbacks(claim, metric_id=metric_id, test_set_ids=test_set_ids)
