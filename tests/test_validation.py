@@ -323,3 +323,22 @@ async def test_documented_rerun_reports_only_results_that_arrived(
         if row["metric"] == metric:
             assert row["value"] == _current_value(docs, int(row["call"] or 0), metric)
     assert sorted(impatient["still_evaluating"]) == sorted(ids) and impatient["results"] == []
+
+
+async def test_a_spend_whose_answer_was_lost_is_waited_for_never_resent(
+    settings: Settings, sandbox: SandboxAdmin
+) -> None:
+    # The evaluation request never reaches the sandbox and its answer is lost: the outcome is unknown.
+    quick = settings.model_copy(update={"poll_timeout_seconds": 0.3, "evaluation_give_up_seconds": 0.001})
+    async with connect_via(quick, httpx.AsyncHTTPTransport()) as client:
+        agent, metric, _ = await _review_and_patch(client, sandbox)
+        sandbox.fault("/observability", "drop", method="POST", count=1)
+        check = await call(client, "validate_metric", {"agent_id": agent, "metric_id": metric["id"]})
+        again = await call(client, "validate_metric", {"agent_id": agent, "metric_id": metric["id"]})
+        assert len([r for r in sandbox.requests("POST") if "evaluate_metrics" in r["path"]]) == 1
+        restarted = await call(client, "validate_metric", {"agent_id": agent, "metric_id": metric["id"],
+                                                           "restart": True})
+    assert restarted["check_id"] != check["check_id"], "only the person's restart spends again"
+    assert check["reviewed"] is None and check["fresh"] is None, "old results are never reported as 'after'"
+    assert check["not_evaluated"] and "nothing to report" in check["message"] and "spend_log" in check["message"]
+    assert again["check_id"] == check["check_id"] and "nothing was re-run" in again["message"]

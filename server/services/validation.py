@@ -202,7 +202,7 @@ class ValidationService:
         if self._resumable(session, check_id, restart) is not None:
             return _nothing(agent_id)
         metric = await self._client.get_metric(metric_id)
-        if self._unchanged_since(session, metric) is not None:
+        if self._unchanged_since(session, metric, restart) is not None:
             return _nothing(agent_id)
         self._refuse_if_nothing_changed(session, metric)
         reviewed = self._reviewed_ids(session)
@@ -236,7 +236,7 @@ class ValidationService:
             found_id, state = pending
             return await self._advance(found_id, state, deadline, on_progress, resumed=True)
         metric = await self._client.get_metric(metric_id)
-        earlier = self._unchanged_since(session, metric)
+        earlier = self._unchanged_since(session, metric, restart)
         if earlier is not None:
             found_id, state = earlier
             view = self._view(found_id, state)
@@ -437,17 +437,20 @@ class ValidationService:
             if found_session != session.id:
                 raise InputError("check_id", f"check {check_id} belongs to another metric or agent.",
                                  "Pass the agent_id and metric_id the check was started with.")
-            return (check_id, state) if state.status == "evaluating" else None
+            return (check_id, _interrupted(state)) if state.status in ("spending", "evaluating") else None
         if restart:
             return None
-        evaluating = [(i, s) for i, s in self._checks(session) if s.status == "evaluating"]
-        return evaluating[-1] if evaluating else None
+        evaluating = [(i, s) for i, s in self._checks(session) if s.status in ("spending", "evaluating")]
+        return (evaluating[-1][0], _interrupted(evaluating[-1][1])) if evaluating else None
 
-    def _unchanged_since(self, session: Session, metric: Metric) -> tuple[int, CheckState] | None:
+    def _unchanged_since(self, session: Session, metric: Metric, restart: bool) -> tuple[int, CheckState] | None:
+        """The last finished check, if the metric has not changed since. One where no result ever arrived
+        measured nothing: it stands only until the person asks to start again (restart)."""
         checks = [(i, s) for i, s in self._checks(session) if s.status in ("judging", "done")]
-        if checks and checks[-1][1].fingerprint == fingerprint(metric):
-            return checks[-1]
-        return None
+        if not checks or checks[-1][1].fingerprint != fingerprint(metric):
+            return None
+        measured_nothing = len(checks[-1][1].not_evaluated) == len(checks[-1][1].calls)
+        return None if measured_nothing and restart else checks[-1]
 
     def _refuse_if_nothing_changed(self, session: Session, metric: Metric) -> None:
         """After an identical proposal, with no change applied through this server in the session, a re-run
@@ -519,8 +522,26 @@ class ValidationService:
                        "add_regressions_to_lab (with reoptimize=true to run auto-improve on the enlarged Lab).")
         else:
             message = "Every change is judged; no regression was found on calls the optimizer never saw."
+        if state.not_evaluated:
+            lost = (f"{len(state.not_evaluated)} call(s) never showed a new result "
+                    f"({self._settings.evaluation_give_up_seconds:g} s after the spend); they are left out of every "
+                    "figure, never counted with their old result.")
+            if len(state.not_evaluated) == len(state.calls):
+                lost = ("No new result arrived for any call, so there is nothing to report."
+                        + (" The spend's outcome was unknown: check spend_log before starting again with "
+                           "restart=true." if state.outcome_unknown else " Start again with restart=true."))
+            message = f"{lost} {message}" if reviewed or fresh else lost
         return RegressionCheck(**base, status=status, message=message, reviewed=reviewed, fresh=fresh,
                                next_change=next_change, regression_groups=groups, verdict=verdict)
+
+
+def _interrupted(state: CheckState) -> CheckState:
+    """A check the server stopped during its spend (a crash): the spend may have landed, so it is waited for
+    like any evaluation, never sent again; calls that never change end up as not evaluated."""
+    if state.status == "spending":
+        state.status, state.outcome_unknown = "evaluating", True
+        state.spent_at = state.spent_at or time.time()
+    return state
 
 
 def _nothing(agent_id: int) -> SpendPlan:
