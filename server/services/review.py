@@ -151,7 +151,8 @@ class ReviewService:
         return NextReview(
             progress=progress, call=view, why_picked=reasons,
             question=f"Call {row.id} was scored {view.metric.value if view.metric else '?'} on {metric.name}. "
-                     "Do you agree? If not: what is the right value, and which moment shows it?",
+                     "Do you agree? If not: what is the right value, and which moment shows it? (Not sure: "
+                     "record skip=true.)",
         )
 
     async def _sample(self, agent_id: int) -> list[CallRow]:
