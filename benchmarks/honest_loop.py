@@ -444,7 +444,10 @@ async def run(seeds: Sequence[int], parts: Sequence[str], out: Any) -> dict[str,
         print(f"(queue: {time.monotonic() - started:.0f} s)", file=out)
     if "reviewers" in parts:
         started = time.monotonic()
-        people = [c for seed in seeds for c in await reviewer_cases(seed, REVIEWERS)]
+        people: list[ReviewerCase] = []
+        for seed in seeds:
+            people += await reviewer_cases(seed, REVIEWERS)
+            print(f"(reviewers: seed {seed} done after {time.monotonic() - started:.0f} s)", file=sys.stderr)
         report["reviewers"] = summarise_reviewers(people)
         report["reviewer_cases"] = people
         print_reviewers(report["reviewers"], seeds, out)
