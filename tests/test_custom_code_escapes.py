@@ -46,6 +46,15 @@ sys.path.insert(0, sys.argv[1])
 from cekura_labs_mcp.server.custom_code.runner import CodeRunner, Limits, probe_isolation
 
 job = json.load(sys.stdin)
+if job.get("keyring"):
+    # Like a desktop session or a Kerberos login: a secret in the server's session keyring.
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    SYS_add_key, SYS_keyctl = {"x86_64": (248, 250), "aarch64": (217, 219)}[os.uname().machine]
+    libc.syscall(SYS_keyctl, 1, None)  # KEYCTL_JOIN_SESSION_KEYRING: a session keyring of its own
+    secret = job["keyring"].encode()
+    assert libc.syscall(SYS_add_key, b"user", b"cekura-secret", secret, len(secret), -3) > 0
 limits = Limits(wall_seconds=30, cpu_seconds=10)
 isolation = probe_isolation(limits)
 runner = CodeRunner(limits=limits, isolation=isolation)
@@ -69,6 +78,7 @@ NATIVE_SOURCE = r'''
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 static FILE *out;
@@ -115,6 +125,12 @@ __attribute__((constructor)) static void escape(void) {
     to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     int connected = s >= 0 && connect(s, (struct sockaddr *)&to, sizeof to) == 0;
     fprintf(out, "loopback_connect: %s\n", connected ? "CONNECTED" : "refused");
+    /* The server's session keyring (KEYCTL_SEARCH from the session keyring -3, then KEYCTL_READ). */
+    long key = syscall(SYS_keyctl, 10, -3, "user", "cekura-secret", 0);
+    char secret[200] = "";
+    long got = key > 0 ? syscall(SYS_keyctl, 11, key, secret, sizeof secret - 1) : -1;
+    if (got > 0 && got < (long)sizeof secret) secret[got] = 0;
+    fprintf(out, "keyring: %s%s\n", got > 0 ? "READ " : "refused", got > 0 ? secret : "");
     fprintf(out, "kill_server: %s\n", kill(pid, SIGKILL) == 0 ? "KILLED" : "refused");
     fprintf(out, "kill_everything: %s\n", kill(-1, SIGKILL) == 0 ? "SENT" : "refused");
     fclose(out);
@@ -191,7 +207,8 @@ class Machine:
         if allow:
             env["CEKURA_LABS_ALLOW_UNSANDBOXED_CODE"] = "1"
         done = subprocess.run([*self.run_as, self.interpreter, str(self.stage / "helper.py"), str(self.stage / "pkg")],
-                              input=json.dumps({"cases": cases, "data": data}), capture_output=True, text=True,
+                              input=json.dumps({"cases": cases, "data": data, "keyring": self.secrets["keyring"]}),
+                              capture_output=True, text=True,
                               env=env, timeout=600, check=False)
         assert done.returncode == 0, f"the unprivileged server died (killed by its code?): {done.stderr[-2000:]}"
         answer: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
@@ -264,7 +281,7 @@ def machine() -> Iterator[Machine]:
         fake.chmod(0o755)
         tag = secrets.token_hex(6)
         planted = {"api_key": f"sk-SECRET-API-{tag}", "ssh": f"SECRET-SSH-{tag}", "claude": f"SECRET-CLAUDE-{tag}",
-                   "ledger": f"SECRET-LEDGER-{tag}"}
+                   "ledger": f"SECRET-LEDGER-{tag}", "keyring": f"SECRET-KEYRING-{tag}"}
         home, tmp = root / "home", root / "tmp"
         for path, text in ((home / ".ssh" / "id_rsa", planted["ssh"]), (home / ".claude.json", planted["claude"]),
                            (home / ".local/share/cekura-labs-mcp/ledger.sqlite3", planted["ledger"])):
@@ -347,6 +364,7 @@ def test_every_escape_fails_inside_bubblewrap(machine: Machine, listener: tuple[
     assert lines["write_dev"] == "refused" and lines["write_dev_shm"] == "refused"
     assert lines["loopback_connect"] == "refused"
     assert lines["kill_server"] == "refused" and lines["kill_everything"] == "refused"
+    assert lines["keyring"] == "refused", lines["keyring"]
 
     for name in ("parent_environ", "home_files", "home_by_tilde", "ledger", "ledger_write", "loopback_post",
                  "raw_socket", "signal_parent", "subinterpreter", "write_outside"):

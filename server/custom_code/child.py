@@ -186,7 +186,34 @@ def _limit(kind: int, soft: int, hard: int | None = None) -> None:
     resource.setrlimit(kind, (min(soft, wanted_hard), wanted_hard))
 
 
+# keyctl's system call number per machine (it has no libc wrapper); KEYCTL_JOIN_SESSION_KEYRING is 1.
+_KEYCTL = {"x86_64": 250, "aarch64": 219, "i686": 288, "armv7l": 311, "ppc64le": 311, "s390x": 280, "riscv64": 219}
+
+
+def _leave_session_keyring() -> None:
+    """Linux hands a process its parent's session keyring, and neither bubblewrap nor the namespaces change
+    that: native code could read (and write) the secrets of the server's login session (Kerberos tickets,
+    tokens put there by other tools). Joining a new, empty session keyring drops possession of the old one."""
+    if sys.platform != "linux":
+        return
+    number = _KEYCTL.get(os.uname().machine)
+    if number is None:
+        return
+    import ctypes  # only here: the rest of the child runs on built-in modules
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    failed = libc.syscall(number, 1, None) < 0 and ctypes.get_errno() != 38  # ENOSYS: a kernel without keyrings
+    errno = ctypes.get_errno()
+    # Forgotten again, so the code's own `import ctypes` meets the audit hook as before.
+    for name in [m for m in sys.modules if m == "ctypes" or m.startswith("ctypes.")]:
+        del sys.modules[name]
+    if failed:
+        raise OSError(errno, "could not leave the server's session keyring")
+
+
 def _restrict(limits: dict[str, int], user: list[int] | None) -> None:
+    _leave_session_keyring()
     if user is not None:
         os.setgroups([])
         os.setgid(user[1])
