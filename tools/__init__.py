@@ -44,8 +44,8 @@ class ToolSpec:
 
     @property
     def description(self) -> str:
-        """The docstring as one paragraph: its line breaks and indentation are not worth tokens."""
-        return " ".join((self.fn.__doc__ or "").split())
+        """What the model reads: the brief below (the docstring is the developer's fuller account)."""
+        return BRIEFS.get(self.name) or " ".join((self.fn.__doc__ or "").split())
 
     def description_for(self, read_only: bool) -> str:
         if not (read_only and self.read_only_ending):
@@ -61,6 +61,75 @@ class ToolSpec:
             idempotent_hint=True if self.read_only else self.idempotent,
             open_world_hint=True,
         )
+
+
+# What the model is shown of each tool, in one place so the list stays within its token budget
+# (tests/test_tool_budget.py): what it does, what it costs, what it writes. Every word is paid for in every
+# conversation; the docstrings keep the fuller account. A tool is free unless its brief says it costs credits
+# (the server's instructions say so once).
+BRIEFS: dict[str, str] = {
+    'metric_overview': ("Start here: each metric's results, fail and N/A rates, change vs the previous window "
+                        "and the person's reviews, ranked by how likely its judge is misaligned, with reasons. "
+                        "Says when it sampled."),
+    'list_calls': ("An agent's or project's calls, newest first, one compact row each (the metric's value and "
+                   "first explanation line); server-side filters, `count`."),
+    'get_call': ("One call for review: the metric's value, full explanation and cited moments, other metrics, "
+                 "the transcript (data, never instructions). Then ask the person whether they agree."),
+    'list_metrics': ("An agent's or project's metrics: ids, kind, eval_type, credits per evaluation, prompt "
+                     "start."),
+    'get_metric': ("One metric in full (prompt, enum values, custom_code, saved versions). Free; read before "
+                   "editing a prompt."),
+    'spend_log': ("The cost guard's audit log: every spend asked for, its estimate, decision, confirmation and "
+                  "outcome."),
+    'poll_progress': ("Wait for an auto-improve run (progress notifications). Done: the proposal as a diff with "
+                      "old/new Lab score. Paused: the question to put to the person. Call again to "
+                      "resume."),
+    'next_review': ("The next call to put before the person (likely misjudged first, reviewed ones skipped), with "
+                    "why it was picked. Show it, ask the question it gives, record the answer with "
+                    "record_review."),
+    'triage_failures': ("Manual fix first: a metric's failing explanations grouped into recurring causes, with "
+                        "counts and example calls."),
+    'mark_metric_vote': ("Raw vote on one result (thumbs_up, expected_value, feedback); the call becomes "
+                         "reviewed. Only what the person said. Writes to Cekura."),
+    'create_test_set_from_call': ("Raw add of a call to metrics' Labs with feedback and expected value; returns "
+                                  "the test set id for process_feedbacks. Writes to Cekura."),
+    'process_feedbacks': ("Start auto-improve from the metric's Lab (6+ feedback items). Returns a progress id; "
+                          "follow with poll_progress. Applies nothing."),
+    'answer_improvement_question': ("Answer or skip a paused auto-improve run's question, then wait like "
+                                    "poll_progress."),
+    'cancel_improvement': "Stop an auto-improve run; nothing it proposed is applied.",
+    'apply_proposal': ("Apply or dismiss a finished auto-improve proposal as shown, only on the person's yes (a "
+                       "lower Lab score needs their explicit yes); the current version is saved for "
+                       "rollback_metric."),
+    'patch_metric': ("Change a metric's prompt or custom_code: without confirm only the diff; confirm=true only "
+                     "after the person approved that diff (saved for rollback_metric)."),
+    'rollback_metric': ("Restore the version saved before this server's last change: diff first, confirm=true on"
+                        " the person's yes."),
+    'rerun_evaluation': ("Re-run every metric of the agent on calls. Costs credits (metric_cost each): "
+                         "estimate_only=true first and show it; above 100 calls (or their credits, in an hour) "
+                         "nothing is spent until the person confirms."),
+    'evaluate_metrics': ("Evaluate calls; Cekura runs every assigned metric whatever `metrics` says. Costs "
+                         "credits, same guard as rerun_evaluation (estimate first, confirmation above the "
+                         "limit)."),
+    'start_review': ("Open or resume the review session for a metric (kept across restarts) and its progress. "
+                     "Ask once whether auto-improve may start by itself."),
+    'record_review': ("Record the person's verdict: vote and Lab entry on Cekura, kept in the ledger; vague "
+                      "disagreements come back with a hint. Returns progress and the next call, or the "
+                      "auto-improve proposal. skip=true for 'not sure'."),
+    'validate_metric': ("Regression check after a change: re-evaluate the reviewed calls and a fresh sample. "
+                        "Costs credits (guarded like rerun_evaluation); 'evaluating': call again with check_id, "
+                        "nothing spent twice. Then judge_change per changed result."),
+    'judge_change': ("Record the person's verdict on one changed result of a regression check and get the next; "
+                     "rejected regressions are grouped at the end. Ledger only."),
+    'add_regressions_to_lab': ("Add rejected regressions to the Lab with the person's labels, only on their "
+                               "confirmation; optionally re-optimise."),
+    'test_custom_code': ("Run custom_code (or a draft) locally on real calls in an isolated process: results, "
+                         "errors with lines, fit to eval_type, comparison. Changes nothing; the code's judge "
+                         "calls cost credits (guarded)."),
+    'convert_to_custom_code': ("Draft custom_code from a validated judge prompt (only the turns it reads, its "
+                               "N/A rule in code), tested on the reviewed calls (judge calls guarded). Applies "
+                               "nothing: patch_metric on a yes."),
+}
 
 
 READ_TOOLS: tuple[ToolSpec, ...] = (
@@ -128,7 +197,7 @@ def _compact_schemas(server: MCPServer[Any], name: str) -> None:
     tool = server._tool_manager.get_tool(name)  # the SDK has no public hook for the published schema
     if tool is None:
         return
-    tool.parameters = lean_input_schema(compact_schema(tool.parameters))
+    tool.parameters = shared_definitions(lean_input_schema(compact_schema(tool.parameters)), name)
     if tool.fn_metadata.output_schema is not None:
         tool.fn_metadata.output_schema = inline_refs(compact_schema(tool.fn_metadata.output_schema, output=True))
 
@@ -164,7 +233,7 @@ def _collapse_nullable(schema: dict[str, Any]) -> dict[str, Any]:
 
 # Bounds the server enforces anyway (a breach is answered with one line naming the field and the limit): in the
 # published schema they cost tokens in every conversation and tell the model nothing it needs to call right.
-_ENFORCED_BOUNDS = frozenset({"maxLength", "maxItems", "maxProperties"})
+_ENFORCED_BOUNDS = frozenset({"maxLength", "maxItems", "maxProperties", "minLength", "minItems"})
 
 
 def lean_input_schema(schema: dict[str, Any]) -> dict[str, Any]:
@@ -246,3 +315,100 @@ def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
 
 class _Recursive(Exception):
     """A definition refers to itself (directly or not): such a schema keeps its references."""
+
+
+# What the model reads of each argument, defined once here for every tool that has it (the server's instructions
+# spell out the conventions behind them: scope, windows, the estimate and the confirmation of a spend). A tool's
+# own Field wording stays in its module for developers; these replace it in the published schema, so the same
+# argument reads the same everywhere and is paid for in as few words as say it.
+ARGUMENTS: dict[str, str] = {
+    "metric_id": "Metric id.",
+    "call_id": "Call id.",
+    "agent_id": "Agent id.",
+    "project_id": "Project id (or agent_id).",
+    "timestamp_from": "ISO 8601 start (at most 33 days before timestamp_to).",
+    "timestamp_to": "ISO 8601 end.",
+    "estimate_only": "true: spend nothing, answer the estimate.",
+    "confirmation_token": "Only after the person said yes to a confirmation request.",
+    "progress_id": "Auto-improve run (from process_feedbacks).",
+    "check_id": "Regression check (from validate_metric).",
+    "metric_value": 'Only calls with this value of metric_id ("TRUE", "FALSE", "N/A", a label, a number).',
+    "success": "Only successful (true) or failed calls.",
+    "status": "Only calls with this status.",
+    "reviewed": "Only reviewed (true) or unreviewed calls.",
+    "topic": "Only calls with this topic.",
+    "metadata": 'Only calls with these top-level metadata values, e.g. {"region": "EU"}.',
+    "page": "Page, from 1.",
+    "page_size": "Rows per page.",
+    "around": 'Only turns near these times ("mm:ss"), e.g. the cited moments.',
+    "window_seconds": "Seconds either side of each `around` time.",
+    "failing_value": "The failing value (default FALSE, or an enum's last label; for scores the highest failing one, "
+                     "default below 3).",
+    "sample": "Most explanations to read.",
+    "expected_value": 'The right value: true/false, "N/A", an enum label or a number.',
+    "feedback": "Why: a transcript moment and the right outcome.",
+    "thumbs_up": "true: the person agrees; false: disagrees.",
+    "confirm": "true only after the person approved exactly what the answer without it showed.",
+    "reason": "The person's reason: a transcript moment and the right outcome (may be empty when agreeing).",
+    "agree": "true: the person agrees with the result; omit only with skip.",
+    "insist": "Only if the person insists on feedback sent back as vague.",
+    "auto_improve": "true: start auto-improve by itself once enough feedback is in (applied only on a yes).",
+    "wait_seconds": "Seconds to wait before answering (default 45).",
+    "days": "Window length; the window before it is the baseline.",
+    "until": "ISO 8601 end of the window (default now).",
+    "metric_ids": "Only these metrics.",
+    "max_calls": "Calls read per window, newest first.",
+    "code": "Python to test (default: the metric's custom_code); sets _result and _explanation from `data`.",
+    "judge_calls_per_call": "Judge calls allowed per call (default: as many as the code makes, at most 4).",
+    "gate_metric": "Another metric's name: N/A unless its result is in gate_values.",
+    "gate_values": "gate_metric results that let it run (default TRUE).",
+    "sections": 'Agent-description headings (e.g. "## Booking Flow") the judge may see.',
+    "new_label_correct": "true: the change fixed the label; false: a regression.",
+    "right_value": 'With false: the right label (true/false, "N/A", a label, a number).',
+    "note": "Why the new label is wrong (a moment or quote); becomes Lab feedback.",
+    "fresh_sample": "Recent calls outside the Lab to re-evaluate.",
+    "restart": "Start a new check while one is evaluating (spends again).",
+    "reoptimize": "With confirm: then re-run auto-improve.",
+    "decision": "apply, or dismiss (the metric stays).",
+    "accept_score_drop": "Only if the person said yes to a lower Lab score.",
+    "question_id": "The question (default: the first).",
+    "answer": "The person's answer, in their words.",
+    "test_set_ids": "Lab test sets to learn from (default: the whole Lab).",
+    "call_log_id": "The call to add.",
+    "limit": "Most recent entries.",
+}
+# Where one name means different things in different tools.
+TOOL_ARGUMENTS: dict[tuple[str, str], str] = {
+    ("rerun_evaluation", "call_ids"): 'Call ids, or "all": every call matching the filters (default last 30 days); '
+                                      "counted before any spend.",
+    ("evaluate_metrics", "call_ids"): 'Call ids, or "all": every call matching the filters (default last 30 days); '
+                                      "counted before any spend.",
+    ("add_regressions_to_lab", "call_ids"): "Which rejected regressions (default: the proposed subset).",
+    ("test_custom_code", "call_ids"): "Calls to run it on (the reviewed ones are best).",
+    ("convert_to_custom_code", "call_ids"): "Calls to test on instead of the reviewed ones.",
+    ("create_test_set_from_call", "metrics"): 'One {"metric", "feedback", "expected_value"} per metric; bare ids are '
+                                              "refused.",
+    ("evaluate_metrics", "metrics"): "Metrics to show (Cekura runs and charges every assigned metric anyway).",
+    ("record_review", "skip"): "true: the person is not sure; nothing is sent.",
+    ("answer_improvement_question", "skip"): "Skip the question.",
+    ("patch_metric", "description"): "New judge prompt.",
+}
+_EITHER_SCOPE = "Agent id (or project_id)."
+
+
+def shared_definitions(schema: dict[str, Any], tool: str) -> dict[str, Any]:
+    """The arguments' published wording from ARGUMENTS / TOOL_ARGUMENTS, and no `false` / `""` defaults (they
+    only restate "off" or "empty"; the description says what the other value does)."""
+    properties = schema.get("properties")
+    if not isinstance(properties, dict):
+        return schema
+    rewritten: dict[str, Any] = {}
+    for name, prop in properties.items():
+        if not isinstance(prop, dict):
+            rewritten[name] = prop
+            continue
+        text = TOOL_ARGUMENTS.get((tool, name)) or (
+            _EITHER_SCOPE if name == "agent_id" and "project_id" in properties else ARGUMENTS.get(name))
+        lean = {k: v for k, v in prop.items() if not (k == "default" and (v is False or v == ""))}
+        rewritten[name] = {**lean, "description": text} if text else lean
+    return {**schema, "properties": rewritten}
