@@ -137,14 +137,17 @@ async def test_a_question_can_be_skipped(docs_settings: Settings, docs: SandboxA
     assert finished["done"] is True and finished["message"].startswith(f"Skipped question {qid}")
 
 
-async def test_the_person_is_asked_directly_where_the_client_can(docs_settings: Settings, docs: SandboxAdmin) -> None:
+@pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])
+async def test_the_person_is_asked_directly_where_the_client_can(
+    docs_settings: Settings, docs: SandboxAdmin, mode: str
+) -> None:
     asked: list[str] = []
 
     async def person(_context: Any, params: ElicitRequestParams) -> ElicitResult:
         asked.append(params.message)
         return ElicitResult(action="accept", content={"answer": "Every call like it.", "skip": False})
 
-    async with connect(docs_settings, elicitation_callback=person) as client:
+    async with connect(docs_settings, elicitation_callback=person, mode=mode) as client:
         _, metric, _ = await _review_six(client, docs)
         _admin(docs, "/_sandbox/auto-improve/questions", {"count": 1})
         started = await call(client, "process_feedbacks", {"metric_id": metric})
