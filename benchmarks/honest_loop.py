@@ -33,6 +33,7 @@ import anyio
 import httpx
 from cekura_labs_mcp.server.cekura.client import CekuraClient
 from cekura_labs_mcp.server.cekura.models import CallRow, Metric
+from cekura_labs_mcp.server.cekura.results import shown
 from cekura_labs_mcp.server.demo import disagreement, person_from_truth
 from cekura_labs_mcp.server.logs import configure_logging
 from cekura_labs_mcp.server.presenting import shorten
@@ -70,10 +71,16 @@ class QueueCase:
         return min(self.misjudged, k) / k
 
 
-def truly_wrong(truth: dict[str, Any], row: CallRow, metric_id: int) -> bool:
-    result = row.metric(metric_id)
+def value_on(row: CallRow, metric: Metric) -> str:
+    """The metric's result on the call as shown ("" when it has none), through the one result reader."""
+    result = row.metric(metric.id)
+    return shown(result, metric) if result is not None else ""
+
+
+def truly_wrong(truth: dict[str, Any], row: CallRow, metric: Metric) -> bool:
     expected = truth[str(row.id)]["expected"]
-    return result is not None and value_key(display(expected)).lower() != value_key(result.value).lower()
+    return row.metric(metric.id) is not None and \
+        value_key(display(expected)).lower() != value_key(value_on(row, metric)).lower()
 
 
 def queue_picks(rows: Sequence[CallRow], metric: Metric, k: int, *, balance: bool) -> list[CallRow]:
@@ -81,7 +88,7 @@ def queue_picks(rows: Sequence[CallRow], metric: Metric, k: int, *, balance: boo
     picked: list[CallRow] = []
     for _ in range(k):
         ranked = rank_candidates(rows, metric, skip={r.id for r in picked},
-                                 reviewed_values=[(r.metric(metric.id) or _none()).value or "" for r in picked],
+                                 reviewed_values=[value_on(r, metric) for r in picked],
                                  balance=balance)
         if not ranked:
             break
@@ -92,14 +99,8 @@ def queue_picks(rows: Sequence[CallRow], metric: Metric, k: int, *, balance: boo
 def failing_first(rows: Sequence[CallRow], metric: Metric, k: int) -> list[CallRow]:
     """The obvious queue: failing results first, newest first."""
     with_result = [r for r in rows if r.metric(metric.id) is not None]
-    return sorted(with_result, key=lambda r: (not is_failing(metric, (r.metric(metric.id) or _none()).value),
+    return sorted(with_result, key=lambda r: (not is_failing(metric, value_on(r, metric)),
                                               -r.id))[:k]
-
-
-def _none() -> Any:
-    from cekura_labs_mcp.server.cekura.models import MetricResult
-
-    return MetricResult(id=0)
 
 
 def precision(picks: Sequence[CallRow], wrong: Callable[[CallRow], bool], k: int) -> float:
@@ -124,8 +125,8 @@ async def queue_cases(seed: int) -> list[QueueCase]:
                     truth = admin.get("/_sandbox/truth", params={"metric_id": metric.id}).json()["calls"]
                     mine = [r for r in rows if r.metric(metric.id) is not None and str(r.id) in truth]
 
-                    def wrong(row: CallRow, truth: dict[str, Any] = truth, metric_id: int = metric.id) -> bool:
-                        return truly_wrong(truth, row, metric_id)
+                    def wrong(row: CallRow, truth: dict[str, Any] = truth, metric: Metric = metric) -> bool:
+                        return truly_wrong(truth, row, metric)
 
                     misjudged = sum(1 for r in mine if wrong(r))
                     if not misjudged:
@@ -316,7 +317,7 @@ async def reviewer_case(url: str, agent_id: int, metric: Metric, reviewer: str, 
             review = recorded.get("next") or {}
         rows = await _rows(url, agent_id)
         fresh = [r for r in rows if r.metric(metric.id) is not None and r.id not in reviewed and str(r.id) in truth]
-        before = {r.id: value_key((r.metric(metric.id) or _none()).value) for r in fresh}
+        before = {r.id: value_key(value_on(r, metric)) for r in fresh}
         base = ReviewerCase(seed, metric.name, reviewer, len(reviewed), disagreements, fresh=len(fresh),
                             before=_agreement(before, truth), after=_agreement(before, truth))
         if not improvement or not improvement.get("done"):
@@ -327,7 +328,7 @@ async def reviewer_case(url: str, agent_id: int, metric: Metric, reviewer: str, 
         await _tool(client, "patch_metric", {"metric_id": metric.id, "description": proposed, "confirm": True})
         await _tool(client, "rerun_evaluation", {"agent_id": agent_id, "call_ids": sorted(before)})
     after_rows = {r.id: r for r in await _rows(url, agent_id)}
-    after = {cid: value_key((after_rows[cid].metric(metric.id) or _none()).value) for cid in before}
+    after = {cid: value_key(value_on(after_rows[cid], metric)) for cid in before}
     expected = {cid: value_key(display(truth[str(cid)]["expected"])).lower() for cid in before}
     fixed = sum(1 for c in before if before[c].lower() != expected[c] and after[c].lower() == expected[c])
     regressed = sum(1 for c in before if before[c].lower() == expected[c] and after[c].lower() != expected[c])
@@ -372,7 +373,8 @@ async def reviewer_cases(seed: int, reviewers: Sequence[str], metric_filter: str
                 if agent_id not in listed["agent_ids"] or not wanted:
                     continue
                 truth = admin.get("/_sandbox/truth", params={"metric_id": listed["id"]}).json()["calls"]
-                if not any(truly_wrong(truth, r, listed["id"]) for r in rows if r.metric(listed["id"]) is not None
+                seeded = await _metric(sandbox.url, listed["id"])
+                if not any(truly_wrong(truth, r, seeded) for r in rows if r.metric(seeded.id) is not None
                            and str(r.id) in truth):
                     continue
                 for name in reviewers:
