@@ -134,7 +134,7 @@ class OverviewService:
             metrics = [m for m in metrics if m.id in wanted]
             if not metrics:
                 raise InputError("metric_ids", "none of these metrics belongs to the agent or project.",
-                                 "Leave metric_ids out, or take ids from list_metrics.")
+                                 "Leave metric_ids out, or use ids of the agent's or project's own metrics.")
         current: CallsRead | None = None
         previous: CallsRead | None = None
 
