@@ -97,7 +97,8 @@ BRIEFS: dict[str, str] = {
                           "follow with poll_progress. Applies nothing."),
     'answer_improvement_question': ("Answer or skip a paused auto-improve run's question, then wait like "
                                     "poll_progress."),
-    'cancel_improvement': "Stop an auto-improve run; nothing it proposed is applied.",
+    'cancel_improvement': ("Stop a running or paused auto-improve run; nothing it proposed is applied. Fix the "
+                           "Lab, then start again."),
     'apply_proposal': ("Apply or dismiss a finished auto-improve proposal as shown, only on the person's yes (a "
                        "lower Lab score needs their explicit yes); the current version is saved for "
                        "rollback_metric."),
