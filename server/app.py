@@ -9,8 +9,8 @@ from typing import Any
 from cekura_labs_mcp.server.argument_errors import ArgumentErrors
 from cekura_labs_mcp.server.cekura.client import RetryPolicy
 from cekura_labs_mcp.server.config import Settings
+from cekura_labs_mcp.server.context import RunContext, open_context
 from cekura_labs_mcp.server.guidance import register_guidance
-from cekura_labs_mcp.server.labs import Labs, open_labs
 from cekura_labs_mcp.server.remote import ClientState
 from cekura_labs_mcp.tools import WRITE_TOOLS, register_tools
 from mcp.server import MCPServer
@@ -41,18 +41,18 @@ needs the server without --read-only (or the Cekura dashboard). Transcript text 
 
 def build_server(settings: Settings, *, use_sandbox: bool = False, retry: RetryPolicy | None = None,
                  transport: Any = None, clock: Callable[[], float] | None = None,
-                 read_only: bool = False, check_key: bool = False) -> MCPServer[Labs]:
+                 read_only: bool = False, check_key: bool = False) -> MCPServer[RunContext]:
     """`check_key`: read Cekura once at start-up and say on stderr what answered (what `serve` does)."""
     # One truth for the whole run: tools, guidance and services read the lockdown from the settings.
     settings = settings.model_copy(update={"read_only": read_only or settings.read_only})
 
     @asynccontextmanager
-    async def lifespan(_server: MCPServer[Labs]) -> AsyncIterator[Labs]:
-        async with open_labs(settings, use_sandbox=use_sandbox, retry=retry, transport=transport,
+    async def lifespan(_server: MCPServer[RunContext]) -> AsyncIterator[RunContext]:
+        async with open_context(settings, use_sandbox=use_sandbox, retry=retry, transport=transport,
                              clock=clock, check_key=check_key) as labs:
             yield labs
 
-    server: MCPServer[Labs] = MCPServer(
+    server: MCPServer[RunContext] = MCPServer(
         name="cekura-labs",
         title="Cekura Labs",
         version="0.1.0",

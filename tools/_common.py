@@ -9,8 +9,8 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar
 
+from cekura_labs_mcp.server.context import RunContext
 from cekura_labs_mcp.server.errors import InputError, LabsError
-from cekura_labs_mcp.server.labs import Labs
 from cekura_labs_mcp.server.logs import get_logger
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
@@ -24,9 +24,9 @@ log = get_logger("tools")
 MAX_ID = 2**63 - 1
 
 
-def labs(ctx: Context[Any, Any]) -> Labs:
+def run_context(ctx: Context[Any, Any]) -> RunContext:
     state = ctx.request_context.lifespan_context
-    if not isinstance(state, Labs):
+    if not isinstance(state, RunContext):
         raise ToolError("The server is still starting; try again in a moment.")
     startup = state.startup
     if startup is not None and startup.refused and not startup.reported:

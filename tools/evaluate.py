@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from cekura_labs_mcp.server.guard import Approval, SpendPlan
 from cekura_labs_mcp.server.services.calls import CallFilter, CallStatus
 from cekura_labs_mcp.server.services.spend import CallSelection, SpendResult
-from cekura_labs_mcp.tools._common import labs, tool_errors
+from cekura_labs_mcp.tools._common import run_context, tool_errors
 from mcp.server.mcpserver import (
     AcceptedElicitation,
     Context,
@@ -58,7 +58,7 @@ async def _rerun_plan(
     status: CallStatus | None, reviewed: bool | None, timestamp_from: str | None, timestamp_to: str | None,
 ) -> SpendPlan:
     chosen = _selection(call_ids, success, status, reviewed, timestamp_from, timestamp_to)
-    return await labs(ctx).spend.plan("rerun_evaluation", agent_id=agent_id, project_id=None, chosen=chosen)
+    return await run_context(ctx).spend.plan("rerun_evaluation", agent_id=agent_id, project_id=None, chosen=chosen)
 
 
 @tool_errors
@@ -68,12 +68,13 @@ async def _evaluate_plan(
     timestamp_to: str | None,
 ) -> SpendPlan:
     chosen = _selection(call_ids, success, status, reviewed, timestamp_from, timestamp_to)
-    return await labs(ctx).spend.plan("evaluate_metrics", agent_id=agent_id, project_id=project_id, chosen=chosen)
+    return await run_context(ctx).spend.plan("evaluate_metrics", agent_id=agent_id, project_id=project_id,
+                                             chosen=chosen)
 
 
 def ask_spend(ctx: Context[Any, Any], plan: SpendPlan, estimate_only: bool = False) -> Elicit[SpendConfirmation] | str:
     """The person's yes, asked directly where the client can (an estimate asks nothing: it spends nothing)."""
-    guard = labs(ctx).guard
+    guard = run_context(ctx).guard
     caps = ctx.client_capabilities
     can_ask = caps is not None and caps.elicitation is not None
     if not estimate_only and plan.call_count > 0 and can_ask and guard.needs_confirmation(plan):
@@ -121,8 +122,8 @@ async def rerun_evaluation(
     Call it with estimate_only=true first and show the person the estimate. Above 100 calls, or the credits of
     100 calls (also summed over the last hour), it spends nothing until the person confirms."""
     if estimate_only:
-        return labs(ctx).spend.estimate_only(plan)
-    return await labs(ctx).spend.execute(plan, token=confirmation_token, approval=spend_approval(approval),
+        return run_context(ctx).spend.estimate_only(plan)
+    return await run_context(ctx).spend.execute(plan, token=confirmation_token, approval=spend_approval(approval),
                                          requested_metrics=())
 
 
@@ -149,8 +150,8 @@ async def evaluate_metrics(
     assigned to each call whatever `metrics` says, so the estimate counts them all. Same guard as
     rerun_evaluation: estimate_only=true first, confirmation by the person above the limit."""
     if estimate_only:
-        return labs(ctx).spend.estimate_only(plan)
-    return await labs(ctx).spend.execute(plan, token=confirmation_token, approval=spend_approval(approval),
+        return run_context(ctx).spend.estimate_only(plan)
+    return await run_context(ctx).spend.execute(plan, token=confirmation_token, approval=spend_approval(approval),
                                          requested_metrics=metrics)
 
 
@@ -182,7 +183,7 @@ async def spend_log(
     estimated credits, the guard's decision, how it was confirmed and what became of it, plus the calls already
     counted in the current window. Use it to answer "what have we spent?" or to check a spend whose outcome is
     unknown."""
-    state = labs(ctx)
+    state = run_context(ctx)
     rows = state.ledger.audit_entries(limit)
     window = state.guard.window()
     return SpendLog(

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from cekura_labs_mcp.server.cekura.models import MetricFeedback
 from cekura_labs_mcp.server.services.feedback import LabEntry, VoteReceipt, reject_bare_metric_ids
-from cekura_labs_mcp.tools._common import labs, tool_errors
+from cekura_labs_mcp.tools._common import run_context, tool_errors
 from mcp.server.mcpserver import Context
 from pydantic import BaseModel, BeforeValidator, Field
 
@@ -30,7 +30,7 @@ async def mark_metric_vote(
     """Record the person's agree/disagree vote on one metric result of one call, with the correct value and the
     reason, exactly as Cekura expects (`thumbs_up`, `expected_value`, `feedback`). The call becomes reviewed.
     N/A is sent as an explicit null, never omitted. Only vote what the person actually said."""
-    return await labs(ctx).feedback.vote(
+    return await run_context(ctx).feedback.vote(
         call_id=call_id, metric_id=metric_id, thumbs_up=thumbs_up, feedback=feedback,
         expected_value=expected_value, expected_given=expected_value is not None,
     )
@@ -59,5 +59,5 @@ async def create_test_set_from_call(
     process_feedbacks. Six or more pieces of feedback give auto-improve enough signal."""
     entries = [MetricFeedback(metric=m.metric, feedback=m.feedback, expected_value=m.expected_value)
                for m in metrics]
-    return await labs(ctx).feedback.add_to_lab(call_log_id=call_log_id, entries=entries, name=name,
+    return await run_context(ctx).feedback.add_to_lab(call_log_id=call_log_id, entries=entries, name=name,
                                                project=project)

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from cekura_labs_mcp.server.cekura.models import Metric, MetricPatch
 from cekura_labs_mcp.server.errors import LabsError
 from cekura_labs_mcp.server.services.improve import ImprovementResult, ImprovementStarted, PatchPreview
-from cekura_labs_mcp.tools._common import labs, tool_errors
+from cekura_labs_mcp.tools._common import run_context, tool_errors
 from mcp.server.mcpserver import AcceptedElicitation, Context, Elicit, ElicitationResult, Resolve
 from pydantic import BaseModel, Field
 
@@ -25,7 +25,7 @@ async def process_feedbacks(
     """Start Cekura's auto-improve (Labs) for a metric from the feedback in its Lab; best with 6+ feedback
     items, some of them disagreements. Returns a progress id at once; the run takes a while, so follow with
     poll_progress. Nothing is applied to the metric by this: a proposal only becomes live through apply_proposal."""
-    return await labs(ctx).improve.start(metric_id=metric_id, test_set_ids=test_set_ids)
+    return await run_context(ctx).improve.start(metric_id=metric_id, test_set_ids=test_set_ids)
 
 
 @tool_errors
@@ -43,7 +43,7 @@ async def poll_progress(
     is flagged), unresolved samples, and whether it is identical to the current metric (then nothing is applied or
     re-run). If the run pauses with a question, returns it: put it to the person and answer it with
     answer_improvement_question. If it is not done in time, says so; call again to resume."""
-    state = labs(ctx)
+    state = run_context(ctx)
 
     async def progress(fraction: float, message: str) -> None:
         await ctx.report_progress(fraction, 1.0, message)
@@ -82,7 +82,7 @@ async def _ask_patch(
     patch = MetricPatch(description=description, custom_code=custom_code, type=type)
     if not patch.body():
         return "not_asked"  # the tool itself explains what is missing
-    metric, diff = await labs(ctx).improve.preview(metric_id, patch)
+    metric, diff = await run_context(ctx).improve.preview(metric_id, patch)
     return Elicit(_question(metric, diff, "Apply this change to"), ApplyConfirmation)
 
 
@@ -90,7 +90,7 @@ async def _ask_patch(
 async def _ask_rollback(ctx: Context[Any, Any], metric_id: int, confirm: bool) -> Elicit[ApplyConfirmation] | str:
     if not confirm or not _can_ask(ctx):
         return "not_asked"
-    improve = labs(ctx).improve
+    improve = run_context(ctx).improve
     metric, diff = await improve.preview(metric_id, improve.rollback_patch(metric_id))
     return Elicit(_question(metric, diff, "Restore the earlier version of"), ApplyConfirmation)
 
@@ -124,7 +124,7 @@ async def patch_metric(
     supports it, the person is also asked directly, with the diff, before anything is applied."""
     _refuse_unless_approved(approval)
     patch = MetricPatch(description=description, custom_code=custom_code, type=type)
-    return await labs(ctx).improve.patch(metric_id=metric_id, patch=patch, confirm=confirm, reason="patch")
+    return await run_context(ctx).improve.patch(metric_id=metric_id, patch=patch, confirm=confirm, reason="patch")
 
 
 @tool_errors
@@ -138,7 +138,7 @@ async def rollback_metric(
     shows the diff back to that version; with confirm=true it applies it (asking the person directly where the
     client supports it)."""
     _refuse_unless_approved(approval)
-    return await labs(ctx).improve.rollback(metric_id=metric_id, confirm=confirm)
+    return await run_context(ctx).improve.rollback(metric_id=metric_id, confirm=confirm)
 
 
 @tool_errors
@@ -146,12 +146,12 @@ async def _ask_proposal(ctx: Context[Any, Any], metric_id: int, progress_id: str
                         decision: Literal["apply", "dismiss"], confirm: bool) -> Elicit[ApplyConfirmation] | str:
     if decision != "apply" or not confirm or not _can_ask(ctx):
         return "not_asked"
-    improve = labs(ctx).improve
+    improve = run_context(ctx).improve
     preview = await improve.decide(metric_id=metric_id, progress_id=progress_id, decision="apply", confirm=False,
                                    accept_score_drop=True)
     if not preview.applied and preview.diff == "(no change)":
         return "not_asked"  # identical: nothing will be applied, so nothing to ask
-    metric = await labs(ctx).client.get_metric(metric_id)
+    metric = await run_context(ctx).client.get_metric(metric_id)
     warning = await improve.score_drop_warning(progress_id)
     return Elicit((warning + "\n\n" if warning else "") + _question(metric, preview.diff, "Apply this proposal to"),
                   ApplyConfirmation)
@@ -178,7 +178,7 @@ async def apply_proposal(
     asked = isinstance(approval, AcceptedElicitation) and isinstance(approval.data, ApplyConfirmation)
     if decision == "apply" and confirm:
         _refuse_unless_approved(approval)
-    return await labs(ctx).improve.decide(metric_id=metric_id, progress_id=progress_id, decision=decision,
+    return await run_context(ctx).improve.decide(metric_id=metric_id, progress_id=progress_id, decision=decision,
                                           confirm=confirm, accept_score_drop=accept_score_drop or asked)
 
 
@@ -192,7 +192,7 @@ async def _ask_question(ctx: Context[Any, Any], progress_id: str, question_id: s
                         skip: bool) -> Elicit[QuestionReply] | str:
     if skip or (answer or "").strip() or not _can_ask(ctx):
         return "not_asked"
-    asked = await labs(ctx).improve.question(progress_id, question_id)
+    asked = await run_context(ctx).improve.question(progress_id, question_id)
     options = f"\nOptions: {', '.join(asked.options)}" if asked.options else ""
     context = f"\n\nThe sample (call text, shown as data):\n{asked.context[:1500]}" if asked.context else ""
     return Elicit(f"Cekura's auto-improve asks: {asked.text}{options}{context}", QuestionReply)
@@ -216,7 +216,7 @@ async def answer_improvement_question(
     elif not isinstance(reply, AcceptedElicitation):
         raise LabsError("The person closed the question without answering; nothing was sent.",
                         "Ask again later, skip it (skip=true), or cancel the run (cancel_improvement).")
-    state = labs(ctx)
+    state = run_context(ctx)
 
     async def progress(fraction: float, message: str) -> None:
         await ctx.report_progress(fraction, 1.0, message)
@@ -234,4 +234,4 @@ async def cancel_improvement(
 ) -> ImprovementResult:
     """Stop a running (or paused) auto-improve run: nothing it proposed is applied. Use it when the person wants to
     correct a Lab label a question exposed, then start again."""
-    return await labs(ctx).improve.cancel(progress_id=progress_id, metric_id=metric_id)
+    return await run_context(ctx).improve.cancel(progress_id=progress_id, metric_id=metric_id)

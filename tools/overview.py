@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from cekura_labs_mcp.server.services.overview import MAX_CALLS, MAX_WINDOW_DAYS, PAGE, Overview
-from cekura_labs_mcp.tools._common import labs, tool_errors
+from cekura_labs_mcp.tools._common import run_context, tool_errors
 from mcp.server.mcpserver import Context
 from pydantic import Field
 
@@ -27,7 +27,7 @@ async def metric_overview(
     results (pass/fail/N/A, or a histogram), failure and N/A rates, the change against the previous window, and the
     person's reviews so far; ranked by how likely the judge is misaligned, each with its reasons. Reads only; says
     when it sampled. Then triage_failures on the top metric."""
-    state = labs(ctx)
+    state = run_context(ctx)
     overview = await state.overview.overview(agent_id=agent_id, project_id=project_id, days=days, until=until,
                                              metric_ids=metric_ids, max_calls=max_calls)
     return overview.model_copy(update={"next_step": next_step(overview, agent_id, read_only=state.settings.read_only)})

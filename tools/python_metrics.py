@@ -16,7 +16,7 @@ from cekura_labs_mcp.server.services.python_metrics import (
     ConversionPlan,
     ConversionProposal,
 )
-from cekura_labs_mcp.tools._common import labs, tool_errors
+from cekura_labs_mcp.tools._common import run_context, tool_errors
 from cekura_labs_mcp.tools.evaluate import EstimateOnly, SpendConfirmation, ask_spend, spend_approval
 from mcp.server.mcpserver import Context, Elicit, ElicitationResult, Resolve
 from pydantic import Field
@@ -39,7 +39,7 @@ PerCall = Annotated[int | None, Field(
 @tool_errors
 async def _test_plan(ctx: Context[Any, Any], metric_id: int, call_ids: list[int], code: str | None,
                      judge_calls_per_call: int | None) -> CodeTestPlan:
-    return await labs(ctx).python_metrics.plan_test(
+    return await run_context(ctx).python_metrics.plan_test(
         metric_id=metric_id, call_ids=call_ids, code=code, judge_calls_per_call=judge_calls_per_call)
 
 
@@ -52,7 +52,7 @@ async def _ask_test(ctx: Context[Any, Any], plan: Annotated[CodeTestPlan, Resolv
 async def _conversion_plan(ctx: Context[Any, Any], metric_id: int, agent_id: int | None,
                            call_ids: list[int] | None, gate_metric: str | None, gate_values: list[str] | None,
                            sections: list[str] | None) -> ConversionPlan:
-    return await labs(ctx).python_metrics.plan_conversion(
+    return await run_context(ctx).python_metrics.plan_conversion(
         metric_id=metric_id, agent_id=agent_id, call_ids=call_ids, gate_metric=gate_metric,
         gate_values=gate_values, sections=sections)
 
@@ -80,8 +80,8 @@ async def test_custom_code(
     the metric's eval_type, and how it compares with the metric's current result. Nothing changes on Cekura;
     only judge calls made by the code cost credits, and they pass the cost guard first."""
     if estimate_only:
-        return labs(ctx).python_metrics.estimate_test(plan)
-    return await labs(ctx).python_metrics.run_test(plan, token=confirmation_token,
+        return run_context(ctx).python_metrics.estimate_test(plan)
+    return await run_context(ctx).python_metrics.run_test(plan, token=confirmation_token,
                                                    approval=spend_approval(approval))
 
 
@@ -115,6 +115,6 @@ async def convert_to_custom_code(
     guard) and compared with the judge version's results and the person's verdicts. Nothing is applied: on
     the person's yes, apply it with patch_metric (custom_code + type custom_code), then validate_metric."""
     if estimate_only:
-        return labs(ctx).python_metrics.estimate_conversion(plan)
-    return await labs(ctx).python_metrics.run_conversion(plan, token=confirmation_token,
+        return run_context(ctx).python_metrics.estimate_conversion(plan)
+    return await run_context(ctx).python_metrics.run_conversion(plan, token=confirmation_token,
                                                          approval=spend_approval(approval))

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from cekura_labs_mcp.server.errors import InputError
 from cekura_labs_mcp.server.services.review import NextReview, Progress, RecordedReview
 from cekura_labs_mcp.server.services.triage import Triage
-from cekura_labs_mcp.tools._common import labs, tool_errors
+from cekura_labs_mcp.tools._common import run_context, tool_errors
 from mcp.server.mcpserver import Context
 from pydantic import Field
 
@@ -29,7 +29,7 @@ async def start_review(
     """Open (or resume) the review session for a metric: the server remembers every review in its ledger across
     restarts, checks any write a crash interrupted, and reports progress toward the feedback auto-improve needs.
     Ask the person once whether auto-improve should start by itself, and pass their answer as auto_improve."""
-    return await labs(ctx).review.start(agent_id=agent_id, metric_id=metric_id, auto_improve=auto_improve)
+    return await run_context(ctx).review.start(agent_id=agent_id, metric_id=metric_id, auto_improve=auto_improve)
 
 
 @tool_errors
@@ -37,7 +37,7 @@ async def next_review(ctx: Context[Any, Any], agent_id: AgentId, metric_id: Metr
     """The single next call to put before the person: the metric's result and explanation, the transcript moments
     the explanation cites, and why this call was picked (likely misjudged first, passing or failing; reviewed and
     skipped calls left out). Show it, then ask the question it gives; record the answer with record_review."""
-    state = labs(ctx)
+    state = run_context(ctx)
     review = await state.review.next_call(agent_id=agent_id, metric_id=metric_id)
     if state.settings.read_only and review.call is not None and review.call.metric is not None:
         # Nothing can record a verdict here: ask for a look, not for a vote.
@@ -70,7 +70,7 @@ async def record_review(
     with a hint. Returns the updated progress and the next call; when this review completes the feedback and
     auto-improve is on, it runs auto-improve and returns the proposed change instead (apply only on a yes). "Not
     sure" is skip=true: nothing is sent and the queue moves on."""
-    state = labs(ctx)
+    state = run_context(ctx)
     if skip:
         return await state.review.skip(agent_id=agent_id, metric_id=metric_id, call_id=call_id, reason=reason)
     if agree is None:
@@ -99,5 +99,5 @@ async def triage_failures(
     """Manual fix first: count a metric's failing results, read a bounded sample of their explanations and group
     them into recurring causes with counts and example call ids. A dominant cause the judge gets wrong is cheaper to
     fix by editing the prompt (SCOPE & FOCUS, DO NOT FLAG, narrower FAILURE CONDITIONS) than with Lab iterations."""
-    return await labs(ctx).triage.triage(agent_id=agent_id, metric_id=metric_id, failing_value=failing_value,
+    return await run_context(ctx).triage.triage(agent_id=agent_id, metric_id=metric_id, failing_value=failing_value,
                                          sample=sample, timestamp_from=timestamp_from, timestamp_to=timestamp_to)

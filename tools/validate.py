@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from cekura_labs_mcp.server.errors import LabsError
 from cekura_labs_mcp.server.guard import SpendPlan
 from cekura_labs_mcp.server.services.validation import LabProposal, RegressionCheck
-from cekura_labs_mcp.tools._common import labs, tool_errors
+from cekura_labs_mcp.tools._common import run_context, tool_errors
 from cekura_labs_mcp.tools.evaluate import EstimateOnly, SpendConfirmation, Token, ask_spend, spend_approval
 from mcp.server.mcpserver import AcceptedElicitation, Context, Elicit, ElicitationResult, Resolve
 from pydantic import BaseModel, Field
@@ -25,7 +25,7 @@ CheckId = Annotated[int, Field(description="The regression check's id (from vali
 @tool_errors
 async def _validation_plan(ctx: Context[Any, Any], agent_id: int, metric_id: int, check_id: int | None,
                            fresh_sample: int | None, restart: bool) -> SpendPlan:
-    state = labs(ctx)
+    state = run_context(ctx)
     return await state.validation.plan(agent_id=agent_id, metric_id=metric_id, check_id=check_id,
                                        fresh_sample=fresh_sample or state.settings.fresh_sample_size,
                                        restart=restart)
@@ -57,7 +57,7 @@ async def validate_metric(
     check_id: call again with it, nothing is spent again. Reports both groups separately (agreement, kappa,
     confusion matrix, fixed / regressed / still wrong, fixed calls' explanations before and after), then hands
     the changed fresh results to the person one at a time (next_change -> judge_change)."""
-    state = labs(ctx)
+    state = run_context(ctx)
     if estimate_only:
         return await state.validation.estimate(plan, metric_id=metric_id)
 
@@ -83,7 +83,7 @@ async def judge_change(
     """Record the person's verdict on one changed fresh result of a regression check, and get the next one. Only
     the server's ledger changes (nothing is sent to Cekura). When every change is judged, the answer groups the
     rejected regressions by failure mode and proposes a representative few for the Lab."""
-    return await labs(ctx).validation.judge(check_id=check_id, call_id=call_id, correct=new_label_correct,
+    return await run_context(ctx).validation.judge(check_id=check_id, call_id=call_id, correct=new_label_correct,
                                             right_value=right_value, note=note)
 
 
@@ -97,7 +97,7 @@ async def _ask_lab(ctx: Context[Any, Any], check_id: int, call_ids: list[int] | 
     caps = ctx.client_capabilities
     if not confirm or caps is None or caps.elicitation is None:
         return "not_asked"
-    preview = await labs(ctx).validation.add_to_lab(check_id=check_id, call_ids=call_ids, confirm=False,
+    preview = await run_context(ctx).validation.add_to_lab(check_id=check_id, call_ids=call_ids, confirm=False,
                                                     reoptimize=False)
     lines = [f"call {e['call_id']}: expected {e['expected']}: {e['feedback'][:200]}" for e in preview.entries]
     then = " Then start auto-improve again on the enlarged Lab." if reoptimize else ""
@@ -124,5 +124,5 @@ async def add_regressions_to_lab(
                         and (not isinstance(approval.data, LabConfirmation) or approval.data.add)):
         raise LabsError("The person did not approve adding these calls; nothing was added to the Lab.",
                         "Ask which calls they want in the Lab, if any.")
-    return await labs(ctx).validation.add_to_lab(check_id=check_id, call_ids=call_ids, confirm=confirm,
+    return await run_context(ctx).validation.add_to_lab(check_id=check_id, call_ids=call_ids, confirm=confirm,
                                                  reoptimize=reoptimize)

@@ -1,4 +1,4 @@
-"""The server's state for one run: settings, the Cekura client, the ledger, the guard and the
+"""The per-run context: settings, the Cekura client, the ledger, the guard and the
 services the tools call. Built once in the lifespan; tools reach it through the context."""
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ log = get_logger("labs")
 
 
 @dataclass
-class Labs:
+class RunContext:
     settings: Settings
     client: CekuraClient
     ledger: Ledger
@@ -50,9 +50,9 @@ class Labs:
 
 
 @asynccontextmanager
-async def open_labs(settings: Settings, *, use_sandbox: bool = False, retry: RetryPolicy | None = None,
+async def open_context(settings: Settings, *, use_sandbox: bool = False, retry: RetryPolicy | None = None,
                     transport: Any = None, clock: Callable[[], float] | None = None,
-                    check_key: bool = False) -> AsyncIterator[Labs]:
+                    check_key: bool = False) -> AsyncIterator[RunContext]:
     """`check_key`: with a real key, read once at start-up and say on stderr what answered (`serve` does)."""
     async with AsyncExitStack() as stack:
         base_url, api_key, sandbox_url = await _backend(settings, use_sandbox, stack)
@@ -77,7 +77,7 @@ async def open_labs(settings: Settings, *, use_sandbox: bool = False, retry: Ret
         spend = SpendService(client, guard, settings.credits_per_judge_evaluation,
                          wait_seconds=settings.poll_timeout_seconds, poll_interval=settings.poll_interval_seconds)
         startup = await check_cekura(client, base_url) if check_key and sandbox_url is None else None
-        yield Labs(
+        yield RunContext(
             settings=settings, client=client, ledger=ledger, guard=guard,
             calls=CallsService(client), feedback=FeedbackService(client), improve=improve, spend=spend,
             review=ReviewService(client, ledger, improve, settings), triage=TriageService(client),
