@@ -104,8 +104,9 @@ class RetryPolicy:
 
 
 @dataclass(frozen=True)
-class _Call:
-    """What a request is, for the retry decision and the error message."""
+class _Request:
+    """One HTTP request to Cekura, as the retry decision and the error message need it ("call" means a voice
+    call everywhere else in this code base)."""
 
     method: str
     path: str
@@ -189,7 +190,7 @@ class CekuraClient:
             params["call_ids"] = ",".join(str(i) for i in call_ids)
         if filters_v2:
             params["filters_v2"] = json.dumps(filters_v2, separators=(",", ":"))
-        data = await self._send(_Call("GET", CALLS, "Listing calls", False, versions=LIST), params=params)
+        data = await self._send(_Request("GET", CALLS, "Listing calls", False, versions=LIST), params=params)
         return CallPage.model_validate(data)
 
     async def calls_by_ids(
@@ -210,7 +211,7 @@ class CekuraClient:
         return found
 
     async def get_call(self, call_id: int) -> CallDetail:
-        data = await self._send(_Call("GET", f"{CALLS}{call_id}/", f"Call {call_id}", False, versions=DETAIL),
+        data = await self._send(_Request("GET", f"{CALLS}{call_id}/", f"Call {call_id}", False, versions=DETAIL),
                                 path_id=call_id)
         return CallDetail.model_validate(data)
 
@@ -236,24 +237,24 @@ class CekuraClient:
         return found
 
     async def get_metric(self, metric_id: int) -> Metric:
-        data = await self._send(_Call("GET", f"{METRICS}{metric_id}/", f"Metric {metric_id}", False))
+        data = await self._send(_Request("GET", f"{METRICS}{metric_id}/", f"Metric {metric_id}", False))
         return Metric.model_validate(data)
 
     async def get_agent(self, agent_id: int) -> Agent:
         """One agent: its `description` is what custom code sees as `agent_description`."""
-        data = await self._send(_Call("GET", AGENT.v1, f"Agent {agent_id}", False, versions=AGENT),
+        data = await self._send(_Request("GET", AGENT.v1, f"Agent {agent_id}", False, versions=AGENT),
                                 path_id=agent_id)
         return Agent.model_validate(data if isinstance(data, dict) else {})
 
     async def list_metrics(self, *, agent_id: int | None = None, project_id: int | None = None) -> list[Metric]:
         params = self._scope(agent_id, project_id)
-        data = await self._send(_Call("GET", METRICS, "Listing metrics", False), params=params)
+        data = await self._send(_Request("GET", METRICS, "Listing metrics", False), params=params)
         rows = data.get("results", []) if isinstance(data, dict) else data
         return [Metric.model_validate(row) for row in rows or []]
 
     async def get_progress(self, progress_id: str) -> ProgressState:
         data = await self._send(
-            _Call("GET", f"{REVIEWS}process_feedbacks_progress/", f"Auto-improve run {progress_id}", False),
+            _Request("GET", f"{REVIEWS}process_feedbacks_progress/", f"Auto-improve run {progress_id}", False),
             params={"progress_id": progress_id, **self._scope(None, None)},
         )
         return _progress_state(data)
@@ -261,7 +262,7 @@ class CekuraClient:
     async def metric_history(self, metric_id: int, *, page: int = 1, page_size: int = 20) -> MetricHistoryPage:
         """Cekura's saved versions of a metric (newest first, as the history list gives them)."""
         data = await self._send(
-            _Call("GET", f"{METRICS_EXTERNAL}{metric_id}/history/", f"The history of metric {metric_id}", False),
+            _Request("GET", f"{METRICS_EXTERNAL}{metric_id}/history/", f"The history of metric {metric_id}", False),
             params={"page": page, "page_size": page_size},
         )
         if isinstance(data, list):
@@ -272,7 +273,7 @@ class CekuraClient:
         """Credits remaining and used. Project-scoped keys get 403 here: that is reported as such, not as
         a bad key, because the key works everywhere else."""
         try:
-            data = await self._send(_Call("GET", BILLING, "Billing information", False))
+            data = await self._send(_Request("GET", BILLING, "Billing information", False))
         except AuthenticationError as exc:
             raise RequestRejectedError(
                 "Cekura does not show billing information to this API key (project-scoped keys cannot read it).",
@@ -283,7 +284,7 @@ class CekuraClient:
     async def judge_progress(self, progress_id: str) -> JudgeProgress:
         """One poll of an LLM-judge evaluation started by `start_llm_judge_evaluation`."""
         data = await self._send(
-            _Call("GET", f"{METRICS_EXTERNAL}evaluate_metric_progress/", f"Judge evaluation {progress_id}", False),
+            _Request("GET", f"{METRICS_EXTERNAL}evaluate_metric_progress/", f"Judge evaluation {progress_id}", False),
             params={"progress_id": progress_id},
         )
         return _judge_progress(data)
@@ -302,7 +303,7 @@ class CekuraClient:
         body = {"metric_id": metric_id, "thumbs_up": thumbs_up, "expected_value": expected_value,
                 "feedback": feedback}
         data = await self._send(
-            _Call("POST", f"{CALLS}{call_id}/mark_metric_vote/", f"The vote on call {call_id}", True,
+            _Request("POST", f"{CALLS}{call_id}/mark_metric_vote/", f"The vote on call {call_id}", True,
                   "Open the call in Cekura (or get_call) to see whether the vote was recorded before voting again.",
                   versions=VOTE),
             json_body=body, path_id=call_id,
@@ -326,7 +327,7 @@ class CekuraClient:
         if project is not None or self._project_id is not None:
             body["project"] = project if project is not None else self._project_id
         data = await self._send(
-            _Call("POST", f"{TEST_SETS}create_from_call_log/", f"Adding call {call_log_id} to the Lab", True,
+            _Request("POST", f"{TEST_SETS}create_from_call_log/", f"Adding call {call_log_id} to the Lab", True,
                   "Check the metric's Lab in Cekura for a test set from this call before adding it again."),
             json_body=body,
         )
@@ -343,7 +344,7 @@ class CekuraClient:
         if test_set_ids:
             body["test_set_ids"] = list(test_set_ids)
         data = await self._send(
-            _Call("POST", f"{REVIEWS}process_feedbacks/", f"Starting auto-improve for metric {metric_id}", True,
+            _Request("POST", f"{REVIEWS}process_feedbacks/", f"Starting auto-improve for metric {metric_id}", True,
                   "Check the metric's Labs page in Cekura for a running improvement before starting another."),
             json_body=body,
         )
@@ -364,7 +365,7 @@ class CekuraClient:
                 "answers": {str(qid): (a.model_dump() if isinstance(a, SkipQuestion) else a)
                             for qid, a in answers.items()}}
         await self._send(
-            _Call("POST", f"{REVIEWS}process_feedbacks_answer/", f"Answering auto-improve run {progress_id}", True,
+            _Request("POST", f"{REVIEWS}process_feedbacks_answer/", f"Answering auto-improve run {progress_id}", True,
                   "Poll the run (poll_progress): if it no longer asks the question, the answer arrived."),
             json_body=body,
         )
@@ -372,7 +373,7 @@ class CekuraClient:
     async def process_feedbacks_cancel(self, progress_id: str) -> None:
         """Stop a running auto-improve (nothing it proposed is applied)."""
         await self._send(
-            _Call("POST", f"{REVIEWS}process_feedbacks_cancel/", f"Cancelling auto-improve run {progress_id}", True,
+            _Request("POST", f"{REVIEWS}process_feedbacks_cancel/", f"Cancelling auto-improve run {progress_id}", True,
                   "Poll the run (poll_progress) to see whether it stopped."),
             json_body={"progress_id": progress_id},
         )
@@ -382,7 +383,7 @@ class CekuraClient:
         updated; pending proposal cleared."): the metric is returned when the answer carries it, else None
         (read it with get_metric)."""
         data = await self._send(
-            _Call("POST", f"{METRICS_EXTERNAL}{metric_id}/apply_optimisation_proposal/",
+            _Request("POST", f"{METRICS_EXTERNAL}{metric_id}/apply_optimisation_proposal/",
                   f"Applying the proposal to metric {metric_id}", True,
                   "Read the metric (get_metric) to see whether the proposal was applied."),
             json_body={},
@@ -393,7 +394,7 @@ class CekuraClient:
 
     async def dismiss_optimisation_proposal(self, metric_id: int) -> None:
         await self._send(
-            _Call("POST", f"{METRICS_EXTERNAL}{metric_id}/dismiss_optimisation_proposal/",
+            _Request("POST", f"{METRICS_EXTERNAL}{metric_id}/dismiss_optimisation_proposal/",
                   f"Dismissing the proposal for metric {metric_id}", True,
                   "Open the metric's Labs page in Cekura to see whether a proposal is still pending."),
             json_body={},
@@ -402,7 +403,7 @@ class CekuraClient:
     async def restore_metric(self, metric_id: int, history_id: int) -> Metric:
         """Put a metric back to one of its history entries (`metric_history`)."""
         data = await self._send(
-            _Call("POST", f"{METRICS_EXTERNAL}{metric_id}/restore/", f"Restoring metric {metric_id}", True,
+            _Request("POST", f"{METRICS_EXTERNAL}{metric_id}/restore/", f"Restoring metric {metric_id}", True,
                   "Read the metric (get_metric) to see which version it has now."),
             json_body={"history_id": history_id},
         )
@@ -411,7 +412,7 @@ class CekuraClient:
 
     async def patch_metric(self, metric_id: int, patch: MetricPatch) -> Metric:
         data = await self._send(
-            _Call("PATCH", f"{METRICS}{metric_id}/", f"Updating metric {metric_id}", True,
+            _Request("PATCH", f"{METRICS}{metric_id}/", f"Updating metric {metric_id}", True,
                   "Read the metric (get_metric / patch_metric without confirm) to see its current text."),
             json_body=patch.body(),
         )
@@ -428,7 +429,7 @@ class CekuraClient:
         body: dict[str, Any] = {"call_logs": list(call_logs), "metrics": list(metrics),
                                 **self._scope(agent_id, project_id)}
         data = await self._send(
-            _Call("POST", f"{CALL_ACTIONS}evaluate_metrics/", f"Evaluating {len(call_logs)} call(s)", True,
+            _Request("POST", f"{CALL_ACTIONS}evaluate_metrics/", f"Evaluating {len(call_logs)} call(s)", True,
                   "Check the calls' results in Cekura before evaluating again: credits may have been spent.",
                   versions=EVALUATE, permit=permit),
             json_body=body,
@@ -442,7 +443,7 @@ class CekuraClient:
         _use(permit, "rerun_evaluation", call_logs)
         body = {"agent_id": agent_id, "call_logs": list(call_logs)}
         data = await self._send(
-            _Call("POST", f"{CALL_ACTIONS}rerun_evaluation/", f"Re-running {len(call_logs)} call(s)", True,
+            _Request("POST", f"{CALL_ACTIONS}rerun_evaluation/", f"Re-running {len(call_logs)} call(s)", True,
                   "Check the calls' results in Cekura before re-running: credits may have been spent.",
                   versions=RERUN, permit=permit),
             json_body=body,
@@ -463,7 +464,7 @@ class CekuraClient:
         if enum_values:
             body["enum_values"] = list(enum_values)
         answer = await self._send(
-            _Call("POST", f"{METRICS_EXTERNAL}{metric_id}/evaluate_llm_judge_metric/",
+            _Request("POST", f"{METRICS_EXTERNAL}{metric_id}/evaluate_llm_judge_metric/",
                   f"A judge call for metric {metric_id}", True,
                   "It may have been charged; nothing else changed. Run the test again if needed.", permit=permit),
             json_body=body,
@@ -528,24 +529,25 @@ class CekuraClient:
     # ---- transport -----------------------------------------------------------------------
 
     async def _send(
-        self, call: _Call, *, params: Mapping[str, Any] | None = None, json_body: Any = None,
+        self, request: _Request, *, params: Mapping[str, Any] | None = None, json_body: Any = None,
         path_id: int | None = None,
     ) -> Any:
-        if call.versions is None:
-            return await self._send_once(call, params=params, json_body=json_body)
-        return await self._send_versioned(call, call.versions, params=params, json_body=json_body, path_id=path_id)
+        if request.versions is None:
+            return await self._send_once(request, params=params, json_body=json_body)
+        return await self._send_versioned(request, request.versions, params=params, json_body=json_body,
+                                          path_id=path_id)
 
     async def _send_versioned(
-        self, call: _Call, versions: _Versions, *, params: Mapping[str, Any] | None, json_body: Any,
+        self, request: _Request, versions: _Versions, *, params: Mapping[str, Any] | None, json_body: Any,
         path_id: int | None,
     ) -> Any:
         """v2 first; v1 when v2 answers 404 and this deployment has never answered v2 for the endpoint. A 404
         from both means the object is missing (and nothing is remembered); a 404 from an endpoint known to
         answer is an ordinary "not found". A 404 means nothing was done, so even a write may go to v1."""
 
-        def on(template: str) -> _Call:
+        def on(template: str) -> _Request:
             path = template.format(id=path_id) if path_id is not None else template
-            return replace(call, path=path, versions=None)
+            return replace(request, path=path, versions=None)
 
         known = self._generation.get(versions.name)
         if known == "v1":
@@ -563,14 +565,14 @@ class CekuraClient:
         return answer
 
     async def _send_once(
-        self, call: _Call, *, params: Mapping[str, Any] | None = None, json_body: Any = None
+        self, request: _Request, *, params: Mapping[str, Any] | None = None, json_body: Any = None
     ) -> Any:
-        if call.path.rstrip("/").rsplit("/", 1)[-1] in SPENDING_ENDPOINTS and call.permit is None:
+        if request.path.rstrip("/").rsplit("/", 1)[-1] in SPENDING_ENDPOINTS and request.permit is None:
             # Whatever method is added later: a request to a spending endpoint leaves only with a permit.
-            raise TypeError(f"{call.path} spends credits: it needs a SpendPermit from the cost guard")
+            raise TypeError(f"{request.path} spends credits: it needs a SpendPermit from the cost guard")
         attempt = 0
         while True:
-            outcome = await self._attempt(call, params, json_body, attempt)
+            outcome = await self._attempt(request, params, json_body, attempt)
             if not isinstance(outcome, _Retry):
                 return outcome
             if attempt >= self._retry.max_retries:
@@ -578,29 +580,29 @@ class CekuraClient:
             await anyio.sleep(outcome.wait if outcome.wait is not None else self._retry.backoff(attempt))
             attempt += 1
 
-    async def _attempt(self, call: _Call, params: Mapping[str, Any] | None, json_body: Any, attempt: int) -> Any:
+    async def _attempt(self, request: _Request, params: Mapping[str, Any] | None, json_body: Any, attempt: int) -> Any:
         queued = started = time.perf_counter()
         status: int | None = None
         try:
             async with self._slots:
                 started = time.perf_counter()
-                response = await self._http.request(call.method, call.path, params=params, json=json_body)
+                response = await self._http.request(request.method, request.path, params=params, json=json_body)
             status = response.status_code
-            return self._interpret(call, response)
+            return self._interpret(request, response)
         except httpx.ConnectError as exc:
             # Refused before anything was sent: safe to retry whatever the method.
             return _Retry(ServiceError(f"cannot connect to Cekura ({type(exc).__name__})"), None)
         except (httpx.TimeoutException, httpx.TransportError) as exc:
             detail = f"no answer ({type(exc).__name__})"
-            if call.is_write:
-                raise OutcomeUnknownError(call.operation, detail, call.check_hint) from None
+            if request.is_write:
+                raise OutcomeUnknownError(request.operation, detail, request.check_hint) from None
             return _Retry(ServiceError(detail), None)
         finally:
-            log.info("cekura_request", method=call.method, path=call.path, status=status, attempt=attempt,
+            log.info("cekura_request", method=request.method, path=request.path, status=status, attempt=attempt,
                      duration_ms=round((time.perf_counter() - started) * 1000, 1),
                      queued_ms=round((started - queued) * 1000, 1))
 
-    def _interpret(self, call: _Call, response: httpx.Response) -> Any:
+    def _interpret(self, request: _Request, response: httpx.Response) -> Any:
         status = response.status_code
         if status == 429:
             wait = _retry_after(response)
@@ -608,18 +610,19 @@ class CekuraClient:
                 raise RateLimitedError(wait)
             return _Retry(RateLimitedError(wait), wait if wait is not None else None)
         if status >= 500:
-            if call.is_write:
-                raise OutcomeUnknownError(call.operation, f"Cekura answered HTTP {status}", call.check_hint)
+            if request.is_write:
+                raise OutcomeUnknownError(request.operation, f"Cekura answered HTTP {status}", request.check_hint)
             return _Retry(ServiceError(f"HTTP {status} from Cekura"), None)
         if status >= 400:
-            raise _client_error(call, response)
+            raise _client_error(request, response)
         if status == 204 or not response.content:
             return {}
         try:
             return response.json()
         except ValueError:
-            if call.is_write:
-                raise OutcomeUnknownError(call.operation, "the answer was not valid JSON", call.check_hint) from None
+            if request.is_write:
+                raise OutcomeUnknownError(request.operation, "the answer was not valid JSON",
+                                          request.check_hint) from None
             return _Retry(ServiceError("the answer was not valid JSON"), None)
 
 
@@ -647,28 +650,28 @@ def _retry_after(response: httpx.Response) -> float | None:
         return None
 
 
-def _client_error(call: _Call, response: httpx.Response) -> CekuraError:
+def _client_error(request: _Request, response: httpx.Response) -> CekuraError:
     status = response.status_code
     if status in (401, 403):
         return AuthenticationError(status)
     if status == 404:
-        return NotFoundError(call.operation)
+        return NotFoundError(request.operation)
     body = _json_or_none(response)
     about_project = _project_complaint(body)
     if status == 400 and about_project is not None:
-        return ProjectRequiredError(call.operation, about_project)
+        return ProjectRequiredError(request.operation, about_project)
     detail = body.get("detail") if isinstance(body, dict) else None
     if isinstance(detail, str) and "insufficient balance" in detail.lower():
-        return InsufficientCreditsError(call.operation, detail)
+        return InsufficientCreditsError(request.operation, detail)
     if status == 400 and isinstance(body, dict) and set(body) == {"detail"} and detail:
         # A refusal with a reason but no field (docs: "Timestamp filter value is too far in the past ...").
-        return RequestRejectedError(f"{call.operation} was refused by Cekura: {str(detail).rstrip('.')}.",
-                                    "Change what the reason names (a time window, an id) and call again; "
+        return RequestRejectedError(f"{request.operation} was refused by Cekura: {str(detail).rstrip('.')}.",
+                                    "Change what the reason names (a time window, an id) and request again; "
                                     "nothing was changed.")
     if status == 400 and isinstance(body, dict) and body:
         return ValidationFailedError({str(k): _messages(v) for k, v in body.items()})
     return RequestRejectedError(
-        f"{call.operation} was refused by Cekura (HTTP {status}){': ' + str(detail) if detail else ''}.",
+        f"{request.operation} was refused by Cekura (HTTP {status}){': ' + str(detail) if detail else ''}.",
         "Check the arguments; nothing was changed.",
     )
 
