@@ -38,6 +38,7 @@ from cekura_labs_mcp.server.custom_code.runner import (
 from cekura_labs_mcp.server.errors import CekuraError, InputError, LabsError, OutcomeUnknownError
 from cekura_labs_mcp.server.guard import Approval, CostGuard, GuardDecision, PlannedMetric, SpendPlan
 from cekura_labs_mcp.server.ledger import Ledger
+from cekura_labs_mcp.server.presenting import CODE_OUTPUT_NOTE, clip, one_line
 from cekura_labs_mcp.server.services.review import reviewed_calls
 from cekura_labs_mcp.server.services.spend import SpendEstimate, credits_remaining, estimate_of, metric_credits
 from cekura_labs_mcp.server.values import display as show
@@ -101,6 +102,7 @@ class CallRun(BaseModel):
 
 
 class CodeTestReport(BaseModel):
+    note: str = CODE_OUTPUT_NOTE
     metric: str
     eval_type: str
     compile_error: str | None = Field(default=None, description="Set when the code does not compile: no call ran.")
@@ -133,6 +135,7 @@ class ConversionRow(BaseModel):
 
 
 class ConversionProposal(BaseModel):
+    note: str = CODE_OUTPUT_NOTE
     metric: str
     ready: bool = Field(description="True when the draft ran cleanly on every call: it may be proposed.")
     custom_code: str
@@ -302,8 +305,10 @@ class PythonMetricsService:
                 self._guard.finish(decision, outcome, f"{bridge.made} judge call(s) made by custom_code")
         rows = [self._row(metric, call, *runs[call.id]) for call in calls]
         reports = [runs[call.id][0] for call in calls]
-        notes.extend(f"the judge description's {{{{{m}}}}} has no value on some call(s); it was rendered empty "
-                     "(Cekura's material does not say what it renders there)" for m in bridge.missing)
+        # The placeholder's text comes from the code's own judge description: quoted, and short.
+        notes.extend(f"the judge description's placeholder {one_line('{{' + m + '}}', 80)!r} has no value on some "
+                     "call(s); it was rendered empty (Cekura's material does not say what it renders there)"
+                     for m in bridge.missing[:5])
         confirmation = decision.confirmation if decision else "not_needed"
         return self._report(plan, rows, runs, reports, bridge.made, confirmation, notes)
 
@@ -316,7 +321,8 @@ class PythonMetricsService:
         ok = sum(1 for r in rows if r.ok)
         matching = sum(1 for r in rows if r.matches_current)
         if plan.compile_error is not None:
-            summary = f"The code does not compile: {plan.compile_error.describe()}. No call was run."
+            # The error quotes the code's own line: it stays in compile_error, under the note, not in the summary.
+            summary = "The code does not compile (see compile_error). No call was run."
         else:
             summary = (f"{ok}/{len(rows)} call(s) ran cleanly; {matching} match the metric's current result on "
                        f"Cekura; {judge_calls} judge call(s), about {credits:g} credits.")
@@ -325,7 +331,7 @@ class PythonMetricsService:
             summary = f"The code {UNSANDBOXED_WARNING}. {summary}"
         return CodeTestReport(
             metric=f"{metric.id}: {metric.name}", eval_type=metric.eval_type,
-            compile_error=plan.compile_error.describe() if plan.compile_error else None, calls=rows, ok=ok,
+            compile_error=clip(plan.compile_error.describe()) if plan.compile_error else None, calls=rows, ok=ok,
             failed=len(rows) - ok, matches_current=matching, judge_calls=judge_calls, credits_estimated=credits,
             confirmation=confirmation, median_ms=median, sandbox=isolation.kind, isolation=isolation.summary(),
             inputs_notes=notes, summary=summary)
@@ -342,10 +348,13 @@ class PythonMetricsService:
         errors = checked.problems + [
             f"JudgeCallFailed: {error} (the code got result None and the error as the explanation, as on Cekura)"
             for error in report.judge_errors]
+        # Everything but status, result (one of the metric's own values) and the counts is text the code
+        # controls: each string is clipped, and the report's note says it is data.
         return CallRun(
             call_id=call.id, status=report.status, result=checked.display, explanation=_explanation(report),
-            ok=not errors and report.status == "ok", errors=errors, warnings=checked.warnings,
-            printed=report.output or None, duration_ms=report.duration_ms, judge_calls=report.judge_calls,
+            ok=not errors and report.status == "ok", errors=[clip(e) for e in errors],
+            warnings=[clip(w) for w in checked.warnings], printed=clip(report.output) or None,
+            duration_ms=report.duration_ms, judge_calls=report.judge_calls,
             current=current, matches_current=matches)
 
     async def _fetch_calls(self, ids: Sequence[int]) -> list[CallDetail]:
@@ -491,5 +500,5 @@ def _explanation(report: RunReport) -> list[str]:
     if raw is None:
         return []
     if isinstance(raw, list):
-        return [" ".join(str(item) for item in raw)]
-    return [str(raw)]
+        return [clip(" ".join(str(item) for item in raw))]
+    return [clip(str(raw))]
