@@ -11,7 +11,7 @@ import pytest
 from cekura_labs_mcp.server.config import Settings
 from cekura_labs_mcp.server.logs import configure_logging
 from cekura_labs_mcp.server.sandbox import SandboxServer
-from cekura_labs_mcp.server.sandbox.dialect import DIALECTS, SPEC, Dialect
+from cekura_labs_mcp.server.sandbox.dialect import DIALECTS, Dialect, default_dialect
 from pydantic import SecretStr
 from support import LOG_SINK, ORG_KEY, SANDBOX_KEY, SandboxAdmin
 
@@ -52,9 +52,10 @@ def _sandboxes() -> Iterator[_Sandboxes]:
 
 @pytest.fixture(scope="session")
 def sandbox_server(request: pytest.FixtureRequest, _sandboxes: _Sandboxes) -> SandboxServer:
-    """The `spec` dialect (the spec's schemas taken literally) by default. Tests marked `both_dialects`
-    (where the answer shapes matter) run once against each; the two sandboxes are started once per session."""
-    dialect: Dialect = getattr(request, "param", SPEC)
+    """The embedded sandbox's dialect (`documented`, what Cekura's docs show; `CEKURA_LABS_SANDBOX_DIALECT=spec`
+    runs the suite against the other) unless a test asks otherwise. Tests marked `both_dialects` (where the answer
+    shapes matter) run once against each; the two sandboxes are started once per session."""
+    dialect: Dialect = getattr(request, "param", None) or default_dialect()
     return _sandboxes.get(dialect)
 
 

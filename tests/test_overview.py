@@ -11,12 +11,19 @@ from typing import Any
 import httpx
 import pytest
 from cekura_labs_mcp.server.cekura.client import CekuraClient
-from cekura_labs_mcp.server.cekura.models import Metric
+from cekura_labs_mcp.server.cekura.models import CallRow, Metric
 from cekura_labs_mcp.server.config import Settings
 from cekura_labs_mcp.server.ledger import Ledger
 from cekura_labs_mcp.server.sandbox import SandboxServer
 from cekura_labs_mcp.server.sandbox.dialect import DOCUMENTED, SPEC, Dialect
-from cekura_labs_mcp.server.services.overview import Observation, Overview, OverviewService, shift, topic_outlier
+from cekura_labs_mcp.server.services.overview import (
+    Observation,
+    Overview,
+    OverviewService,
+    rank_metrics,
+    shift,
+    topic_outlier,
+)
 from pydantic import SecretStr
 from support import SANDBOX_KEY, SandboxAdmin, ToolFailed, call, connect
 
@@ -61,8 +68,10 @@ def _misjudged(admin: SandboxAdmin, metric_ids: list[int]) -> tuple[set[int], se
     return wrong, right
 
 
-@pytest.mark.parametrize(("seed", "dialect"), [(1, SPEC), (2, SPEC), (3, SPEC), (5, SPEC), (7, SPEC),
-                                               (2, DOCUMENTED), (5, DOCUMENTED)])
+# Every seed on the default (documented) dialect, whose pharmacy agent also has a platform metric that passes
+# every call for one stated reason; two on the spec dialect.
+@pytest.mark.parametrize(("seed", "dialect"), [(1, DOCUMENTED), (2, DOCUMENTED), (3, DOCUMENTED), (5, DOCUMENTED),
+                                               (7, DOCUMENTED), (2, SPEC), (5, SPEC)])
 async def test_misjudged_metrics_rank_above_well_judged_ones(seed: int, dialect: Dialect, overview_of: Any) -> None:
     with SandboxServer(seed=seed, api_key=SANDBOX_KEY, dialect=dialect) as server:
         admin = SandboxAdmin(server.url)
@@ -192,3 +201,46 @@ def test_a_topic_failing_far_more_than_the_rest_is_named() -> None:
     assert signal is not None and "8 of 8 'Billing' calls" in signal.reason
     assert topic_outlier(BINARY, _results({"TRUE": 7, "FALSE": 1}, "Billing")
                          + _results({"TRUE": 40, "FALSE": 4}, "Booking", start=100)) is None
+
+
+def _calls(count: int, verdicts: dict[int, Any]) -> list[CallRow]:
+    """`count` calls on four topics; `verdicts[metric_id](i)` gives call i's (score, explanation)."""
+    topics = ("Refill", "Billing", "Booking", "Cancel")
+    return [CallRow.model_validate({
+        "id": 100 + i, "topic": topics[i % 4],
+        "metrics": [{"id": mid, "score": verdict(i)[0], "explanation": [verdict(i)[1]]}
+                    for mid, verdict in verdicts.items()],
+    }) for i in range(count)]
+
+
+def _fails_every(n: int) -> Any:
+    return lambda i: (0, f"At 00:{10 + i % 40:02d} the agent asked two questions at once.") if i % n == 0 else \
+        (5, f"At 00:{10 + i % 40:02d} the agent asked one thing at a time.")
+
+
+FAILING = [Metric(id=11, name="a", eval_type="binary"), Metric(id=12, name="b", eval_type="binary"),
+           Metric(id=13, name="c", eval_type="binary")]
+
+
+def test_a_metric_passing_every_call_for_one_reason_is_a_note_not_a_lenient_judge() -> None:
+    uniform = Metric(id=20, name="kb check", eval_type="binary", metric_cost=0.6)
+    verdicts = {11: _fails_every(3), 12: _fails_every(3), 13: _fails_every(4),
+                20: lambda i: (5, "No statement contradicts the Knowledge Base: no files are uploaded, so there is "
+                                  "nothing to check the answers against.")}
+    ranked = {h.metric.split(":")[0]: h for h in rank_metrics([*FAILING, uniform], _calls(40, verdicts), [], {})}
+    flagged = ranked["20"]
+    assert (flagged.fail_rate, flagged.score, flagged.why) == (0.0, 0.0, ["no warning sign"])
+    assert flagged.note is not None and flagged.note.startswith("passes all 40 scored calls, all for one reason: ")
+    assert "nothing to check the answers against" in flagged.note and "0.6 credits a call" in flagged.note
+    assert flagged.rank == 4 and all(ranked[m].note is None for m in ("11", "12", "13"))
+
+
+def test_a_metric_passing_every_call_for_its_own_reasons_is_still_weighed_against_its_peers() -> None:
+    judging = Metric(id=20, name="lenient", eval_type="binary")
+    verdicts = {11: _fails_every(3), 12: _fails_every(3), 13: _fails_every(4),
+                20: lambda i: (5, f"At 00:{10 + i % 40:02d} the agent read back the "
+                                  f"{('dose', 'date', 'name', 'address')[i % 4]} "
+                                  f"{('twice', 'clearly', 'slowly', 'once')[i // 4 % 4]}.")}
+    ranked = {h.metric.split(":")[0]: h for h in rank_metrics([*FAILING, judging], _calls(40, verdicts), [], {})}
+    assert ranked["20"].note is None
+    assert ranked["20"].score > 0 and ranked["20"].why[0].startswith("fails only 0% of scored calls")

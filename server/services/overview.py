@@ -64,6 +64,8 @@ class MetricHealth(BaseModel):
     reviews: Reviews | None = None
     score: float = Field(description="Likelihood of misalignment, relative to the others (higher: look first).")
     why: list[str] = Field(description="The signals behind the score, strongest first.")
+    note: str | None = Field(default=None, description="Something to check that is not a sign of misjudging, e.g. "
+                             "a metric passing every call for one stated reason.")
 
 
 class Window(BaseModel):
@@ -252,14 +254,18 @@ def rank_metrics(
 ) -> list[MetricHealth]:
     now = {m.id: observations(current, m) for m in metrics}
     before = {m.id: observations(previous, m) for m in metrics}
+    uniforms = {m.id: uniform for m in metrics if (uniform := uniform_pass(m, now[m.id])) is not None}
+    # A metric whose verdict does not depend on the call is no yardstick for the others' failure rates either.
     fail_rates = {m.id: rate for m in metrics if (rate := fail_rate(m, now[m.id])) is not None
-                  and applicable(now[m.id]) >= MIN_RESULTS}
+                  and applicable(now[m.id]) >= MIN_RESULTS and m.id not in uniforms}
     rows: list[tuple[float, int, MetricHealth]] = []
     for metric in metrics:
         if not now[metric.id] and not reviews.get(metric.id):
             continue
         peers = [rate for other, rate in fail_rates.items() if other != metric.id]
-        signals = assess(metric, now[metric.id], before[metric.id], peers, reviews.get(metric.id, []))
+        uniform = uniforms.get(metric.id)
+        signals = assess(metric, now[metric.id], before[metric.id], [] if uniform else peers,
+                         reviews.get(metric.id, []))
         signals.sort(key=lambda s: -s.points)
         score = round(sum(s.points for s in signals), 2)
         health = MetricHealth(
@@ -269,6 +275,7 @@ def rank_metrics(
             change=change_line(metric, now[metric.id], before[metric.id]),
             reviews=review_summary(reviews.get(metric.id, [])), score=score,
             why=[s.reason for s in signals if s.points >= 0.1] or ["no warning sign"],
+            note=uniform_note(metric, uniform) if uniform else None,
         )
         rows.append((score, metric.id, health))
     rows.sort(key=lambda item: (-item[0], item[1]))
@@ -429,6 +436,41 @@ def peers(metric: Metric, now: Sequence[Observation], peer_rates: Sequence[float
         return Signal("peers", strength / 2, f"fails only {_pct(rate)} of scored calls; the other metrics' median "
                                              f"is {_pct(middle)}: too lenient?")
     return Signal("peers", strength, f"fails {_pct(rate)} of scored calls; the other metrics' median is {_pct(middle)}")
+
+
+@dataclass(frozen=True)
+class UniformPass:
+    scored: int
+    same_reason: int
+    reason: str
+
+
+def uniform_pass(metric: Metric, now: Sequence[Observation]) -> UniformPass | None:
+    """A binary metric that passes every call it scored, nearly all for one stated reason: its verdict does not
+    depend on the call, and the reason says why (e.g. "there is nothing to check the answers against"). Its 0%
+    failure rate then reflects that reason, not a lenient judge, so it is not weighed against the other metrics'
+    rates (which measure other things, often on other calls); the reason is shown as a note instead. A metric
+    that passes every call with call-specific reasons is judging, and keeps its signals."""
+    if metric.eval_type != "binary":
+        return None
+    judged = [o for o in now if scored(o)]
+    if len(judged) < MIN_RESULTS or any(o.value.upper() != "TRUE" for o in judged):
+        return None
+    explained = [o for o in judged if o.explanation]
+    if len(explained) < 0.9 * len(judged):
+        return None
+    top = cluster_explanations([(o.call_id, o.explanation) for o in explained])[0]
+    if len(top.members) < 0.9 * len(judged):
+        return None
+    return UniformPass(len(judged), len(top.members), top.representative())
+
+
+def uniform_note(metric: Metric, uniform: UniformPass) -> str:
+    share = "all" if uniform.same_reason == uniform.scored else f"{uniform.same_reason} of them"
+    cost = f"; it costs {metric.metric_cost:g} credits a call" if metric.metric_cost else ""
+    return (f"passes all {uniform.scored} scored calls, {share} for one reason: \"{one_line(uniform.reason, 140)}\". "
+            f"Its result does not depend on the call: check that reason (a missing setup?) before reviewing its "
+            f"verdicts{cost}.")
 
 
 def variance(metric: Metric, now: Sequence[Observation]) -> Signal | None:
