@@ -16,8 +16,19 @@ from mcp import Client
 from support import FAST_RETRY, SandboxAdmin, ToolFailed, call
 
 pytestmark = pytest.mark.anyio
-CALLS = "/observability/v1/call-logs-external/"
+V1 = "/observability/v1/call-logs-external/"
+V2 = "/observability/v2/call-logs/"  # the documented dialect's (the client reads v2 first, v1 where v2 is 404)
+LISTS = (V1, V2)
 LIMIT = 3
+
+
+def _failing_filter(dialect: str, metric_id: int) -> tuple[str, str]:
+    """The list path and the filter that select the metric's FALSE results, in the dialect's words."""
+    if dialect == "documented":
+        return V2, json.dumps({"operator": "same_row", "conditions": [
+            {"field": "metric_evaluations.metric.id", "op": "eq", "value": metric_id},
+            {"field": "metric_evaluations.value", "op": "eq", "value": False}]})
+    return V1, json.dumps({"field": "metric_value", "metric_id": metric_id, "op": "eq", "value": "FALSE"})
 
 
 @dataclass
@@ -28,12 +39,14 @@ class NoListExplanations(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         response = await self.inner.handle_async_request(request)
-        if request.method != "GET" or request.url.path != CALLS:
+        if request.method != "GET" or request.url.path not in LISTS:
             return response
         data = json.loads(await response.aread())
         await response.aclose()
         for row in data.get("results", []):
             row["evaluation"] = ""
+            for result in row.get("metrics") or []:
+                result.pop("explanation", None)
         return httpx.Response(response.status_code, json=data, request=request)
 
 
@@ -48,7 +61,8 @@ def _peak(entries: list[dict[str, Any]]) -> int:
 
 
 def _details(sandbox: SandboxAdmin, since: float) -> list[dict[str, Any]]:
-    return [r for r in sandbox.requests("GET", CALLS) if r["path"] != CALLS and r["started"] >= since]
+    return [r for r in sandbox.requests("GET") if r["path"].startswith(LISTS) and r["path"] not in LISTS
+            and r["started"] >= since]
 
 
 async def test_triage_reads_missing_explanations_concurrently_within_the_limit(
@@ -91,14 +105,14 @@ async def test_a_call_that_cannot_be_read_fails_triage_with_a_clear_message(
 ) -> None:
     agent = sandbox.info()["main_agent_id"]
     metric = sandbox.metric_named("one question")
-    failing = json.dumps({"field": "metric_value", "metric_id": metric["id"], "op": "eq", "value": "FALSE"})
-    victim = sandbox.api("GET", CALLS, params={"agent_id": agent, "filters_v2": failing})["results"][0]["id"]
-    sandbox.fault(f"{CALLS}{victim}", "500", count=50)
+    path, failing = _failing_filter(sandbox.info()["dialect"], metric["id"])
+    victim = sandbox.api("GET", path, params={"agent_id": agent, "filters_v2": failing})["results"][0]["id"]
+    sandbox.fault(f"{path}{victim}", "500", count=50)
     server = build_server(settings, retry=FAST_RETRY, transport=NoListExplanations(httpx.AsyncHTTPTransport()))
     async with Client(server) as client:
         with pytest.raises(ToolFailed) as failure:
             await call(client, "triage_failures", {"agent_id": agent, "metric_id": metric["id"]})
     message = str(failure.value)
     assert "[unavailable]" in message and "HTTP 500" in message and "Traceback" not in message
-    victim_reads = [r for r in sandbox.requests("GET", f"{CALLS}{victim}")]
+    victim_reads = [r for r in sandbox.requests("GET", f"{path}{victim}")]
     assert len(victim_reads) == FAST_RETRY.max_retries + 1
