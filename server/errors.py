@@ -154,6 +154,12 @@ class JudgeStillRunningError(StillRunningError):
         )
 
 
+class RunFailedError(CekuraError):
+    """A run Cekura accepted (auto-improve) ended in an error status: it is over, nothing was proposed."""
+
+    code = "run_failed"
+
+
 class InsufficientCreditsError(CekuraError):
     """Cekura refused a spend: "Insufficient balance for this operation" (docs, e.g. websocket-chirp.mdx).
     Nothing was evaluated and nothing was charged."""

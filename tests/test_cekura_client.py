@@ -203,6 +203,67 @@ async def test_the_whole_proposal_is_read_trigger_kind_scores_and_unresolved_sam
     assert proposal.unresolved_samples == [{"review_id": 3, "verdict": "ambiguous label"}]
 
 
+def _docs_example(name: str) -> dict[str, Any]:
+    body: dict[str, Any] = json.loads((Path(__file__).parent / "fixtures" / "cekura_docs" / name).read_text())
+    body.pop("_source")
+    return body
+
+
+async def _progress_of(answer: dict[str, Any]) -> Any:
+    fake = Recorder({("GET", f"{REVIEWS}process_feedbacks_progress/"): answer})
+    async with client_for(fake) as client:
+        return await client.get_progress("p-9")
+
+
+async def test_the_docs_success_answer_is_read_from_output_and_meta_harness() -> None:
+    """docs mcp/auto-optimize-metrics.mdx: status "success", the proposal under `output`, the optimizer's code,
+    type and score under `output.meta_harness`."""
+    docs = _docs_example("auto-optimize-metrics.progress-success.json")
+    state = await _progress_of(docs)
+    assert state.done and not state.failed and state.status == "success" and state.proposal is not None
+    proposal, output = state.proposal, docs["output"]
+    assert proposal.improved_metric_description == output["improved_metric_description"]
+    assert proposal.improved_evaluation_trigger == "always"
+    assert (proposal.custom_code, proposal.type) == (output["meta_harness"]["optimized_code"], "custom_code")
+    assert proposal.new_score is not None and (proposal.new_score.num_correct, proposal.new_score.num_total,
+                                               proposal.new_score.score) == (7, 7, 1.0)
+    assert proposal.old_score is None and not proposal.score_dropped
+
+
+async def test_the_spec_fields_win_over_meta_harness_and_the_flat_shape_still_reads() -> None:
+    flat = {"status": "success", "improved_metric_description": "new", "custom_code": "", "type": "llm_judge",
+            "new_score": {"num_correct": 3, "num_total": 4, "score": 0.75},
+            "old_score": {"num_correct": 2, "num_total": 4, "score": 0.5}}
+    state = await _progress_of(flat)
+    assert state.proposal is not None and state.proposal.type == "llm_judge" and not state.proposal.score_dropped
+    wrapped = {"status": "success", "output": {**{k: v for k, v in flat.items() if k != "status"},
+                                               "meta_harness": {"optimized_code": "", "type": "llm_judge",
+                                                                "score": 0.75, "num_correct": 3, "num_total": 4}}}
+    again = await _progress_of(wrapped)
+    assert again.proposal == state.proposal
+
+
+@pytest.mark.parametrize("answer", [
+    _docs_example("auto-optimize-metrics.progress-status-error.json"),
+    {"status": "error", "output": {"error": "No feedback found on the selected test sets."}},
+    {"status": "error", "output": "No feedback found on the selected test sets."},
+    {"status": "failed", "detail": "No feedback found on the selected test sets."},
+], ids=["docs", "under-output", "output-text", "failed-detail"])
+async def test_an_error_status_ends_the_run_with_its_reason(answer: dict[str, Any]) -> None:
+    state = await _progress_of(answer)
+    assert state.done and state.failed and state.proposal is None and not state.waiting
+    assert state.error == "No feedback found on the selected test sets."
+
+
+async def test_a_cancelled_run_is_over_but_not_failed_and_a_success_without_a_proposal_is_not_waited_for() -> None:
+    cancelled = await _progress_of({"status": "cancelled", "detail": "The optimization was cancelled."})
+    assert cancelled.done and not cancelled.failed
+    empty = await _progress_of({"status": "success", "output": {}})
+    assert empty.done and empty.failed and empty.error is not None and "improved_metric_description" in empty.error
+    running = await _progress_of({"status": "in_progress", "progress": 0.4})
+    assert not running.done and running.progress == 0.4
+
+
 async def test_an_empty_answer_is_refused_before_anything_is_sent() -> None:
     fake = Recorder({})
     async with client_for(fake) as client:

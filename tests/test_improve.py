@@ -51,7 +51,8 @@ def _admin(docs: SandboxAdmin, path: str, body: dict[str, Any]) -> None:
 
 
 class LowerScore(httpx.AsyncBaseTransport):
-    """A deployment whose finished proposal the Lab scores lower than the current metric (old 4/6, new 2/6)."""
+    """A deployment whose finished proposal the Lab scores lower than the current metric (old 4/6, new 2/6), in
+    either answer form: the spec's flat fields, or the docs' `output` with the new score in `meta_harness`."""
 
     def __init__(self) -> None:
         self._inner = httpx.AsyncHTTPTransport()
@@ -62,7 +63,11 @@ class LowerScore(httpx.AsyncBaseTransport):
             return response
         await response.aread()
         body = json.loads(response.content)
-        if body.get("improved_metric_description"):
+        output = body.get("output")
+        if isinstance(output, dict) and output.get("improved_metric_description"):
+            output["old_score"] = {"num_correct": 4, "num_total": 6, "score": 0.67}
+            output["meta_harness"] |= {"num_correct": 2, "num_total": 6, "score": 0.33}
+        elif body.get("improved_metric_description"):
             body |= {"old_score": {"num_correct": 4, "num_total": 6, "score": 0.67},
                      "new_score": {"num_correct": 2, "num_total": 6, "score": 0.33}}
         return httpx.Response(200, json=body, request=request)
@@ -199,6 +204,44 @@ async def test_the_whole_proposal_is_applied_and_rolled_back_through_cekura(
     assert restored["applied"] and "history restore" in restored["via"]
     assert len(docs.requests("POST", "/restore")) == 1
     assert docs.api("GET", f"/test_framework/v1/metrics/{metric}/")["description"] == before
+
+
+async def test_the_docs_wrapped_answer_and_the_flat_one_give_the_same_proposal(
+    docs_settings: Settings, docs: SandboxAdmin
+) -> None:
+    """The sandbox answers odd runs in the docs' form (`output.*`, `output.meta_harness`) and even runs flat: both
+    runs, on the same Lab, propose the same change with the same Lab scores."""
+    async with connect(docs_settings) as client:
+        _, metric, _ = await _review_six(client, docs)
+        proposals = []
+        for _ in range(2):
+            started = await call(client, "process_feedbacks", {"metric_id": metric})
+            proposals.append(await call(client, "poll_progress", {"progress_id": started["progress_id"],
+                                                                  "metric_id": metric, "wait_seconds": 20}))
+    wrapped, flat = proposals
+    assert wrapped["done"] and flat["done"] and wrapped["diff"] == flat["diff"]
+    fields = ("proposed_description", "proposed_type", "old_score", "new_score", "trigger_kind", "score_dropped")
+    assert {f: wrapped[f] for f in fields} == {f: flat[f] for f in fields}
+    assert wrapped["new_score"] and wrapped["old_score"]
+
+
+async def test_a_run_that_ends_in_error_is_a_clear_error_not_a_wait(docs_settings: Settings,
+                                                                     docs: SandboxAdmin) -> None:
+    async with connect(docs_settings) as client:
+        _, metric, _ = await _review_six(client, docs)
+        _admin(docs, "/_sandbox/auto-improve/answers", {"fail": 2, "error": "No feedback found on the test sets."})
+        for _ in range(2):  # the docs' wrapped error, then the flat one
+            started = await call(client, "process_feedbacks", {"metric_id": metric})
+            with pytest.raises(ToolFailed) as failure:
+                await call(client, "poll_progress", {"progress_id": started["progress_id"], "metric_id": metric,
+                                                     "wait_seconds": 20})
+            message = str(failure.value)
+            assert "[run_failed]" in message and "No feedback found on the test sets." in message
+            assert "Nothing was proposed or applied" in message and "still running" not in message
+            polls = [r for r in docs.requests("GET", "process_feedbacks_progress")
+                     if r["query"].get("progress_id") == started["progress_id"]]
+            assert 0 < len(polls) <= 5, "it stopped at the error instead of polling to the timeout"
+    assert docs.requests("PATCH") == []
 
 
 async def test_an_identical_proposal_applies_nothing_and_re_runs_nothing(

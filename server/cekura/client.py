@@ -706,22 +706,67 @@ def _json_or_none(response: httpx.Response) -> Any:
 
 
 def _progress_state(data: Any) -> ProgressState:
+    """The progress answer in either shape: the spec's (`ProcessFeedbacksResponse` fields at the top level) or
+    the docs' (`mcp/auto-optimize-metrics.mdx`: `status` "success"/"error", the proposal under `output.*`, the
+    optimizer's code and score under `output.meta_harness`). A finished run without a description, and an
+    `error` status, are done: the caller reports them, it does not wait for them."""
     if not isinstance(data, dict):
         return ProgressState(done=False)
     status = data.get("status") if isinstance(data.get("status"), str) else None
     progress = data.get("progress") if isinstance(data.get("progress"), int | float) else None
-    error = data.get("error") if isinstance(data.get("error"), str) else None
-    if data.get("improved_metric_description"):
+    output = data.get("output") if isinstance(data.get("output"), dict) else {}
+    proposal = {**data, **output}
+    error = _progress_error(data, output)
+    state = status.lower() if status else None
+    if proposal.get("improved_metric_description") and state not in _FAILED:
         return ProgressState(done=True, status=status, progress=1.0,
-                             proposal=ImprovementProposal.model_validate(data))
-    failed = status is not None and status.lower() in _FAILED
-    return ProgressState(done=failed, status=status, progress=progress, error=error,
-                         questions=[] if failed else _questions(data))
+                             proposal=ImprovementProposal.model_validate(_meta_harness(proposal)))
+    if state in _FAILED:
+        return ProgressState(done=True, status=status, progress=progress, error=error,
+                             failed=state not in _CANCELLED)
+    if state in _SUCCEEDED:
+        return ProgressState(done=True, status=status, progress=1.0, failed=True,
+                             error=error or "the run finished but its answer carries no improved_metric_description")
+    return ProgressState(done=False, status=status, progress=progress, error=error, questions=_questions(data))
+
+
+def _progress_error(data: dict[str, Any], output: dict[str, Any]) -> str | None:
+    """What a failed run says went wrong: `error`/`detail`/`message`, at the top or under `output`."""
+    if isinstance(data.get("output"), str) and data["output"].strip():
+        return str(data["output"]).strip()
+    for where in (output, data):
+        for key in ("error", "error_message", "detail", "message"):
+            value = where.get(key)
+            if isinstance(value, str) and value.strip():
+                return value.strip()
+            if isinstance(value, dict | list) and value:
+                return json.dumps(value)[:500]
+    return None
+
+
+def _meta_harness(proposal: dict[str, Any]) -> dict[str, Any]:
+    """The docs' `meta_harness` block read as the spec's fields where those are missing: `optimized_code` is
+    `custom_code`, its `type` the suggested metric type, and `score`/`num_correct`/`num_total` the score after
+    optimisation (`new_score`)."""
+    harness = proposal.get("meta_harness")
+    if not isinstance(harness, dict):
+        return proposal
+    merged = dict(proposal)
+    if not merged.get("custom_code") and isinstance(harness.get("optimized_code"), str):
+        merged["custom_code"] = harness["optimized_code"]
+    if not merged.get("type") and isinstance(harness.get("type"), str):
+        merged["type"] = harness["type"]
+    score = {k: harness[k] for k in ("score", "num_correct", "num_total") if harness.get(k) is not None}
+    if merged.get("new_score") is None and score:
+        merged["new_score"] = score
+    return merged
 
 
 _QUESTION_KEYS = ("questions", "pending_questions", "open_questions")
 _DONE = {"completed", "complete", "done", "success", "succeeded", "finished"}
-_FAILED = {"failed", "error", "cancelled", "canceled"}
+_SUCCEEDED = {"success", "succeeded", "completed", "complete"}
+_CANCELLED = {"cancelled", "canceled"}
+_FAILED = {"failed", "error", "errored", *_CANCELLED}
 
 
 def _questions(data: dict[str, Any]) -> list[ProgressQuestion]:

@@ -453,13 +453,16 @@ def _first(data: dict[str, Any], *names: str) -> Any:
 
 
 class ProgressState(_Model):
-    """The progress endpoint's answer: done once `improved_metric_description` is present; `waiting` while
-    the run is paused on `questions` (answer them with `process_feedbacks_answer`)."""
+    """The progress endpoint's answer: done once `improved_metric_description` is present (at the top level or
+    under `output`), or once the run failed or was cancelled; `waiting` while the run is paused on `questions`
+    (answer them with `process_feedbacks_answer`)."""
 
     done: bool
     status: str | None = None
     progress: float | None = None
     error: str | None = None
+    failed: bool = Field(default=False, description="The run ended in an error (not a cancellation): nothing "
+                         "was proposed.")
     proposal: ImprovementProposal | None = None
     questions: list[ProgressQuestion] = Field(default_factory=list)
 

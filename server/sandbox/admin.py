@@ -139,6 +139,35 @@ async def ask_questions(request: Request) -> JSONResponse:
     return JSONResponse({"count": count})
 
 
+SHAPES = ("alternate", "wrapped", "flat")
+
+
+async def auto_improve_answers(request: Request) -> JSONResponse:
+    """How finished auto-improve runs answer (documented dialect). `{"shape": "alternate" | "wrapped" | "flat"}`:
+    the docs' form (`status` + `output.*` + `output.meta_harness`), the spec's flat fields, or by run (odd runs
+    wrapped, the default); `{"fail": N, "error": "text"}`: the next N runs end in `status: "error"` with that
+    text. GET reads the settings."""
+    store = _store(request)
+    if request.method == "POST":
+        body = await _json(request)
+        body = body if isinstance(body, dict) else {}
+        shape, fail, error = body.get("shape"), body.get("fail"), body.get("error")
+        if shape is not None and shape not in SHAPES:
+            raise field_error("shape", f"Use one of {', '.join(SHAPES)}.")
+        if fail is not None and (isinstance(fail, bool) or not isinstance(fail, int) or fail < 0):
+            raise field_error("fail", "A non-negative integer is required.")
+        if error is not None and not isinstance(error, str):
+            raise field_error("error", "A string is required.")
+        with store.lock:
+            if shape is not None:
+                store.progress_shape = shape
+            if fail is not None:
+                store.runs_to_fail = fail
+                store.run_failure = error or "The optimization failed."
+    with store.lock:
+        return JSONResponse({"shape": store.progress_shape, "fail": store.runs_to_fail, "error": store.run_failure})
+
+
 async def v2(request: Request) -> JSONResponse:
     """GET: whether the v2 call-log paths answer; POST `{"enabled": false}`: make them answer 404."""
     store = _store(request)

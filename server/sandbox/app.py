@@ -209,6 +209,7 @@ def admin_routes() -> list[BaseRoute]:
         Route("/_sandbox/evaluations", admin.evaluations, methods=["GET", "POST"]),
         Route("/_sandbox/evaluations/finish", admin.finish_evaluations, methods=["POST"]),
         Route("/_sandbox/auto-improve/questions", admin.ask_questions, methods=["POST"]),
+        Route("/_sandbox/auto-improve/answers", admin.auto_improve_answers, methods=["GET", "POST"]),
         Route("/_sandbox/v2", admin.v2, methods=["GET", "POST"]),
         Route("/_sandbox/billing", admin.billing, methods=["POST"]),
     ]

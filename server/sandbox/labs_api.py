@@ -122,6 +122,10 @@ def process_feedbacks(store: Store, raw_body: object) -> dict[str, Any]:
               metric_type=metric_type, skip_evaluation=skip)
     if store.documented:
         job.questions = questions_for(store, job, metric, chosen)
+        with store.lock:
+            if store.runs_to_fail > 0:
+                store.runs_to_fail -= 1
+                job.failure = store.run_failure
     if not job.paused:
         job.result = optimise(store, metric, chosen, metric_type, skip)
     store.jobs[job.progress_id] = job
@@ -213,10 +217,30 @@ def progress(store: Store, params: Mapping[str, str]) -> dict[str, Any]:
         if job.polls <= store.progress_polls:
             return {"status": "in_progress", "progress": _fraction(store, job)}
         if store.documented:
+            wrapped = store.progress_shape == "wrapped" or (store.progress_shape == "alternate" and job.id % 2 == 1)
+            if job.failure is not None:
+                return ({"status": "error", "output": {"error": job.failure}} if wrapped
+                        else {"status": "error", "progress": 1.0, "error": job.failure})
             _record_proposal(store, job)
             # The docs' progress states are "success" / "error" (mcp/auto-optimize-metrics.mdx).
-            return {**job.result, "status": "success"}
+            return docs_wrapped(job.result) if wrapped else {**job.result, "status": "success"}
     return dict(job.result)
+
+
+def docs_wrapped(result: Mapping[str, Any]) -> dict[str, Any]:
+    """The finished run as docs `mcp/auto-optimize-metrics.mdx` reads it: `status` "success", the proposal under
+    `output` (`output.improved_metric_description`, `output.improved_evaluation_trigger`), and the optimizer's
+    code, metric type and score under `output.meta_harness` (`optimized_code`, `type`, `score`, `num_correct`,
+    `num_total`) — there and only there, as the page's troubleshooting says "that's where the real change
+    lives". The spec's other fields stay under `output` (the page names no others, and lists no `old_score`)."""
+    moved = ("status", "progress", "custom_code", "type", "new_score")
+    output = {k: v for k, v in result.items() if k not in moved}
+    new = result.get("new_score") if isinstance(result.get("new_score"), dict) else {}
+    output["meta_harness"] = {
+        "optimized_code": result.get("custom_code") or "", "type": result.get("type"),
+        "score": new.get("score"), "num_correct": new.get("num_correct"), "num_total": new.get("num_total"),
+    }
+    return {"status": "success", "output": output}
 
 
 def _record_proposal(store: Store, job: Job) -> None:

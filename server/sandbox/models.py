@@ -186,6 +186,8 @@ class Job:
     metric_type: str | None = None
     skip_evaluation: bool = False
     proposal_recorded: bool = False
+    # documented dialect: the error this run ends in (set by `POST /_sandbox/auto-improve/answers`), if any.
+    failure: str | None = None
 
     @property
     def paused(self) -> bool:

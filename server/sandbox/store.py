@@ -78,6 +78,11 @@ class Store:
             self.initial_credits = INITIAL_CREDITS
             self.judge_jobs: dict[str, JudgeJob] = {}
             self.questions_to_ask = 0
+            # documented dialect: how finished auto-improve runs answer ("alternate": odd runs in the docs'
+            # wrapped form, even ones flat), and how many of the next runs end in an error status.
+            self.progress_shape = "alternate"
+            self.runs_to_fail = 0
+            self.run_failure = ""
             self.v2_enabled = self.initial_v2
             self.history: dict[int, list[HistoryEntry]] = {}
             self._ids["history"] = 1

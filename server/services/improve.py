@@ -21,7 +21,14 @@ from cekura_labs_mcp.server.cekura.models import (
     SkipQuestion,
 )
 from cekura_labs_mcp.server.custom_code.checks import syntax_error
-from cekura_labs_mcp.server.errors import CekuraError, InputError, LabsError, NotFoundError, OutcomeUnknownError
+from cekura_labs_mcp.server.errors import (
+    CekuraError,
+    InputError,
+    LabsError,
+    NotFoundError,
+    OutcomeUnknownError,
+    RunFailedError,
+)
 from cekura_labs_mcp.server.ledger import Improvement, Ledger, Review
 from cekura_labs_mcp.server.presenting import one_line
 from cekura_labs_mcp.server.services.spend import start_auto_improve
@@ -218,6 +225,12 @@ class ImproveService:
                 return result
             if state.done:
                 self._ledger.record_proposal(progress_id, state.status or "failed", {})
+                if state.failed:
+                    raise RunFailedError(
+                        f"Auto-improve run {progress_id} failed on Cekura ({state.status}): "
+                        f"{state.error or 'Cekura gave no reason'}. Nothing was proposed or applied.",
+                        "Check the metric's Lab (its test sets and feedback), then start a new run with "
+                        "improve_metric.")
                 return ImprovementResult(
                     progress_id=progress_id, done=True, status=state.status, metric_id=metric_id,
                     message=f"Auto-improve ended without a proposal ({state.status}: {state.error or 'no detail'}).",

@@ -12,7 +12,7 @@ from cekura_labs_mcp.server.cekura.client import CekuraClient
 from cekura_labs_mcp.server.cekura.models import CallRow, Metric, MetricFeedback
 from cekura_labs_mcp.server.cekura.results import Reading, read_result
 from cekura_labs_mcp.server.config import Settings
-from cekura_labs_mcp.server.errors import CekuraError, InputError, OutcomeUnknownError
+from cekura_labs_mcp.server.errors import CekuraError, InputError, OutcomeUnknownError, RunFailedError
 from cekura_labs_mcp.server.ledger import Ledger, Review, Session
 from cekura_labs_mcp.server.presenting import moments
 from cekura_labs_mcp.server.services.analysis import check_disagreement, mentions_outcome
@@ -308,6 +308,9 @@ class ReviewService:
         try:
             result = await self._improve.poll(progress_id=started.progress_id, metric_id=metric.id,
                                               timeout=self._settings.poll_timeout_seconds, on_progress=on_progress)
+        except RunFailedError:
+            self._ledger.finish_improvement(improvement_id, "failed", None)  # over: nothing to resume
+            raise
         except CekuraError as exc:
             return ImprovementResult(progress_id=started.progress_id, done=False, metric_id=metric.id,
                                      message=f"Auto-improve is running, but waiting for it failed: {exc.message} "

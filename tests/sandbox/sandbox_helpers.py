@@ -51,3 +51,20 @@ def main_calls(api: httpx.Client, **params: Any) -> list[dict[str, Any]]:
     answer.raise_for_status()
     rows: list[dict[str, Any]] = answer.json()["results"]
     return rows
+
+
+def flat(answer: dict[str, Any]) -> dict[str, Any]:
+    """A progress answer's fields whichever form it came in: the docs' (`status` + `output.*`, the code, type and
+    score under `output.meta_harness`) read as the spec's flat fields; a flat answer as it is."""
+    output = answer.get("output")
+    if not isinstance(output, dict):
+        return answer
+    harness = output.get("meta_harness") if isinstance(output.get("meta_harness"), dict) else {}
+    view = {**{k: v for k, v in answer.items() if k != "output"},
+            **{k: v for k, v in output.items() if k != "meta_harness"}}
+    if harness:
+        view.update(custom_code=harness.get("optimized_code", ""), type=harness.get("type"))
+        if harness.get("num_total") is not None:
+            view["new_score"] = {k: harness.get(k) for k in ("num_correct", "num_total", "score")}
+    return view
+

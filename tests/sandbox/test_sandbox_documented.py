@@ -24,6 +24,7 @@ from sandbox_helpers import (
     UNDER_FIVE,
     V2,
     Admin,
+    flat,
 )
 from sandbox_spec import assert_component
 
@@ -272,7 +273,7 @@ def add_to_lab(api: httpx.Client, call_id: int, expected: Any, feedback: str, me
 
 def poll(api: httpx.Client, progress_id: str) -> dict[str, Any]:
     body: dict[str, Any] = api.get(f"{LABS}/process_feedbacks_progress/", params={"progress_id": progress_id}).json()
-    return body
+    return flat(body)
 
 
 def misjudged(admin: Admin, count: int) -> list[int]:
@@ -336,6 +337,46 @@ def finished_proposal(api: httpx.Client, admin: Admin) -> dict[str, Any]:
         add_to_lab(api, call_id, True, NOTE)
     progress_id = api.post(f"{LABS}/process_feedbacks/", json={"metric_id": ONE_QUESTION}).json()["progress_id"]
     return [poll(api, progress_id) for _ in range(4)][-1]
+
+
+def raw_progress(api: httpx.Client, progress_id: str, polls: int = 4) -> dict[str, Any]:
+    answers = [api.get(f"{LABS}/process_feedbacks_progress/", params={"progress_id": progress_id}).json()
+               for _ in range(polls)]
+    body: dict[str, Any] = answers[-1]
+    return body
+
+
+def test_finished_runs_answer_in_the_docs_wrapped_form_and_the_spec_flat_one(dapi: httpx.Client,
+                                                                              dadmin: Admin) -> None:
+    """docs mcp/auto-optimize-metrics.mdx: status "success", the proposal under `output`, the code, type and score
+    under `output.meta_harness`. Odd runs answer so, even ones flat; the admin route pins one form."""
+    for call_id in misjudged(dadmin, 3):
+        add_to_lab(dapi, call_id, True, NOTE)
+    runs = [dapi.post(f"{LABS}/process_feedbacks/", json={"metric_id": ONE_QUESTION}).json()["progress_id"]
+            for _ in range(3)]
+    wrapped, plain = raw_progress(dapi, runs[0]), raw_progress(dapi, runs[1])
+    assert set(wrapped) == {"status", "output"} and wrapped["status"] == "success"
+    output = wrapped["output"]
+    assert output["improved_metric_description"] == plain["improved_metric_description"]
+    assert {"custom_code", "type", "new_score"}.isdisjoint(output)
+    assert output["meta_harness"] == {"optimized_code": plain["custom_code"], "type": plain["type"],
+                                      **plain["new_score"]}
+    assert plain["status"] == "success" and "output" not in plain
+    assert flat(wrapped)["new_score"] == plain["new_score"]
+    assert dadmin.http.post("/_sandbox/auto-improve/answers", json={"shape": "flat"}).json()["shape"] == "flat"
+    assert "output" not in raw_progress(dapi, runs[2])
+    assert dadmin.http.post("/_sandbox/auto-improve/answers", json={"shape": "sideways"}).status_code == 400
+
+
+def test_a_run_can_end_in_the_docs_error_status(dapi: httpx.Client, dadmin: Admin) -> None:
+    for call_id in misjudged(dadmin, 3):
+        add_to_lab(dapi, call_id, True, NOTE)
+    dadmin.http.post("/_sandbox/auto-improve/answers", json={"fail": 2, "error": "No feedback found."})
+    runs = [dapi.post(f"{LABS}/process_feedbacks/", json={"metric_id": ONE_QUESTION}).json()["progress_id"]
+            for _ in range(3)]
+    assert raw_progress(dapi, runs[0]) == {"status": "error", "output": {"error": "No feedback found."}}
+    assert raw_progress(dapi, runs[1]) == {"status": "error", "progress": 1.0, "error": "No feedback found."}
+    assert raw_progress(dapi, runs[2])["status"] == "success"  # only the next two failed
 
 
 def test_apply_the_proposal_and_restore_from_history(dapi: httpx.Client, dadmin: Admin) -> None:

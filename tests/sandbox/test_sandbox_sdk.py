@@ -14,7 +14,7 @@ import pytest
 from cekura import AuthenticationError, Cekura, NotFoundError, ServerError
 from cekura.cli.main import app as cli_app
 from cekura_labs_mcp.server.sandbox import SandboxServer
-from sandbox_helpers import BOOKING, KEY, MAIN, ONE_QUESTION, ORG_KEY, Admin
+from sandbox_helpers import BOOKING, KEY, MAIN, ONE_QUESTION, ORG_KEY, Admin, flat
 from sandbox_spec import assert_component
 from typer.testing import CliRunner
 
@@ -83,7 +83,8 @@ def test_the_sdk_runs_the_labs_cycle(sdk: Cekura, http: httpx.Client, dialect: s
             call_log_id=call_id, metrics=[{"metric": ONE_QUESTION, "feedback": note, "expected_value": True}])
         assert_component(test_set, "TestSetDetail")
     started = sdk.metric_reviews.process_feedbacks(metric_id=ONE_QUESTION)
-    answers = [sdk.metric_reviews.process_feedbacks_progress(progress_id=started["progress_id"]) for _ in range(4)]
+    answers = [flat(sdk.metric_reviews.process_feedbacks_progress(progress_id=started["progress_id"]))
+               for _ in range(4)]
     assert ["improved_metric_description" in a for a in answers] == [False, False, False, True]
     result = answers[-1]
     assert result["new_score"]["num_correct"] == 3 and result["old_score"]["num_correct"] == 0
