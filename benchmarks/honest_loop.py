@@ -327,6 +327,8 @@ async def reviewer_case(url: str, agent_id: int, metric: Metric, reviewer: str, 
             return _replace(base, improved=True, note="no change proposed")
         await _tool(client, "patch_metric", {"metric_id": metric.id, "description": proposed, "confirm": True})
         await _tool(client, "rerun_evaluation", {"agent_id": agent_id, "call_ids": sorted(before)})
+        # A re-run is asynchronous in the documented dialect: land it before reading the "after" results.
+        httpx.post(f"{url}/_sandbox/evaluations/finish", timeout=30).raise_for_status()
     after_rows = {r.id: r for r in await _rows(url, agent_id)}
     after = {cid: value_key(value_on(after_rows[cid], metric)) for cid in before}
     expected = {cid: value_key(display(truth[str(cid)]["expected"])).lower() for cid in before}

@@ -28,9 +28,20 @@ def _agent_calls(sandbox: SandboxAdmin, n: int) -> list[int]:
     return ids[:n]
 
 
-def _judge_metric_count(sandbox: SandboxAdmin) -> int:
-    info = sandbox.info()
-    return sum(1 for m in info["metrics"] if info["main_agent_id"] in m["agent_ids"] and m["type"] != "custom_code")
+def _cost_per_call(sandbox: SandboxAdmin, agent: int | None = None) -> float:
+    """What evaluating one call of the agent (default: the main one) costs: the `metric_cost` of every metric
+    assigned to it, as the metric list gives it (0.2 an LLM judge, 0 custom code, 0.6 the documented dialect's
+    predefined Hallucination)."""
+    agent = agent if agent is not None else sandbox.info()["main_agent_id"]
+    metrics = sandbox.api("GET", "/test_framework/v1/metrics/")
+    return round(sum(float(m["metric_cost"]) for m in metrics if agent in m["agents"]), 6)
+
+
+def _spent(sandbox: SandboxAdmin) -> float:
+    """The sandbox's credit counter once every evaluation it accepted has landed (the documented dialect charges
+    an evaluation when its results land, a few reads later; the spec dialect at once)."""
+    sandbox.api("POST", "/_sandbox/evaluations/finish")
+    return sandbox.credits()
 
 
 def _token(error: str) -> str:
@@ -43,9 +54,9 @@ async def test_small_rerun_spends_exactly_the_estimate(settings: Settings, sandb
     async with connect(settings) as client:
         result = await call(client, "rerun_evaluation", {"agent_id": agent, "call_ids": ids})
     assert result["calls"] == 10 and result["confirmation"] == "none"
-    expected = round(10 * _judge_metric_count(sandbox) * 0.2, 4)
+    expected = round(10 * _cost_per_call(sandbox), 4)
     assert result["credits_estimated"] == pytest.approx(expected)
-    assert sandbox.credits() == pytest.approx(expected)
+    assert _spent(sandbox) == pytest.approx(expected)
     assert sorted(sandbox.requests("POST", "rerun_evaluation")[0]["body"]["call_logs"]) == sorted(ids)
 
 
@@ -58,7 +69,7 @@ async def test_above_threshold_needs_token_and_token_is_bound(settings: Settings
         text = str(needs.value)
         assert "confirmation_required" in text and "120 call(s)" in text and "credits" in text
         token = _token(text)
-        assert sandbox.credits() == 0 and sandbox.requests("POST", "rerun_evaluation") == []
+        assert _spent(sandbox) == 0 and sandbox.requests("POST", "rerun_evaluation") == []
         # A token for another set of calls is refused (and burnt).
         with pytest.raises(ToolFailed, match="different set"):
             await call(client, "rerun_evaluation", {"agent_id": agent, "call_ids": ids[:-1],
@@ -69,8 +80,8 @@ async def test_above_threshold_needs_token_and_token_is_bound(settings: Settings
         result = await call(client, "rerun_evaluation", {"agent_id": agent, "call_ids": ids,
                                                          "confirmation_token": token})
         assert result["confirmation"] == "token" and result["calls"] == 120
-        spent = sandbox.credits()
-        assert spent == pytest.approx(120 * _judge_metric_count(sandbox) * 0.2)
+        spent = _spent(sandbox)
+        assert spent == pytest.approx(120 * _cost_per_call(sandbox))
         # Single use: the same token does not open the guard twice.
         with pytest.raises(ToolFailed, match=r"single use|unknown"):
             await call(client, "rerun_evaluation", {"agent_id": agent, "call_ids": ids,
@@ -78,7 +89,7 @@ async def test_above_threshold_needs_token_and_token_is_bound(settings: Settings
         with pytest.raises(ToolFailed, match="unknown"):
             await call(client, "rerun_evaluation", {"agent_id": agent, "call_ids": ids,
                                                     "confirmation_token": "made-up-by-the-model"})
-    assert sandbox.credits() == spent
+    assert _spent(sandbox) == spent
     assert len(sandbox.requests("POST", "rerun_evaluation")) == 1
 
 
@@ -94,7 +105,7 @@ async def test_expired_token_is_refused(settings: Settings, sandbox: SandboxAdmi
         with pytest.raises(ToolFailed, match="expired"):
             await call(client, "rerun_evaluation", {"agent_id": agent, "call_ids": ids,
                                                     "confirmation_token": _token(str(needs.value))})
-    assert sandbox.credits() == 0
+    assert _spent(sandbox) == 0
 
 
 async def test_all_is_resolved_counted_and_never_sent_blind(settings: Settings, sandbox: SandboxAdmin) -> None:
@@ -119,7 +130,7 @@ async def test_zero_matches_never_opens_the_guard(settings: Settings, sandbox: S
             await call(client, "rerun_evaluation", {"agent_id": agent, "call_ids": "all",
                                                     "timestamp_from": "2020-01-01T00:00:00Z",
                                                     "timestamp_to": "2020-01-02T00:00:00Z"})
-    assert sandbox.credits() == 0 and sandbox.requests("POST", "rerun_evaluation") == []
+    assert _spent(sandbox) == 0 and sandbox.requests("POST", "rerun_evaluation") == []
 
 
 async def test_a_count_of_zero_from_the_api_does_not_open_the_guard(
@@ -143,7 +154,7 @@ async def test_a_count_of_zero_from_the_api_does_not_open_the_guard(
     async with Client(server) as client:
         with pytest.raises(ToolFailed, match="confirmation_required"):
             await call(client, "rerun_evaluation", {"agent_id": agent, "call_ids": "all"})
-    assert sandbox.credits() == 0
+    assert _spent(sandbox) == 0
 
 
 async def test_splitting_into_batches_does_not_evade_the_guard(settings: Settings, sandbox: SandboxAdmin) -> None:
@@ -151,15 +162,15 @@ async def test_splitting_into_batches_does_not_evade_the_guard(settings: Setting
     ids = _agent_calls(sandbox, 150)
     async with connect(settings) as client:
         await call(client, "rerun_evaluation", {"agent_id": agent, "call_ids": ids[:60]})
-        spent = sandbox.credits()
+        spent = _spent(sandbox)
         with pytest.raises(ToolFailed, match="already evaluated 60 calls"):
             await call(client, "rerun_evaluation", {"agent_id": agent, "call_ids": ids[60:120]})
-    assert sandbox.credits() == spent
+    assert _spent(sandbox) == spent
     # The window lives in the ledger: a restarted server still remembers the first batch.
     async with connect(settings) as client:
         with pytest.raises(ToolFailed, match="confirmation_required"):
             await call(client, "rerun_evaluation", {"agent_id": agent, "call_ids": ids[100:150]})
-    assert sandbox.credits() == spent
+    assert _spent(sandbox) == spent
 
 
 async def test_evaluate_metrics_estimate_counts_every_assigned_metric(
@@ -172,8 +183,8 @@ async def test_evaluate_metrics_estimate_counts_every_assigned_metric(
         result = await call(client, "evaluate_metrics", {"agent_id": agent, "call_ids": ids,
                                                          "metrics": [metric["id"]]})
     # We asked for one metric; Cekura runs them all, and the estimate says so.
-    assert result["credits_estimated"] == pytest.approx(5 * _judge_metric_count(sandbox) * 0.2)
-    assert sandbox.credits() == pytest.approx(result["credits_estimated"])
+    assert result["credits_estimated"] == pytest.approx(5 * _cost_per_call(sandbox))
+    assert _spent(sandbox) == pytest.approx(result["credits_estimated"])
     assert {r["metric"] for r in result["results"]} == {metric["id"]}
 
 
@@ -183,7 +194,7 @@ async def test_unknown_call_ids_are_refused_before_spending(settings: Settings, 
     async with connect(settings) as client:
         with pytest.raises(ToolFailed, match="call_ids"):
             await call(client, "rerun_evaluation", {"agent_id": agent, "call_ids": ids})
-    assert sandbox.credits() == 0
+    assert _spent(sandbox) == 0
 
 
 def _answer(accept: bool, seen: list[str]) -> Any:
@@ -205,13 +216,13 @@ async def test_elicitation_asks_the_person(settings: Settings, sandbox: SandboxA
         with pytest.raises(ToolFailed, match="declined"):
             await call(client, "rerun_evaluation", {"agent_id": agent, "call_ids": ids})
     assert len(declined) == 1 and "130 call(s)" in declined[0] and "credits" in declined[0]
-    assert sandbox.credits() == 0
+    assert _spent(sandbox) == 0
     accepted: list[str] = []
     async with connect(settings, mode=mode, elicitation_callback=_answer(True, accepted)) as client:
         result = await call(client, "rerun_evaluation", {"agent_id": agent, "call_ids": ids})
         assert client.protocol_version == ("2025-11-25" if mode == "legacy" else "2026-07-28")
     assert result["confirmation"] == "elicitation" and len(accepted) == 1
-    assert sandbox.credits() == pytest.approx(130 * _judge_metric_count(sandbox) * 0.2)
+    assert _spent(sandbox) == pytest.approx(130 * _cost_per_call(sandbox))
 
 
 async def test_every_decision_is_audited(settings: Settings, sandbox: SandboxAdmin) -> None:
@@ -239,12 +250,11 @@ async def test_project_wide_estimate_counts_each_calls_own_metrics(settings: Set
     async with connect(settings) as client:
         result = await call(client, "evaluate_metrics", {"project_id": info["project_id"], "call_ids": ids,
                                                          "metrics": []})
-    judge = {a["id"]: sum(1 for m in info["metrics"] if a["id"] in m["agent_ids"] and m["type"] != "custom_code")
-             for a in info["agents"]}
-    assert len(set(judge.values())) > 1, "the two agents should have different metric sets"
-    expected = sum(3 * n for n in judge.values()) * 0.2
+    per_call = {a["id"]: _cost_per_call(sandbox, a["id"]) for a in info["agents"]}
+    assert len(set(per_call.values())) > 1, "the two agents' calls should cost differently"
+    expected = sum(3 * cost for cost in per_call.values())
     assert result["credits_estimated"] == pytest.approx(expected)
-    assert sandbox.credits() == pytest.approx(expected)
+    assert _spent(sandbox) == pytest.approx(expected)
 
 
 async def test_filters_with_explicit_ids_are_refused_not_guessed(settings: Settings, sandbox: SandboxAdmin) -> None:
@@ -253,7 +263,7 @@ async def test_filters_with_explicit_ids_are_refused_not_guessed(settings: Setti
     async with connect(settings) as client:
         with pytest.raises(ToolFailed, match='call_ids="all"'):
             await call(client, "rerun_evaluation", {"agent_id": agent, "call_ids": ids, "success": False})
-    assert sandbox.credits() == 0 and sandbox.requests("POST", "rerun_evaluation") == []
+    assert _spent(sandbox) == 0 and sandbox.requests("POST", "rerun_evaluation") == []
 
 
 async def test_ids_of_another_agent_are_refused(settings: Settings, sandbox: SandboxAdmin) -> None:
@@ -264,7 +274,7 @@ async def test_ids_of_another_agent_are_refused(settings: Settings, sandbox: San
     async with connect(settings) as client:
         with pytest.raises(ToolFailed, match=str(foreign)):
             await call(client, "rerun_evaluation", {"agent_id": info["main_agent_id"], "call_ids": [foreign]})
-    assert sandbox.credits() == 0
+    assert _spent(sandbox) == 0
 
 
 async def test_spend_log_shows_every_decision(settings: Settings, sandbox: SandboxAdmin) -> None:
@@ -278,7 +288,7 @@ async def test_spend_log_shows_every_decision(settings: Settings, sandbox: Sandb
     assert log["window_calls"] == 4 and log["threshold"] == 100
     assert [(e["decision"], e["calls"], e["outcome"]) for e in log["entries"]] == [
         ("needs_confirmation", 105, "not_sent"), ("allowed", 4, "succeeded")]
-    assert log["entries"][1]["credits_estimated"] == pytest.approx(sandbox.credits())
+    assert log["entries"][1]["credits_estimated"] == pytest.approx(_spent(sandbox))
 
 
 # ---- estimates before every spend (issue 17.2) and costs from metric_cost (issue 10.7) ----------------------
@@ -292,14 +302,14 @@ async def test_estimate_only_spends_nothing_and_counts_what_a_run_then_sends(
     selection = {"agent_id": agent, "call_ids": "all", "success": False}
     async with connect(settings) as client:
         estimate = await call(client, "rerun_evaluation", {**selection, "estimate_only": True})
-        assert sandbox.credits() == 0 and sandbox.requests("POST", "rerun_evaluation") == []
+        assert _spent(sandbox) == 0 and sandbox.requests("POST", "rerun_evaluation") == []
         assert estimate["spent"] is False and estimate["confirmation"] == "not_sent" and estimate["results"] == []
         figures = estimate["estimate"]
         assert 0 < figures["calls"] <= 100 and not figures["needs_confirmation"]
         ran = await call(client, "rerun_evaluation", selection)
     sent = sandbox.requests("POST", "rerun_evaluation")
     assert len(sent) == 1 and sorted(sent[0]["body"]["call_logs"]) == figures["call_ids"]
-    assert figures["credits"] == pytest.approx(sandbox.credits()) == pytest.approx(ran["credits_estimated"])
+    assert figures["credits"] == pytest.approx(_spent(sandbox)) == pytest.approx(ran["credits_estimated"])
     assigned = {m["id"] for m in info["metrics"] if agent in m["agent_ids"]}
     assert {m["id"] for m in figures["metrics"]} == assigned
     assert sum(m["credits"] for m in figures["metrics"]) * figures["calls"] == pytest.approx(figures["credits"])
@@ -314,24 +324,23 @@ async def test_estimate_above_the_limit_asks_nothing_and_the_question_carries_it
     async with connect(settings, elicitation_callback=_answer(False, asked)) as client:
         estimate = await call(client, "evaluate_metrics", {"agent_id": agent, "call_ids": ids, "metrics": [],
                                                            "estimate_only": True})
-        assert asked == [] and sandbox.credits() == 0
+        assert asked == [] and _spent(sandbox) == 0
         figures = estimate["estimate"]
         assert figures["needs_confirmation"] and "130 calls" in figures["why"]
         with pytest.raises(ToolFailed, match="declined"):
             await call(client, "evaluate_metrics", {"agent_id": agent, "call_ids": ids, "metrics": []})
     assert len(asked) == 1 and f"about {figures['credits']:g} credits" in asked[0]
     assert "130 call(s)" in asked[0] and "credits remaining" in asked[0]
-    assert sandbox.credits() == 0
+    assert _spent(sandbox) == 0
 
 
 async def test_a_costly_judge_loop_under_100_calls_needs_confirmation(
     settings: Settings, sandbox: SandboxAdmin
 ) -> None:
     """50 calls x 10 judge calls is below 100 calls, but above what 100 calls of the agent cost."""
-    info = sandbox.info()
     metric = sandbox.metric_named("one question")
     agent = next(a for a in metric["agent_ids"] if a is not None)
-    per_call = sum(0.2 for m in info["metrics"] if agent in m["agent_ids"] and m["type"] != "custom_code")
+    per_call = _cost_per_call(sandbox, agent)
     loop = "for _ in range(10):\n    evaluate_llm_judge_metric(data)\n_result = True\n_explanation = 'x'\n"
     rows = sandbox.api("GET", "/observability/v1/call-logs-external/", params={"agent_id": agent, "page_size": 50})
     ids = [r["id"] for r in rows["results"]][:50]
@@ -341,7 +350,7 @@ async def test_a_costly_judge_loop_under_100_calls_needs_confirmation(
             await call(client, "test_custom_code", {"metric_id": metric["id"], "call_ids": ids, "code": loop,
                                                     "judge_calls_per_call": 10})
     assert "credits is above the limit" in str(needs.value)
-    assert sandbox.requests("POST", "evaluate_llm_judge_metric") == [] and sandbox.credits() == 0
+    assert sandbox.requests("POST", "evaluate_llm_judge_metric") == [] and _spent(sandbox) == 0
 
 
 async def test_every_spending_tool_takes_estimate_only(settings: Settings, sandbox: SandboxAdmin) -> None:
@@ -351,29 +360,29 @@ async def test_every_spending_tool_takes_estimate_only(settings: Settings, sandb
 
     async with connect(settings) as client:
         agent, metric, _picked = await _review_and_patch(client, sandbox)
-        spent, sent = sandbox.credits(), len(sandbox.requests("POST", "evaluate_metrics"))
+        spent, sent = _spent(sandbox), len(sandbox.requests("POST", "evaluate_metrics"))
         check = await call(client, "validate_metric", {"agent_id": agent, "metric_id": metric["id"],
                                                        "estimate_only": True})
         assert check["status"] == "estimate" and check["confirmation"] == "not_sent"
-        assert sandbox.credits() == spent and len(sandbox.requests("POST", "evaluate_metrics")) == sent
+        assert _spent(sandbox) == spent and len(sandbox.requests("POST", "evaluate_metrics")) == sent
         figures = check["estimate"]
         await call(client, "validate_metric", {"agent_id": agent, "metric_id": metric["id"]})
         request = sandbox.requests("POST", "evaluate_metrics")[-1]
         assert sorted(request["body"]["call_logs"]) == figures["call_ids"] and figures["calls"] >= 20
-        assert sandbox.credits() - spent == pytest.approx(figures["credits"])
+        assert _spent(sandbox) - spent == pytest.approx(figures["credits"])
 
         judged = sandbox.metric_named("one question")
         ids = _agent_calls(sandbox, 3)
         code = "r = evaluate_llm_judge_metric(data)\n_result = r['result'] == 5\n_explanation = r['explanation']\n"
-        before = sandbox.credits()
+        before = _spent(sandbox)
         test = await call(client, "test_custom_code", {"metric_id": judged["id"], "call_ids": ids, "code": code,
                                                        "estimate_only": True})
         assert test["calls"] == [] and test["judge_calls"] == 0 and test["confirmation"] == "not_sent"
         assert test["estimate"]["calls"] == 3 and test["estimate"]["credits"] == pytest.approx(0.6)
-        assert sandbox.requests("POST", "evaluate_llm_judge_metric") == [] and sandbox.credits() == before
+        assert sandbox.requests("POST", "evaluate_llm_judge_metric") == [] and _spent(sandbox) == before
         ran = await call(client, "test_custom_code", {"metric_id": judged["id"], "call_ids": ids, "code": code})
     assert ran["judge_calls"] == len(sandbox.requests("POST", "evaluate_llm_judge_metric")) == 3
-    assert sandbox.credits() - before == pytest.approx(test["estimate"]["credits"])
+    assert _spent(sandbox) - before == pytest.approx(test["estimate"]["credits"])
 
 
 @pytest.mark.parametrize("sandbox_server", [DOCUMENTED], indirect=True)  # billing info is the documented API's
@@ -396,4 +405,4 @@ async def test_the_credits_remaining_are_in_the_estimate_and_the_question(
     assert "credits remaining: 1234.5" in asked[0]
     async with connect(settings) as client:
         unknown = await call(client, "rerun_evaluation", {**selection, "estimate_only": True})
-    assert unknown["estimate"]["credits_remaining"] is None and sandbox.credits() == 0
+    assert unknown["estimate"]["credits_remaining"] is None and _spent(sandbox) == 0
