@@ -714,7 +714,8 @@ def _progress_state(data: Any) -> ProgressState:
         return ProgressState(done=False)
     status = data.get("status") if isinstance(data.get("status"), str) else None
     progress = data.get("progress") if isinstance(data.get("progress"), int | float) else None
-    output = data.get("output") if isinstance(data.get("output"), dict) else {}
+    raw_output = data.get("output")
+    output: dict[str, Any] = raw_output if isinstance(raw_output, dict) else {}
     proposal = {**data, **output}
     error = _progress_error(data, output)
     state = status.lower() if status else None

@@ -235,7 +235,8 @@ def docs_wrapped(result: Mapping[str, Any]) -> dict[str, Any]:
     lives". The spec's other fields stay under `output` (the page names no others, and lists no `old_score`)."""
     moved = ("status", "progress", "custom_code", "type", "new_score")
     output = {k: v for k, v in result.items() if k not in moved}
-    new = result.get("new_score") if isinstance(result.get("new_score"), dict) else {}
+    raw_new = result.get("new_score")
+    new: dict[str, Any] = raw_new if isinstance(raw_new, dict) else {}
     output["meta_harness"] = {
         "optimized_code": result.get("custom_code") or "", "type": result.get("type"),
         "score": new.get("score"), "num_correct": new.get("num_correct"), "num_total": new.get("num_total"),
