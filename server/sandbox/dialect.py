@@ -1,10 +1,10 @@
 """Which Cekura the sandbox plays.
 
-- `documented` (the default of `cekura-labs-mcp sandbox`): what Cekura's own docs and skills show real
-  answers to be — metric results with `score` 5/0/null and no `value` except on enum metrics, legacy
-  result types, N/A as `extra.trigger_failed`, evaluations that land only after a few reads, an
-  asynchronous judge endpoint, auto-improve runs that can pause with a question, and the documented
-  `metric_evaluations.*` / `same_row` filters.
+- `documented` (the default of `cekura-labs-mcp sandbox`, `serve --sandbox` and `demo`): what Cekura's own
+  docs and skills show real answers to be — metric results with `score` 5/0/null and no `value` except on
+  enum metrics, legacy result types, N/A as `extra.trigger_failed`, evaluations that land only after a few
+  reads, an asynchronous judge endpoint, auto-improve runs that can pause with a question, and the
+  documented `metric_evaluations.*` / `same_row` filters.
 - `spec`: the spec's component schemas taken literally (every result has `value`, evaluations and the
   judge answer at once, the `metric_value` filter): the sandbox as it was before issue 10.
 """
