@@ -25,6 +25,13 @@ from benchmarks.soak import run_soak  # noqa: E402
 
 pytestmark = pytest.mark.anyio
 CALLS = "/observability/v1/call-logs-external/"
+V2_CALLS = "/observability/v2/call-logs/"
+
+
+def _vote_path(sandbox: SandboxAdmin, call_id: int) -> str:
+    """Where the client's vote on the call goes: v2 where the sandbox serves it (documented dialect), else v1."""
+    calls = V2_CALLS if sandbox.info()["dialect"] == "documented" else CALLS
+    return f"{calls}{call_id}/mark_metric_vote"
 
 
 def _landed(sandbox: SandboxAdmin, contains: str) -> list[dict[str, object]]:
@@ -67,7 +74,7 @@ async def test_an_unanswered_vote_is_not_sent_again_while_it_may_still_land(
         review = await call(client, "next_review", {"agent_id": agent, "metric_id": metric})
         call_id = review["call"]["id"]
         args = {"agent_id": agent, "metric_id": metric, "call_id": call_id, "agree": True}
-        sandbox.fault(f"{CALLS}{call_id}/mark_metric_vote", "delay", delay_ms=5000)
+        sandbox.fault(_vote_path(sandbox, call_id), "delay", delay_ms=5000)
         with pytest.raises(ToolFailed, match=r"\[outcome_unknown\]"):
             await call(client, "record_review", args)
         # Asked again at once: the first vote is still on its way, so nothing is sent.
@@ -91,7 +98,7 @@ async def test_a_vote_that_never_arrived_is_sent_once_the_wait_is_over(
     async with connect(fast) as client:
         review = await call(client, "next_review", {"agent_id": agent, "metric_id": metric})
         call_id = review["call"]["id"]
-        sandbox.fault(f"{CALLS}{call_id}/mark_metric_vote", "drop")
+        sandbox.fault(_vote_path(sandbox, call_id), "drop")
         with pytest.raises(ToolFailed, match=r"\[outcome_unknown\]"):
             await call(client, "record_review", {"agent_id": agent, "metric_id": metric, "call_id": call_id,
                                                  "agree": True})
