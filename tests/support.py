@@ -49,6 +49,17 @@ class SandboxAdmin:
     def credits(self) -> float:
         return float(self.stats()["credits_spent"])
 
+    def landed_credits(self) -> float:
+        """The credit counter once every accepted evaluation has landed (the documented dialect charges when
+        results land, a few reads later; the spec dialect at once)."""
+        self._http.post("/_sandbox/evaluations/finish").raise_for_status()
+        return self.credits()
+
+    def calls_path(self) -> str:
+        """Where the client reads and votes on call logs: v2 on the documented dialect, v1 on spec."""
+        documented = self.info()["dialect"] == "documented"
+        return "/observability/v2/call-logs/" if documented else "/observability/v1/call-logs-external/"
+
     def requests(self, method: str | None = None, contains: str = "", *, probes: bool = False) -> list[dict[str, Any]]:
         """The requests that reached the sandbox. The client asks the v2 call-log endpoints first and falls
         back to v1 on a 404 (once per endpoint); those probes of a v2 path the sandbox does not serve are left

@@ -68,7 +68,7 @@ async def test_kill_mid_session_then_resume(tmp_path: Path, sandbox: SandboxAdmi
             in_flight = review["call"]["id"]
             # The vote lands on 'Cekura' but the server dies before it can record the answer: the sandbox
             # holds it long enough for the kill to come first even on a loaded machine (checked below).
-            sandbox.fault(f"/observability/v1/call-logs-external/{in_flight}/mark_metric_vote", "delay",
+            sandbox.fault(f"{sandbox.calls_path()}{in_flight}/mark_metric_vote", "delay",
                           delay_ms=VOTE_HELD_MS)
             await call(client, "record_review", {"agent_id": agent, "metric_id": metric, "call_id": in_flight,
                                                  **answer_from_truth(truth, review)})

@@ -33,20 +33,20 @@ def _a_call(sandbox: SandboxAdmin) -> int:
 @pytest.mark.parametrize("kind", ["500", "malformed", "drop", "delay"])
 async def test_a_read_recovers_after_a_fault(sandbox: SandboxAdmin, kind: str) -> None:
     call_id = _a_call(sandbox)
-    sandbox.fault(f"{CALLS}{call_id}", kind, count=1, delay_ms=3000)
+    sandbox.fault(f"{sandbox.calls_path()}{call_id}", kind, count=1, delay_ms=3000)
     async with _client(sandbox) as client:
         detail = await client.get_call(call_id)
     assert detail.id == call_id
-    assert len(sandbox.requests("GET", f"{CALLS}{call_id}")) == 2
+    assert len(sandbox.requests("GET", f"{sandbox.calls_path()}{call_id}")) == 2
 
 
 async def test_a_read_gives_up_with_a_clear_error(sandbox: SandboxAdmin) -> None:
     call_id = _a_call(sandbox)
-    sandbox.fault(f"{CALLS}{call_id}", "500", count=10)
+    sandbox.fault(f"{sandbox.calls_path()}{call_id}", "500", count=10)
     async with _client(sandbox) as client:
         with pytest.raises(ServiceError, match="HTTP 500"):
             await client.get_call(call_id)
-    assert len(sandbox.requests("GET", f"{CALLS}{call_id}")) == FAST_RETRY.max_retries + 1
+    assert len(sandbox.requests("GET", f"{sandbox.calls_path()}{call_id}")) == FAST_RETRY.max_retries + 1
 
 
 @pytest.mark.parametrize("kind", ["500", "drop", "delay", "malformed"])
@@ -55,7 +55,7 @@ async def test_a_vote_is_never_repeated_after_an_ambiguous_failure(
 ) -> None:
     metric = sandbox.metric_named("one question")
     call_id = _a_call(sandbox)
-    sandbox.fault(f"{CALLS}{call_id}/mark_metric_vote", kind, count=1, delay_ms=3000)
+    sandbox.fault(f"{sandbox.calls_path()}{call_id}/mark_metric_vote", kind, count=1, delay_ms=3000)
     # The vote's answer comes 3 s after it arrived at the earliest: a 2 s timeout always fires first.
     async with connect(settings.model_copy(update={"http_timeout_seconds": 2.0})) as client:
         with pytest.raises(ToolFailed) as failure:
@@ -68,7 +68,8 @@ async def test_a_vote_is_never_repeated_after_an_ambiguous_failure(
 async def test_a_spend_is_never_repeated_after_a_5xx(settings: Settings, sandbox: SandboxAdmin) -> None:
     agent = sandbox.info()["main_agent_id"]
     call_id = _a_call(sandbox)
-    sandbox.fault("/observability/v1/call-logs/rerun_evaluation", "500", count=1)
+    sandbox.fault(sandbox.calls_path().replace("call-logs-external", "call-logs") + "rerun_evaluation", "500",
+                  count=1)
     async with connect(settings) as client:
         with pytest.raises(ToolFailed, match="may or may not have been applied"):
             await call(client, "rerun_evaluation", {"agent_id": agent, "call_ids": [call_id]})
@@ -78,8 +79,8 @@ async def test_a_spend_is_never_repeated_after_a_5xx(settings: Settings, sandbox
 async def test_429_is_honoured_for_reads_and_writes(sandbox: SandboxAdmin) -> None:
     metric = sandbox.metric_named("one question")
     call_id = _a_call(sandbox)
-    sandbox.fault(f"{CALLS}{call_id}", "429", count=1, retry_after=1)
-    sandbox.fault(f"{CALLS}{call_id}/mark_metric_vote", "429", count=1, retry_after=1)
+    sandbox.fault(f"{sandbox.calls_path()}{call_id}", "429", count=1, retry_after=1)
+    sandbox.fault(f"{sandbox.calls_path()}{call_id}/mark_metric_vote", "429", count=1, retry_after=1)
     async with _client(sandbox) as client:
         started = time.monotonic()
         await client.get_call(call_id)
@@ -93,7 +94,7 @@ async def test_429_is_honoured_for_reads_and_writes(sandbox: SandboxAdmin) -> No
 
 async def test_429_with_a_long_wait_is_reported_not_slept(sandbox: SandboxAdmin) -> None:
     call_id = _a_call(sandbox)
-    sandbox.fault(f"{CALLS}{call_id}", "429", count=1, retry_after=600)
+    sandbox.fault(f"{sandbox.calls_path()}{call_id}", "429", count=1, retry_after=600)
     async with CekuraClient(sandbox.url, SecretStr(SANDBOX_KEY), retry=RetryPolicy(max_retry_after=5)) as client:
         with pytest.raises(RateLimitedError, match="600 s"):
             await client.get_call(call_id)
@@ -113,7 +114,7 @@ async def test_errors_are_mapped_to_actionable_messages(sandbox: SandboxAdmin) -
 async def test_timeout_on_a_write_is_reported_as_unknown(sandbox: SandboxAdmin) -> None:
     metric = sandbox.metric_named("one question")
     call_id = _a_call(sandbox)
-    sandbox.fault(f"{CALLS}{call_id}/mark_metric_vote", "delay", count=1, delay_ms=1500)
+    sandbox.fault(f"{sandbox.calls_path()}{call_id}/mark_metric_vote", "delay", count=1, delay_ms=1500)
     async with _client(sandbox, timeout=0.5) as client:
         with pytest.raises(OutcomeUnknownError, match="vote"):
             await client.mark_metric_vote(call_id, metric_id=metric["id"], thumbs_up=True, expected_value=True,

@@ -72,6 +72,6 @@ async def test_guard_elicits_over_stdio_on_both_protocols(tmp_path: Path, sandbo
         async with Client(stdio_client(_params(env)), mode=mode, elicitation_callback=person_says_yes) as client:
             result = await call(client, "rerun_evaluation", {"agent_id": agent, "call_ids": ids})
             assert result["confirmation"] == "elicitation"
-        spent.append(sandbox.credits())
+        spent.append(sandbox.landed_credits())
     assert len(asked) == 2 and all("101 call(s)" in m for m in asked)
     assert spent[1] == 2 * spent[0] > 0
