@@ -3,6 +3,7 @@ hidden truth, auto-improve triggered by the 6th feedback, patch, validation chec
 
 from __future__ import annotations
 
+import httpx
 import pytest
 from cekura_labs_mcp.server.config import Settings
 from cekura_labs_mcp.server.demo import person_from_truth as answer_from_truth
@@ -24,6 +25,10 @@ async def test_whole_session_fixes_misjudged_calls(settings: Settings, sandbox: 
         top = triage["causes"][0]
         assert top["count"] >= 3 and set(top["example_call_ids"]) & misjudged
         await call(client, "start_review", {"agent_id": agent, "metric_id": metric["id"], "auto_improve": True})
+        asks = sandbox.info()["dialect"] == "documented"
+        if asks:  # Cekura's documented auto-improve can pause with a question: this run will ask one.
+            httpx.post(sandbox.url + "/_sandbox/auto-improve/questions", json={"count": 1},
+                       timeout=10).raise_for_status()
         review = await call(client, "next_review", {"agent_id": agent, "metric_id": metric["id"]})
         picked: list[int] = []
         improvement = None
@@ -35,6 +40,13 @@ async def test_whole_session_fixes_misjudged_calls(settings: Settings, sandbox: 
                 **answer_from_truth(truth, review)})
             improvement = recorded["improvement"]
             review = recorded["next"]
+        if asks:
+            assert improvement["done"] is False and len(improvement["questions"]) == 1
+            improvement = await call(client, "answer_improvement_question", {
+                "progress_id": improvement["progress_id"], "question_id": improvement["questions"][0]["id"],
+                "metric_id": metric["id"],
+                "answer": "Only calls where the agent confirms two closely related details in one request."})
+            assert sandbox.requests("POST", "process_feedbacks_answer")
         assert len(picked) == 6 == recorded["progress"]["feedback"]
         assert len(set(picked)) == 6
         # Likely-misjudged first: far above the base rate of misjudged calls.
@@ -158,6 +170,10 @@ async def test_a_slow_auto_improve_is_finished_by_poll_progress_and_kept(
     impatient = settings.model_copy(update={"poll_timeout_seconds": 0.01})
     async with connect(impatient) as client:
         await call(client, "start_review", {"agent_id": agent, "metric_id": metric["id"], "auto_improve": True})
+        asks = sandbox.info()["dialect"] == "documented"
+        if asks:  # Cekura's documented auto-improve can pause with a question: this run will ask one.
+            httpx.post(sandbox.url + "/_sandbox/auto-improve/questions", json={"count": 1},
+                       timeout=10).raise_for_status()
         review = await call(client, "next_review", {"agent_id": agent, "metric_id": metric["id"]})
         improvement = None
         while improvement is None:
