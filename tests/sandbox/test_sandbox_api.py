@@ -220,9 +220,12 @@ def _a_paused_run(api: httpx.Client) -> dict[str, Any]:
 def _finish_an_auto_improve(api: httpx.Client) -> None:
     """Leave a finished proposal waiting on ONE_QUESTION (for apply/dismiss)."""
     started = api.post("/test_framework/metric-reviews/process_feedbacks/", json={"metric_id": ONE_QUESTION}).json()
-    while "improved_metric_description" not in api.get("/test_framework/metric-reviews/process_feedbacks_progress/",
-                                                        params=started).json():
-        pass
+    for _ in range(50):  # bounded: a run that never finishes fails here instead of hanging the suite
+        progress = api.get("/test_framework/metric-reviews/process_feedbacks_progress/", params=started).json()
+        # The spec's flat answer, or the docs' wrapped one (`status` + `output`).
+        if "improved_metric_description" in {**progress, **(progress.get("output") or {})}:
+            return
+    raise AssertionError(f"auto-improve did not finish in 50 polls: {progress}")
 
 
 def _served_in_spec(path: str) -> bool:
