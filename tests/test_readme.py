@@ -66,3 +66,7 @@ def test_the_quickstart_commands_name_what_exists() -> None:
         assert f"<!-- {marker} -->" in README
     assert (ROOT / ".ci" / "run").is_file()
     assert "cekura-labs-mcp demo" in _between("<!-- main-command -->", "<!-- /main-command -->")
+    # The test command sets up what the suite needs from the system too (bubblewrap, a C compiler).
+    assert _between("<!-- test-command -->", "<!-- /test-command -->").strip("`\n ").startswith(
+        "bash scripts/test-system-deps.sh && ")
+    assert (ROOT / "scripts" / "test-system-deps.sh").is_file()

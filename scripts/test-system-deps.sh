@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# What the test suite needs from the system besides Python: bubblewrap (custom code runs inside it and the
+# escape tests check every escape against it) and a C compiler (the native-module escape test builds a .so).
+# Installs only what is missing, and only where it can (root with apt-get); elsewhere it says what to install.
+set -euo pipefail
+missing=()
+command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
+command -v cc >/dev/null 2>&1 || missing+=(gcc libc6-dev)
+[ ${#missing[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "+ apt-get install ${missing[*]}"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+else
+  echo "missing ${missing[*]}: install them (e.g. sudo apt-get install ${missing[*]}); the tests that need them fail without" >&2
+fi
