@@ -170,10 +170,6 @@ async def test_a_slow_auto_improve_is_finished_by_poll_progress_and_kept(
     impatient = settings.model_copy(update={"poll_timeout_seconds": 0.01})
     async with connect(impatient) as client:
         await call(client, "start_review", {"agent_id": agent, "metric_id": metric["id"], "auto_improve": True})
-        asks = sandbox.info()["dialect"] == "documented"
-        if asks:  # Cekura's documented auto-improve can pause with a question: this run will ask one.
-            httpx.post(sandbox.url + "/_sandbox/auto-improve/questions", json={"count": 1},
-                       timeout=10).raise_for_status()
         review = await call(client, "next_review", {"agent_id": agent, "metric_id": metric["id"]})
         improvement = None
         while improvement is None:
