@@ -426,13 +426,7 @@ class ImproveService:
         previous = _snapshot(current, patch)
         # Saved before the PATCH: if the server dies after Cekura applied it, the old text is still here.
         version_id = self._ledger.record_metric_version(metric_id, reason, previous, patch.body())
-        try:
-            await self._client.patch_metric(metric_id, patch)
-        except OutcomeUnknownError:
-            raise
-        except CekuraError:
-            self._ledger.forget_metric_version(version_id)
-            raise
+        await self._patch_or_forget(metric_id, patch, version_id)
         return PatchPreview(metric_id=metric_id, name=current.name, applied=True, diff=diff, version_id=version_id,
                             message=f"Applied. The previous version is saved (version {version_id}); "
                                     "rollback_metric restores it. Re-run the reviewed calls to validate.")
