@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from cekura_labs_mcp.server.config import Settings
 from cekura_labs_mcp.server.logs import configure_logging, register_secret, scrub
@@ -28,6 +29,18 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--sandbox", action="store_true", help="use the built-in sandbox even if a key is set")
     serve.add_argument("--read-only", action="store_true",
                        help="offer only tools that change nothing on Cekura (also CEKURA_LABS_READ_ONLY=1)")
+    serve.add_argument("--workers", type=int, default=1,
+                       help="HTTP only: this many server processes on one port and one ledger (stateless)")
+    serve.add_argument("--stateless", action="store_true",
+                       help="HTTP only: keep no MCP session between requests, so several processes (behind a load "
+                            "balancer, on one CEKURA_LABS_DATABASE_URL) can answer any request")
+
+    reviewer = commands.add_parser("reviewer", help="manage the reviewers of a team deployment "
+                                                    "(CEKURA_LABS_REVIEWERS_FILE)")
+    reviewer.add_argument("action", choices=["add", "remove", "list"])
+    reviewer.add_argument("name", nargs="?", help="the reviewer's name (add, remove)")
+    reviewer.add_argument("--file", default=None, help="the reviewers file (default: CEKURA_LABS_REVIEWERS_FILE)")
+    reviewer.add_argument("--replace", action="store_true", help="add: give an existing reviewer a new token")
 
     demo = commands.add_parser("demo", help="play a whole labs session against the sandbox, in the terminal")
     demo.add_argument("--seed", type=int, default=7)
@@ -61,6 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from cekura_labs_mcp.server.demo import main as demo_main
 
         return demo_main(args.seed)
+    if args.command == "reviewer":
+        return _reviewer(settings, args)
     if args.command == "sandbox":
         from cekura_labs_mcp.server.sandbox import serve_forever
 
@@ -73,13 +88,52 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     from cekura_labs_mcp.server.app import build_server
 
+    if args.transport == "http" and args.workers > 1:
+        from cekura_labs_mcp.server.remote import HttpOptions, run_http_workers
+
+        return run_http_workers(settings, HttpOptions(host=args.host, port=args.port, workers=args.workers,
+                                                      sandbox=args.sandbox, read_only=args.read_only))
     server = build_server(settings, use_sandbox=args.sandbox, read_only=args.read_only, check_key=True)
     if args.transport == "stdio":
         server.run("stdio")
         return 0
     from cekura_labs_mcp.server.remote import run_http
 
-    return run_http(server, settings, host=args.host, port=args.port)
+    return run_http(server, settings, host=args.host, port=args.port, stateless=args.stateless)
+
+
+def _reviewer(settings: Settings, args: argparse.Namespace) -> int:
+    """Adds (printing the token once: only its digest is stored), removes or lists reviewers."""
+    from cekura_labs_mcp.server.errors import LabsError
+    from cekura_labs_mcp.server.reviewers import add_reviewer, read_reviewers, remove_reviewer
+
+    path = Path(args.file) if args.file else settings.reviewers_file
+    if path is None:
+        print("cekura-labs-mcp: no reviewers file: pass --file PATH or set CEKURA_LABS_REVIEWERS_FILE.",
+              file=sys.stderr)
+        return 2
+    if args.action != "list" and not args.name:
+        print(f"cekura-labs-mcp: reviewer {args.action} needs the reviewer's NAME.", file=sys.stderr)
+        return 2
+    try:
+        if args.action == "list":
+            for name in read_reviewers(path):
+                print(name)
+            return 0
+        if args.action == "remove":
+            if not remove_reviewer(path, args.name):
+                print(f"cekura-labs-mcp: no reviewer {args.name!r} in {path}.", file=sys.stderr)
+                return 1
+            print(f"Removed reviewer {args.name!r}: their token no longer opens the server.", file=sys.stderr)
+            return 0
+        token = add_reviewer(path, args.name, replace=args.replace)
+    except LabsError as exc:
+        print(f"cekura-labs-mcp: {exc.for_assistant()}", file=sys.stderr)
+        return 2
+    print(f"Reviewer {args.name!r} added to {path}. Their bearer token (shown once, not stored; hand it to them "
+          "privately):", file=sys.stderr)
+    print(token)
+    return 0
 
 
 if __name__ == "__main__":

@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     read_only: bool = Field(default=False, validation_alias="CEKURA_LABS_READ_ONLY",
                             description="Offer only the tools that change nothing on Cekura.")
     http_bearer_token: SecretStr | None = Field(default=None, validation_alias="CEKURA_LABS_HTTP_TOKEN")
+    reviewers_file: Path | None = Field(
+        default=None, validation_alias="CEKURA_LABS_REVIEWERS_FILE",
+        description="JSON file naming the reviewers (name → SHA-256 of their bearer token) for remote use.")
     sandbox_seed: int = Field(default=7, validation_alias="CEKURA_LABS_SANDBOX_SEED")
     # The embedded sandbox's dialect (`serve --sandbox`, `demo`); None: the sandbox's own default.
     sandbox_dialect: Literal["documented", "spec"] | None = Field(

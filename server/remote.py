@@ -1,24 +1,29 @@
 """Streamable HTTP for remote use: loopback by default, Host/Origin checks against DNS rebinding,
 and a bearer token required whenever the server is bound beyond loopback.
 
-State is kept per bearer token: `CEKURA_LABS_HTTP_TOKEN` may list several tokens (comma-separated), one per
-client. The gate names each request's client by a fingerprint of its token (never the token), and the ledger
-keeps confirmation tokens, review sessions, regression checks and the spend log's entries per client: one
-client never sees or redeems another's. An MCP session (handshake-era protocol) belongs to the token that
-opened it; another token presenting its id is refused. The cost guard's window stays shared: it is the
-account's money."""
+Each bearer token is a reviewer: `CEKURA_LABS_REVIEWERS_FILE` names them (name → SHA-256 of the token, see
+`reviewers`); plain shared tokens in `CEKURA_LABS_HTTP_TOKEN` still work, named by a fingerprint. The gate names
+each request's reviewer (never the token), and the ledger keeps confirmation tokens, review sessions, regression
+checks and the spend log's entries per reviewer, and records who in the audit log and reviews. An MCP session
+(stateful, handshake-era transport) belongs to the reviewer that opened it. With `stateless` (and `--workers N`)
+no session is kept at all: every request carries its token, and any process on the same ledger answers it. The
+cost guard's window stays shared: it is the account's money."""
 
 from __future__ import annotations
 
 import hashlib
-import hmac
 import ipaddress
+import json
+import os
+import secrets
 import sys
-from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from cekura_labs_mcp.server.config import Settings
 from cekura_labs_mcp.server.ledger import acting_for
+from cekura_labs_mcp.server.logs import register_secret
+from cekura_labs_mcp.server.reviewers import ReviewerDirectory
 from mcp.server import MCPServer
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.transport_security import TransportSecuritySettings
@@ -48,7 +53,7 @@ def transport_security(host: str, port: int) -> TransportSecuritySettings:
 
 
 def bearer_tokens(settings: Settings) -> list[str]:
-    """The configured bearer tokens: one per client, comma-separated in CEKURA_LABS_HTTP_TOKEN."""
+    """Shared bearer tokens (comma-separated in CEKURA_LABS_HTTP_TOKEN), each named by a fingerprint."""
     raw = settings.http_bearer_token.get_secret_value() if settings.http_bearer_token else ""
     return [token.strip() for token in raw.split(",") if token.strip()]
 
@@ -58,14 +63,26 @@ def principal_of(token: str) -> str:
     return "bearer:" + hashlib.sha256(token.encode()).hexdigest()[:12]
 
 
-class BearerGate:
-    """Refuses every request that does not carry `Authorization: Bearer <one of the tokens>`, names the
-    client (a fingerprint of its token) in the request's state, and keeps each MCP session to the token that
-    opened it."""
+def reviewer_directory(settings: Settings) -> ReviewerDirectory:
+    """The reviewers file (each token a named reviewer) and any shared tokens."""
+    for token in bearer_tokens(settings):
+        register_secret(token)
+    return ReviewerDirectory(settings.reviewers_file, bearer_tokens(settings))
 
-    def __init__(self, app: ASGIApp, tokens: Sequence[str]) -> None:
+
+REFUSED = (b'{"error": "unauthorized: missing or unknown bearer token. Send \'Authorization: Bearer <your reviewer '
+           b'token>\'; an administrator issues one with `cekura-labs-mcp reviewer add NAME` '
+           b'(CEKURA_LABS_REVIEWERS_FILE)."}')
+
+
+class BearerGate:
+    """Refuses every request that does not carry `Authorization: Bearer <a reviewer's token>` (401, saying how to get
+    one, never echoing what was sent), names the reviewer in the request's state, and keeps each MCP session (the
+    stateful, handshake-era transport) to the reviewer that opened it."""
+
+    def __init__(self, app: ASGIApp, directory: ReviewerDirectory) -> None:
         self._app = app
-        self._tokens = [(token.encode(), principal_of(token)) for token in tokens]
+        self._directory = directory
         self._sessions: dict[bytes, str] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -78,8 +95,7 @@ class BearerGate:
             await send({"type": "http.response.start", "status": 401,
                         "headers": [(b"content-type", b"application/json"),
                                     (b"www-authenticate", b'Bearer realm="cekura-labs-mcp"')]})
-            await send({"type": "http.response.body",
-                        "body": b'{"error": "missing or wrong bearer token (CEKURA_LABS_HTTP_TOKEN)"}'})
+            await send({"type": "http.response.body", "body": REFUSED})
             return
         scope.setdefault("state", {})[PRINCIPAL] = principal
 
@@ -96,12 +112,8 @@ class BearerGate:
         value = _header(scope, b"authorization")
         if value is None or value[:7].lower() != b"bearer ":
             return None
-        presented = value[7:].strip()
-        found = None
-        for token, principal in self._tokens:  # compare with every token, so timing tells nothing
-            if hmac.compare_digest(presented, token):
-                found = principal
-        return found
+        presented = value[7:].strip().decode("latin-1")
+        return self._directory.reviewer_of(presented) if presented else None
 
 
 def _header(scope: Scope, name: bytes) -> bytes | None:
@@ -126,21 +138,86 @@ class ClientState:
             return await call_next(ctx)
 
 
-def http_app(server: MCPServer[Any], settings: Settings, host: str, port: int) -> ASGIApp:
-    app: ASGIApp = server.streamable_http_app(transport_security=transport_security(host, port), host=host)
-    tokens = bearer_tokens(settings)
-    if tokens:
-        app = BearerGate(app, tokens)
+def http_app(server: MCPServer[Any], settings: Settings, host: str, port: int, *, stateless: bool = False) -> ASGIApp:
+    """`stateless`: no MCP session is kept between requests (handshake-era clients too), so any process behind a
+    load balancer can answer any request; everything a next request needs is in the ledger."""
+    app: ASGIApp = server.streamable_http_app(transport_security=transport_security(host, port), host=host,
+                                              stateless_http=stateless)
+    directory = reviewer_directory(settings)
+    if directory.configured:
+        app = BearerGate(app, directory)
     return app
 
 
-def run_http(server: MCPServer[Any], settings: Settings, *, host: str, port: int) -> int:
-    if not is_loopback(host) and not bearer_tokens(settings):
-        print("cekura-labs-mcp: refusing to listen on a non-loopback address without a bearer token; "
-              "set CEKURA_LABS_HTTP_TOKEN (clients then send 'Authorization: Bearer <token>').", file=sys.stderr)
+@dataclass(frozen=True)
+class HttpOptions:
+    host: str
+    port: int
+    workers: int = 1
+    sandbox: bool = False
+    read_only: bool = False
+
+
+WORKER_OPTIONS = "CEKURA_LABS_HTTP_WORKER_OPTIONS"
+
+
+def run_http(server: MCPServer[Any], settings: Settings, *, host: str, port: int, stateless: bool = False) -> int:
+    """One process serving streamable HTTP."""
+    if not _may_listen(settings, host):
         return 2
     import uvicorn
 
-    print(f"cekura-labs-mcp: streamable HTTP on http://{host}:{port}/mcp", file=sys.stderr)
-    uvicorn.run(http_app(server, settings, host, port), host=host, port=port, log_level="warning")
+    print(f"cekura-labs-mcp: streamable HTTP on http://{host}:{port}/mcp"
+          f"{' (stateless)' if stateless else ''}", file=sys.stderr)
+    uvicorn.run(http_app(server, settings, host, port, stateless=stateless), host=host, port=port,
+                log_level="warning")
     return 0
+
+
+def run_http_workers(settings: Settings, options: HttpOptions) -> int:
+    """`serve --transport http --workers N`: N processes on one port, stateless (any of them answers any request),
+    sharing the ledger (the data dir's SQLite file, or CEKURA_LABS_DATABASE_URL). Without a Cekura key one sandbox is
+    started here and every worker talks to it, so they all see one Cekura."""
+    if not _may_listen(settings, options.host):
+        return 2
+    import uvicorn
+
+    if settings.api_key is None or options.sandbox:
+        from cekura_labs_mcp.server.sandbox import SandboxServer
+
+        key = "sandbox-" + secrets.token_hex(8)
+        sandbox = SandboxServer(seed=settings.sandbox_seed, api_key=key, dialect=settings.sandbox_dialect)
+        sandbox.start()
+        os.environ["CEKURA_API_URL"], os.environ["CEKURA_API_KEY"] = sandbox.url, key
+        print(f"cekura-labs-mcp: no CEKURA_API_KEY (or --sandbox): the workers share one demo sandbox at "
+              f"{sandbox.url}", file=sys.stderr)
+    os.environ[WORKER_OPTIONS] = json.dumps({"host": options.host, "port": options.port,
+                                             "read_only": options.read_only})
+    print(f"cekura-labs-mcp: streamable HTTP on http://{options.host}:{options.port}/mcp, {options.workers} "
+          "stateless worker processes", file=sys.stderr)
+    uvicorn.run("cekura_labs_mcp.server.remote:worker_app", factory=True, workers=options.workers,
+                host=options.host, port=options.port, log_level="warning")
+    return 0
+
+
+def worker_app() -> ASGIApp:
+    """One worker of `run_http_workers` (uvicorn imports and calls this in each process)."""
+    from cekura_labs_mcp.server.app import build_server
+    from cekura_labs_mcp.server.logs import configure_logging
+
+    settings = Settings()
+    configure_logging(settings.log_format, settings.log_level)
+    register_secret(settings.api_key.get_secret_value() if settings.api_key else None)
+    options = json.loads(os.environ.get(WORKER_OPTIONS, "{}"))
+    host, port = str(options.get("host", "127.0.0.1")), int(options.get("port", 8765))
+    server = build_server(settings, read_only=bool(options.get("read_only", False)))
+    return http_app(server, settings, host, port, stateless=True)
+
+
+def _may_listen(settings: Settings, host: str) -> bool:
+    if not is_loopback(host) and not reviewer_directory(settings).configured:
+        print("cekura-labs-mcp: refusing to listen on a non-loopback address without reviewers; set "
+              "CEKURA_LABS_REVIEWERS_FILE (`cekura-labs-mcp reviewer add NAME` issues a token) or "
+              "CEKURA_LABS_HTTP_TOKEN (clients then send 'Authorization: Bearer <token>').", file=sys.stderr)
+        return False
+    return True
