@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # What the test suite needs from the system besides Python: bubblewrap (custom code runs inside it and the
-# escape tests check every escape against it) and a C compiler (the native-module escape test builds a .so).
+# escape tests check every escape against it), a C compiler (the native-module escape test builds a .so) and
+# Chromium (the MCP Apps views are tested in headless Chromium, driven by Playwright with this system browser:
+# Playwright's own browser download cannot work on a closed network).
 # Installs only what is missing, and only where it can (root with apt-get); elsewhere it says what to install.
 set -euo pipefail
 missing=()
 command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
 command -v cc >/dev/null 2>&1 || missing+=(gcc libc6-dev)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   echo "+ apt-get install ${missing[*]}"

@@ -1,0 +1,244 @@
+"""The browser side of the MCP Apps tests: headless Chromium (the Debian package) driven by Playwright, a test host
+page that speaks the host side of the protocol (tests/browser/host.html, on the official AppBridge), and an MCP
+client against the real server with the embedded sandbox that the page's tools/call requests go through.
+
+Playwright is used with the system's Chromium only (`executable_path`): it never downloads a browser of its own,
+which this closed network would refuse anyway."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from anyio.from_thread import BlockingPortal, start_blocking_portal
+from cekura_labs_mcp.server.config import Settings
+from mcp import Client
+from support import connect
+
+ROOT = Path(__file__).resolve().parent.parent
+# host.html, the fixture view, and host-bridge.js: the official AppBridge + PostMessageTransport of
+# @modelcontextprotocol/ext-apps 2.0.4 (with its @modelcontextprotocol/client/core and zod), bundled into one
+# IIFE that sets window.ExtAppsHost (its build moves into the ui/ npm project with the views).
+ASSETS = Path(__file__).resolve().parent / "browser"
+# Screenshots land here (git-ignored; CI keeps the folder): the lead's closing note shows one of each view.
+ARTIFACTS = Path(os.environ.get("CEKURA_LABS_ARTIFACTS_DIR") or ROOT / "test-artifacts")
+SCREENSHOTS = ARTIFACTS / "screenshots"
+# The host page's made-up origin: Playwright answers every request to it from the files above, so nothing
+# reaches a network and no port is opened.
+HOST = "http://mcp-host.test"
+APP_MIME = "text/html;profile=mcp-app"
+# What real hosts do to a view (spec: no network unless the resource's _meta.ui.csp allows it); the views here
+# need none, so any fetch, font or image from outside is refused and shows in the page's console.
+VIEW_CSP = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:; "
+            "font-src data:")
+# A bound against a hang, never a timing the tests rely on (2 loaded cores: a tool call can take seconds).
+WAIT_MS = 30_000
+T = TypeVar("T")
+
+CHROMIUM_FLAGS = [
+    # Root in a container has no user namespaces for Chromium's own sandbox, so it refuses to start as root
+    # without this. The views are still isolated from the host page by the iframe sandbox (opaque origin).
+    "--no-sandbox",
+    "--disable-gpu",
+    # Nothing may try the network on this closed machine: no QUIC probes, no first-run or background fetches
+    # (component updates, sync, safe-browsing lists).
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
+
+
+def chromium_path() -> str | None:
+    """The system Chromium (Debian's `chromium`), or CEKURA_LABS_CHROMIUM if set."""
+    configured = os.environ.get("CEKURA_LABS_CHROMIUM")
+    if configured:
+        return configured if Path(configured).exists() else None
+    for name in ("chromium", "chromium-browser"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+def browser_missing(reason: str) -> None:
+    """Skip with the reason, or fail where the browser tests must run (CI sets CEKURA_LABS_REQUIRE_BROWSER=1)."""
+    if os.environ.get("CEKURA_LABS_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"{reason} (CEKURA_LABS_REQUIRE_BROWSER=1: the browser tests must run here)")
+    pytest.skip(reason)
+
+
+@contextmanager
+def launch_chromium() -> Iterator[Any]:
+    """One headless Chromium shared by the browser tests (starting it costs seconds; each test gets a fresh
+    context, so cookies and storage never leak between tests)."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        browser_missing("Python package `playwright` is not installed (pip install -e '.[test]')")
+    executable = chromium_path()
+    if executable is None:
+        browser_missing("no Chromium found (apt-get install chromium; scripts/test-system-deps.sh does it)")
+    # Playwright gives each launch a fresh temporary profile itself (its own --user-data-dir, removed on close):
+    # it refuses a --user-data-dir among the args, so none is passed here. It adds --headless too.
+    with tempfile.TemporaryDirectory(prefix="cekura-chromium-") as scratch, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_FLAGS,
+                                             downloads_path=scratch, env={**os.environ, "HOME": scratch})
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+class McpSession:
+    """An MCP client against the real server (in process, embedded sandbox), run on its own event loop in a
+    thread so the synchronous browser driver can call it from the page's request handler."""
+
+    def __init__(self, portal: BlockingPortal, client: Client) -> None:
+        self._portal = portal
+        self.client = client
+
+    def run(self, function: Callable[..., Any], *args: Any) -> Any:
+        return self._portal.call(function, *args)
+
+    def call_tool(self, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+        """The CallToolResult as it goes over the wire (camelCase JSON), what a host hands a view."""
+        result = self.run(self.client.call_tool, name, arguments)
+        return dict(result.model_dump(by_alias=True, mode="json", exclude_none=True))
+
+    def structured(self, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+        result = self.call_tool(name, arguments)
+        assert not result.get("isError"), f"{name} failed: {result['content']}"
+        return dict(result["structuredContent"])
+
+    def tool(self, name: str) -> dict[str, Any]:
+        listed = self.run(self.client.list_tools)
+        for tool in listed.tools:
+            if tool.name == name:
+                return dict(tool.model_dump(by_alias=True, mode="json", exclude_none=True))
+        raise AssertionError(f"the server offers no tool {name!r}")
+
+    def view_of(self, tool_name: str) -> tuple[dict[str, Any], str]:
+        """The tool and the HTML of its view, found the way a host finds it: the tool's `_meta.ui.resourceUri`,
+        then that `ui://` resource, which must be an MCP App's HTML."""
+        tool = self.tool(tool_name)
+        uri = ((tool.get("_meta") or {}).get("ui") or {}).get("resourceUri")
+        assert uri, f"{tool_name} has no _meta.ui.resourceUri"
+        read = self.run(self.client.read_resource, uri)
+        content = read.contents[0]
+        assert content.mime_type == APP_MIME, f"{uri} is {content.mime_type}, not {APP_MIME}"
+        return tool, str(content.text)
+
+
+@contextmanager
+def mcp_session(settings: Settings) -> Iterator[McpSession]:
+    with start_blocking_portal(backend="asyncio") as portal:
+        connection: AbstractContextManager[Client] = portal.wrap_async_context_manager(connect(settings))
+        with connection as client:
+            yield McpSession(portal, client)
+
+
+def with_csp(html: str) -> str:
+    """The view's HTML with the host's Content-Security-Policy first in its <head>."""
+    meta = f'<meta http-equiv="Content-Security-Policy" content="{VIEW_CSP}">'
+    head = re.search(r"<head[^>]*>", html, re.IGNORECASE)
+    if head:
+        return html[:head.end()] + meta + html[head.end():]
+    doctype = re.match(r"\s*<!doctype[^>]*>", html, re.IGNORECASE)
+    at = doctype.end() if doctype else 0
+    return html[:at] + meta + html[at:]
+
+
+class HostPage:
+    """The test host page in one browser context: shows a view for a tool call and forwards its tools/call
+    requests to the MCP session."""
+
+    def __init__(self, page: Any, mcp: McpSession) -> None:
+        self.page = page
+        self.mcp = mcp
+        self.blocked: list[str] = []  # requests that tried to leave the host page's files
+        self.console_errors: list[str] = []
+        page.on("console", self._console)
+        page.on("pageerror", lambda error: self.console_errors.append(f"pageerror: {error}"))
+        page.route("**/*", self._serve)
+        page.goto(f"{HOST}/host.html")
+        page.wait_for_function("() => window.testHost !== undefined", timeout=WAIT_MS)
+
+    def _console(self, message: Any) -> None:
+        if message.type == "error":
+            self.console_errors.append(message.text)
+
+    def _serve(self, route: Any) -> None:
+        request = route.request
+        url: str = request.url
+        if url == f"{HOST}/host.html":
+            route.fulfill(path=ASSETS / "host.html", content_type="text/html")
+        elif url == f"{HOST}/host-bridge.js":
+            route.fulfill(path=ASSETS / "host-bridge.js", content_type="text/javascript")
+        elif url == f"{HOST}/mcp/tools/call" and request.method == "POST":
+            # The host's backend: the page posts the view's tools/call here and gets the server's CallToolResult.
+            asked = json.loads(request.post_data or "{}")
+            result = self.mcp.call_tool(asked["name"], asked.get("arguments") or {})
+            route.fulfill(status=200, content_type="application/json", body=json.dumps(result))
+        else:
+            self.blocked.append(url)
+            route.abort("blockedbyclient")
+
+    def show(self, tool_name: str, arguments: dict[str, Any], *, theme: str = "light",
+             html: str | None = None) -> Any:
+        """Call the tool, then show its view with that call's input and result, as a host does after a tool call
+        whose tool has a UI. `html` replaces the server's view (the harness's own fixture view). Returns the
+        view's frame once the view told the host it is initialized and the result was sent."""
+        if html is None:
+            tool, html = self.mcp.view_of(tool_name)
+        else:
+            tool = self.mcp.tool(tool_name)
+        result = self.mcp.call_tool(tool_name, arguments)
+        assert not result.get("isError"), f"{tool_name} failed: {result['content']}"
+        spec = {"html": with_csp(html), "tool": tool, "toolInput": arguments, "toolResult": result, "theme": theme}
+        self.page.evaluate("spec => window.testHost.load(spec)", spec)
+        self.page.wait_for_function("() => window.testHost.log.some(e => e.kind === 'tool-result-sent')",
+                                    timeout=WAIT_MS)
+        return self.view()
+
+    def view(self) -> Any:
+        return self.page.frame_locator("#view")
+
+    def set_theme(self, theme: str) -> None:
+        self.page.evaluate("theme => window.testHost.setTheme(theme)", theme)
+
+    def tool_calls(self, name: str | None = None) -> list[dict[str, Any]]:
+        return list(self.page.evaluate("name => window.testHost.toolCalls(name)", name))
+
+    def wait_for_tool_call(self, name: str, count: int = 1) -> dict[str, Any]:
+        """Wait until the view's `count`-th call of `name` has its answer; return that call (arguments, result)."""
+        self.page.wait_for_function(
+            "([name, count]) => window.testHost.toolCalls(name).filter(c => c.done).length >= count",
+            arg=[name, count], timeout=WAIT_MS)
+        return self.tool_calls(name)[count - 1]
+
+    def wait_until(self, condition: Callable[[], T | None], what: str) -> T:
+        """Poll a condition outside the page (the sandbox, the ledger) while the page keeps running: the browser
+        driver only serves the page's requests while it is waiting on something."""
+        for _ in range(WAIT_MS // 50):
+            found = condition()
+            if found:
+                return found
+            self.page.wait_for_timeout(50)
+        raise AssertionError(f"never saw {what}")
+
+    def screenshot(self, name: str) -> Path:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        path = SCREENSHOTS / f"{name}.png"
+        self.page.locator("#view").screenshot(path=str(path))
+        return path
