@@ -6,13 +6,14 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+from cekura_labs_mcp.server.apps import register_views
 from cekura_labs_mcp.server.argument_errors import ArgumentErrors
 from cekura_labs_mcp.server.cekura.client import RetryPolicy
 from cekura_labs_mcp.server.config import Settings
 from cekura_labs_mcp.server.context import RunContext, open_context
 from cekura_labs_mcp.server.guidance import register_guidance
 from cekura_labs_mcp.server.remote import ClientState
-from cekura_labs_mcp.tools import WRITE_TOOLS, register_tools
+from cekura_labs_mcp.tools import ALL_TOOLS, READ_TOOLS, WRITE_TOOLS, register_tools
 from mcp.server import MCPServer
 
 INSTRUCTIONS = """\
@@ -63,4 +64,6 @@ def build_server(settings: Settings, *, use_sandbox: bool = False, retry: RetryP
     )
     register_tools(server, read_only=settings.read_only)
     register_guidance(server, read_only=settings.read_only, unavailable=[spec.name for spec in WRITE_TOOLS])
+    offered = READ_TOOLS if settings.read_only else ALL_TOOLS
+    register_views(server, offered={spec.name for spec in offered}, read_only=settings.read_only)
     return server

@@ -58,6 +58,9 @@ def test_wheel_installs_one_top_level_package(tmp_path: Path) -> None:
     assert "cekura_labs_mcp/server/sandbox/app.py" in names
     assert "cekura_labs_mcp/tools/__init__.py" in names
     assert any(n.startswith("cekura_labs_mcp/skills/") and n.endswith("SKILL.md") for n in names)
+    # The MCP Apps views: built HTML files, package data of cekura_labs_mcp.server.ui.
+    for view in ("review-card", "report", "proposal"):
+        assert f"cekura_labs_mcp/server/ui/{view}.html" in names, view
     assert any(n.startswith("cekura_labs_mcp/skills/") and "/references/" in n for n in names)
     assert not any(n.startswith(("cekura_labs_mcp/tests", "tests/")) for n in names)
 

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from cekura_labs_mcp.server.apps import tool_meta
 from cekura_labs_mcp.tools._common import compact_text
 from cekura_labs_mcp.tools.calls import get_call, get_metric, list_calls, list_metrics
 from cekura_labs_mcp.tools.evaluate import evaluate_metrics, rerun_evaluation, spend_log
@@ -186,7 +187,7 @@ def register_tools(server: MCPServer[Any], *, read_only: bool = False) -> None:
     for spec in READ_TOOLS if read_only else ALL_TOOLS:
         server.add_tool(compact_text(spec.fn), name=spec.name, title=spec.title,
                         description=spec.description_for(read_only),
-                        annotations=spec.annotations(), structured_output=True)
+                        annotations=spec.annotations(), structured_output=True, meta=tool_meta(spec.name))
         _compact_schemas(server, spec.name)
 
 

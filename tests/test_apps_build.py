@@ -1,0 +1,79 @@
+"""The committed views (server/ui/*.html, shipped in the wheel) are exactly what `ui/` builds from its sources
+and its lock file, so no one edits a bundle by hand and no source change ships unbuilt.
+
+Needs Node.js 20+ and npm (and the npm registry, or npm's cache, for `npm ci`). Where Node is absent the
+comparison skips and says why; CI sets CEKURA_LABS_REQUIRE_NODE=1 (.ci/run), under which it fails instead."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from cekura_labs_mcp.server.apps import VIEWS
+
+ROOT = Path(__file__).resolve().parent.parent
+UI = ROOT / "ui"
+BUILT = ROOT / "server" / "ui"
+REQUIRE_NODE = "CEKURA_LABS_REQUIRE_NODE"
+REBUILD = "cd ui && npm ci && npm run build, then commit server/ui/"
+
+
+def _node_problem() -> str | None:
+    missing = [tool for tool in ("node", "npm") if shutil.which(tool) is None]
+    if missing:
+        return f"{' and '.join(missing)} not found"
+    version = subprocess.run(["node", "--version"], capture_output=True, text=True, check=False).stdout.strip()
+    major = re.match(r"v(\d+)\.", version)
+    if major is None or int(major.group(1)) < 20:
+        return f"node {version or '(no version)'} is older than 20"
+    return None
+
+
+def _require_node() -> None:
+    problem = _node_problem()
+    if problem is None:
+        return
+    message = f"{problem}: rebuilding the MCP Apps views needs Node.js 20+ and npm (Debian: apt-get install nodejs npm)"
+    if os.environ.get(REQUIRE_NODE) == "1":
+        pytest.fail(f"{message}; {REQUIRE_NODE}=1 says it must run here")
+    pytest.skip(f"{message}; set {REQUIRE_NODE}=1 to make this a failure (CI does)")
+
+
+def test_every_view_is_built_and_nothing_else_is_shipped() -> None:
+    assert {p.stem for p in BUILT.glob("*.html")} == {v.name for v in VIEWS}
+    assert {p.name for p in (UI / "src").iterdir() if p.is_dir() and p.name != "shared"} == {v.name for v in VIEWS}
+
+
+def test_the_build_is_pinned_by_a_committed_lock_file() -> None:
+    lock = json.loads((UI / "package-lock.json").read_text(encoding="utf-8"))
+    manifest = json.loads((UI / "package.json").read_text(encoding="utf-8"))
+    assert lock["packages"][""]["dependencies"] == manifest["dependencies"]
+    # The official App SDK, resolved to one exact version with its integrity hash.
+    sdk = lock["packages"]["node_modules/@modelcontextprotocol/ext-apps"]
+    assert re.fullmatch(r"\d+\.\d+\.\d+", sdk["version"]) and sdk["integrity"].startswith("sha512-")
+
+
+def test_committed_views_match_a_fresh_build(tmp_path: Path) -> None:
+    _require_node()
+    work = tmp_path / "ui"
+    work.mkdir()
+    for name in ("package.json", "package-lock.json", "build.mjs", "tsconfig.json"):
+        shutil.copy2(UI / name, work / name)
+    shutil.copytree(UI / "src", work / "src")
+    env = {**os.environ, "npm_config_update_notifier": "false", "npm_config_fund": "false",
+           "npm_config_audit": "false"}
+    installed = subprocess.run(["npm", "ci", "--prefer-offline"], cwd=work, env=env, capture_output=True, text=True,
+                               timeout=600, check=False)
+    assert installed.returncode == 0, installed.stderr[-2000:]
+    built = subprocess.run(["node", "build.mjs", str(tmp_path / "out")], cwd=work, env=env, capture_output=True,
+                           text=True, timeout=600, check=False)
+    assert built.returncode == 0, built.stderr[-2000:]
+    for view in VIEWS:
+        fresh = (tmp_path / "out" / f"{view.name}.html").read_bytes()
+        committed = (BUILT / f"{view.name}.html").read_bytes()
+        assert fresh == committed, f"server/ui/{view.name}.html is not what ui/ builds: {REBUILD}"

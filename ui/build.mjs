@@ -1,0 +1,40 @@
+// Builds each view into one self-contained HTML file (script and style inlined, nothing fetched at run time)
+// inside the Python package: ../server/ui/<view>.html. `node build.mjs <dir>` writes them elsewhere (the
+// freshness test builds into a temporary directory and compares).
+import { mkdtemp, readFile, rm, writeFile, mkdir } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { build } from "vite";
+import { viteSingleFile } from "vite-plugin-singlefile";
+
+const here = dirname(fileURLToPath(import.meta.url));
+export const VIEWS = ["review-card", "report", "proposal"];
+const outDir = resolve(process.argv[2] ?? join(here, "..", "server", "ui"));
+
+await mkdir(outDir, { recursive: true });
+for (const view of VIEWS) {
+  const scratch = await mkdtemp(join(tmpdir(), `cekura-ui-${view}-`));
+  try {
+    await build({
+      root: join(here, "src", view),
+      configFile: false,
+      logLevel: "warn",
+      plugins: [viteSingleFile({ removeViteModuleLoader: true })],
+      build: {
+        outDir: scratch, emptyOutDir: true, target: "es2022", reportCompressedSize: false,
+        rollupOptions: {
+          // zod's sources carry comments Rollup cannot place; harmless, and not ours to fix.
+          onwarn(warning, warn) {
+            if (warning.code !== "INVALID_ANNOTATION") warn(warning);
+          },
+        },
+      },
+    });
+    const html = await readFile(join(scratch, "index.html"), "utf8");
+    await writeFile(join(outDir, `${view}.html`), html);
+    console.log(`${view}.html ${Buffer.byteLength(html)} bytes`);
+  } finally {
+    await rm(scratch, { recursive: true, force: true });
+  }
+}
