@@ -72,8 +72,10 @@ def server_listing() -> dict[str, list[dict[str, Any]]]:
     with importable_package():
         from cekura_labs_mcp.server.guidance import PROMPTS
         from cekura_labs_mcp.tools import ALL_TOOLS
+        from cekura_labs_mcp.tools.toolsets import CORE
 
-        tools = [{"name": spec.name, "description": spec.title} for spec in ALL_TOOLS]
+        tools = [{"name": spec.name, "description": spec.title if spec.toolset == CORE else
+                  f"{spec.title} (toolset {spec.toolset}: listed once load_toolset loads it)"} for spec in ALL_TOOLS]
         prompts = [{
             "name": spec.name,
             "description": spec.description,

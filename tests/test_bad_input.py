@@ -15,6 +15,7 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 from cekura_labs_mcp.server.app import build_server
 from cekura_labs_mcp.server.config import Settings
 from cekura_labs_mcp.server.sandbox import SandboxServer
+from cekura_labs_mcp.tools.toolsets import TOOLSETS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mcp import Client
@@ -24,7 +25,7 @@ from support import SANDBOX_KEY, SandboxAdmin, connect
 
 def _tool_names() -> list[str]:
     server = build_server(Settings(CEKURA_API_KEY=SecretStr("unused-for-listing")))
-    return sorted(t.name for t in anyio.run(server.list_tools))
+    return sorted(t.name for t in anyio.run(server.list_every_tool))
 
 
 TOOLS = _tool_names()
@@ -90,6 +91,7 @@ def harness(sandbox_server: SandboxServer, tmp_path_factory: pytest.TempPathFact
         "validate_metric": {"agent_id": agent, "metric_id": metric},
         "test_custom_code": {"metric_id": code_metric, "call_ids": [call_id]},
         "convert_to_custom_code": {"metric_id": metric, "call_ids": [call_id]},
+        "load_toolset": {"name": "python"},
     }
     config = Settings(CEKURA_API_KEY=SecretStr(SANDBOX_KEY), CEKURA_API_URL=sandbox_server.url,
                       CEKURA_LABS_DATA_DIR=tmp_path_factory.mktemp("bad-input"), CEKURA_LABS_HTTP_TIMEOUT=5.0,
@@ -97,6 +99,8 @@ def harness(sandbox_server: SandboxServer, tmp_path_factory: pytest.TempPathFact
     known = {"agent_id": agent, "metric_id": metric, "call_id": call_id, "call_log_id": call_id,
              "call_ids": [call_id], "project_id": admin.info()["project_id"]}
     with start_blocking_portal() as portal, portal.wrap_async_context_manager(connect(config)) as client:
+        for toolset in TOOLSETS:
+            portal.call(client.call_tool, "load_toolset", {"name": toolset.name})
         schemas = {t.name: t.input_schema for t in portal.call(client.list_tools).tools}
         for name, schema in schemas.items():  # a tool added later gets valid required arguments
             required = schema.get("required", [])

@@ -8,11 +8,12 @@ from typing import Any
 
 import pytest
 from cekura_labs_mcp.server.config import Settings
-from cekura_labs_mcp.tools import WRITE_TOOLS
+from cekura_labs_mcp.tools import TOOLSET_TOOLS, WRITE_TOOLS
 from support import SandboxAdmin, call, connect
 
 pytestmark = pytest.mark.anyio
-WRITES = {spec.name for spec in WRITE_TOOLS}
+# With the toolset loader: a read-only server lists all its tools from the start and has no toolsets to load.
+WRITES = {spec.name for spec in WRITE_TOOLS + TOOLSET_TOOLS}
 MAIN_AGENT, ONE_QUESTION = 2210, 9101
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from cekura_labs_mcp.server.sandbox.app import build_app
 from cekura_labs_mcp.tools import ALL_TOOLS, READ_TOOLS
+from cekura_labs_mcp.tools.toolsets import CORE
 from support import demo_transcript
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,6 +32,12 @@ def test_the_tools_table_is_the_registry() -> None:
     named = [name for row in rows for name in re.findall(r"`([a-z_]+)`", row.split("|")[2])]
     assert sorted(named) == sorted(spec.name for spec in ALL_TOOLS), "README's tools table and tools/__init__.py"
     assert len(named) == len(set(named)), "a tool is listed twice"
+    toolset_of = {spec.name: spec.toolset for spec in ALL_TOOLS}
+    for row in rows:
+        cells = row.split("|")
+        said = re.match(r"\s*toolset `([a-z_]+)`:", cells[3])
+        for name in re.findall(r"`([a-z_]+)`", cells[2]):
+            assert toolset_of[name] == (said.group(1) if said else CORE), f"README gives {name} the wrong toolset"
 
 
 def test_the_read_only_list_is_the_read_only_registry() -> None:

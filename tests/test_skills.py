@@ -37,6 +37,7 @@ from cekura_labs_mcp.server.guidance import (
     skill_documents,
 )
 from cekura_labs_mcp.tools import ALL_TOOLS
+from cekura_labs_mcp.tools.toolsets import CORE
 from mcp import Client, MCPError
 from mcp.server import MCPServer
 from pydantic import BaseModel
@@ -181,6 +182,17 @@ def test_every_named_tool_exists(path: Path) -> None:
     unknown = tool_like_names(path.read_text(encoding="utf-8")) - TOOL_NAMES
     assert not unknown, (f"{path.relative_to(SKILLS_DIR)} names tools the server does not have: {sorted(unknown)}. "
                          f"Registered: {sorted(TOOL_NAMES)}")
+
+
+@pytest.mark.parametrize("skill", [p.name for p in skill_dirs()])
+def test_a_skill_that_names_a_tool_outside_the_core_says_which_toolset_to_load(skill: str) -> None:
+    """Those tools are listed only once `load_toolset` added their toolset (tools/toolsets.py)."""
+    text = (SKILLS_DIR / skill / "SKILL.md").read_text(encoding="utf-8")
+    toolset_of = {spec.name: spec.toolset for spec in ALL_TOOLS}
+    needed = {toolset_of[name] for name in tool_like_names(text) & TOOL_NAMES} - {CORE}
+    for toolset in needed:
+        assert f'load_toolset(name="{toolset}")' in text or (
+            f"`{toolset}`" in text and "load_toolset(name=...)" in text), f"{skill}: say how to load {toolset}"
 
 
 @pytest.mark.parametrize("skill", [p.name for p in skill_dirs()])

@@ -33,7 +33,8 @@ async def test_serve_over_stdio_against_cekura_url(tmp_path: Path, sandbox: Sand
     assert "cekura_request" in stderr, "one log event per HTTP request is expected on stderr"
     assert "tool_call" in stderr and "tool=list_calls" in stderr, "one log event per tool call"
     assert SANDBOX_KEY not in stderr
-    assert "list_calls" in tools and "rerun_evaluation" in tools
+    assert "list_calls" in tools and "load_toolset" in tools
+    assert "rerun_evaluation" not in tools  # in the "spend" toolset, listed once loaded
     assert len(page["calls"]) == 5
     assert sandbox.requests("GET", "call-logs"), "the server did not reach the configured CEKURA_API_URL"
     assert ledger_file(tmp_path / "data", sandbox.url, SANDBOX_KEY).exists()

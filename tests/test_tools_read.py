@@ -9,6 +9,7 @@ from cekura_labs_mcp.server.cekura.models import MetricResult
 from cekura_labs_mcp.server.cekura.results import read_result
 from cekura_labs_mcp.server.config import Settings
 from cekura_labs_mcp.tools import ALL_TOOLS
+from cekura_labs_mcp.tools.toolsets import TOOLSETS
 from support import SandboxAdmin, ToolFailed, call, connect
 
 # Cekura answers in more than one shape: these run against both sandbox dialects (tests/conftest.py).
@@ -22,6 +23,8 @@ EXPECTED_TOOLS = {
 
 async def test_tools_are_listed_with_truthful_annotations(settings: Settings) -> None:
     async with connect(settings) as client:
+        for toolset in TOOLSETS:
+            await call(client, "load_toolset", {"name": toolset.name})
         tools = {t.name: t for t in (await client.list_tools()).tools}
     assert set(tools) >= EXPECTED_TOOLS
     for name in ("list_calls", "get_call", "list_metrics", "poll_progress"):

@@ -24,6 +24,7 @@ from cekura_labs_mcp.tools.improve import (
 from cekura_labs_mcp.tools.overview import metric_overview
 from cekura_labs_mcp.tools.python_metrics import convert_to_custom_code, test_custom_code
 from cekura_labs_mcp.tools.review import next_review, record_review, start_review, triage_failures
+from cekura_labs_mcp.tools.toolsets import CORE, TOOLSETS, ToolsetServer, load_toolset, load_toolset_description
 from cekura_labs_mcp.tools.validate import add_regressions_to_lab, judge_change, validate_metric
 from mcp.server import MCPServer
 from mcp.types import ToolAnnotations
@@ -33,6 +34,10 @@ from mcp.types import ToolAnnotations
 class ToolSpec:
     fn: Callable[..., Awaitable[Any]]
     title: str
+    # Where the tool is listed: CORE (every conversation pays for it) or a toolset loaded on demand
+    # (tools/toolsets.py). No default: a new tool goes into a toolset deliberately, and tests/test_tool_budget.py
+    # says when the core list outgrows its budget.
+    toolset: str
     read_only: bool
     destructive: bool = False
     idempotent: bool = False
@@ -131,64 +136,82 @@ BRIEFS: dict[str, str] = {
     'convert_to_custom_code': ("Draft custom_code from a validated judge prompt (only the turns it reads, its "
                                "N/A rule in code), tested on the reviewed calls (judge calls guarded). Applies "
                                "nothing: patch_metric on a yes."),
+    'load_toolset': load_toolset_description(),
 }
 
 
 READ_TOOLS: tuple[ToolSpec, ...] = (
-    ToolSpec(metric_overview, "Which metric to improve first", read_only=True),
-    ToolSpec(list_calls, "List calls with a metric's results", read_only=True),
-    ToolSpec(get_call, "Read one call for review", read_only=True,
+    ToolSpec(metric_overview, "Which metric to improve first", CORE, read_only=True),
+    ToolSpec(list_calls, "List calls with a metric's results", CORE, read_only=True),
+    ToolSpec(get_call, "Read one call for review", CORE, read_only=True,
              read_only_ending="Then discuss with the person whether the result holds (nothing is recorded here)."),
-    ToolSpec(list_metrics, "List an agent's metrics", read_only=True),
-    ToolSpec(get_metric, "Read a metric's full prompt", read_only=True),
-    ToolSpec(spend_log, "What the cost guard allowed and refused", read_only=True),
-    ToolSpec(poll_progress, "Wait for an auto-improve run", read_only=True),
-    ToolSpec(next_review, "Next call to review", read_only=True,
+    ToolSpec(list_metrics, "List an agent's metrics", CORE, read_only=True),
+    ToolSpec(get_metric, "Read a metric's full prompt", CORE, read_only=True),
+    ToolSpec(spend_log, "What the cost guard allowed and refused", "spend", read_only=True),
+    ToolSpec(poll_progress, "Wait for an auto-improve run", CORE, read_only=True),
+    ToolSpec(next_review, "Next call to review", CORE, read_only=True,
              read_only_ending="Show it and discuss it with the person; read-only: no verdict is recorded."),
-    ToolSpec(triage_failures, "Group a metric's failures into causes", read_only=True),
+    ToolSpec(triage_failures, "Group a metric's failures into causes", CORE, read_only=True),
 )
 
 WRITE_TOOLS: tuple[ToolSpec, ...] = (
     # A new vote replaces the person's earlier vote on the same result.
-    ToolSpec(mark_metric_vote, "Vote on a metric result", read_only=False, destructive=True, idempotent=True),
-    ToolSpec(create_test_set_from_call, "Add a call to a metric's Lab", read_only=False),
-    ToolSpec(process_feedbacks, "Start auto-improve for a metric", read_only=False),
-    ToolSpec(answer_improvement_question, "Answer an auto-improve question", read_only=False),
-    ToolSpec(cancel_improvement, "Cancel an auto-improve run", read_only=False, destructive=True, idempotent=True),
-    ToolSpec(apply_proposal, "Apply or dismiss an auto-improve proposal (with confirmation)", read_only=False,
-             destructive=True, idempotent=True),
-    ToolSpec(patch_metric, "Change a metric's prompt (with confirmation)", read_only=False, destructive=True,
+    ToolSpec(mark_metric_vote, "Vote on a metric result", "raw", read_only=False, destructive=True,
              idempotent=True),
-    ToolSpec(rollback_metric, "Restore a metric's previous prompt", read_only=False, destructive=True,
+    ToolSpec(create_test_set_from_call, "Add a call to a metric's Lab", "raw", read_only=False),
+    ToolSpec(process_feedbacks, "Start auto-improve for a metric", CORE, read_only=False),
+    ToolSpec(answer_improvement_question, "Answer an auto-improve question", CORE, read_only=False),
+    ToolSpec(cancel_improvement, "Cancel an auto-improve run", "undo", read_only=False, destructive=True,
              idempotent=True),
-    ToolSpec(rerun_evaluation, "Re-run evaluation (costs credits, guarded)", read_only=False, destructive=True),
-    ToolSpec(evaluate_metrics, "Evaluate metrics on calls (costs credits, guarded)", read_only=False,
+    ToolSpec(apply_proposal, "Apply or dismiss an auto-improve proposal (with confirmation)", CORE,
+             read_only=False, destructive=True, idempotent=True),
+    ToolSpec(patch_metric, "Change a metric's prompt (with confirmation)", CORE, read_only=False, destructive=True,
+             idempotent=True),
+    ToolSpec(rollback_metric, "Restore a metric's previous prompt", "undo", read_only=False, destructive=True,
+             idempotent=True),
+    ToolSpec(rerun_evaluation, "Re-run evaluation (costs credits, guarded)", "spend", read_only=False,
+             destructive=True),
+    ToolSpec(evaluate_metrics, "Evaluate metrics on calls (costs credits, guarded)", "spend", read_only=False,
              destructive=True),
     # Writes only to the server's own ledger (the session and its auto-improve setting).
-    ToolSpec(start_review, "Start or resume a review session", read_only=False, idempotent=True),
-    ToolSpec(record_review, "Record the person's verdict on a call", read_only=False),
-    ToolSpec(validate_metric, "Regression check of a changed metric (costs credits, guarded)", read_only=False,
-             destructive=True),
+    ToolSpec(start_review, "Start or resume a review session", CORE, read_only=False, idempotent=True),
+    ToolSpec(record_review, "Record the person's verdict on a call", CORE, read_only=False),
+    ToolSpec(validate_metric, "Regression check of a changed metric (costs credits, guarded)", CORE,
+             read_only=False, destructive=True),
     # Writes only to the server's ledger: a verdict replaces the earlier one on the same call.
-    ToolSpec(judge_change, "Record the person's verdict on a changed result", read_only=False, idempotent=True),
-    ToolSpec(add_regressions_to_lab, "Add rejected regressions to the Lab (with confirmation)", read_only=False),
+    ToolSpec(judge_change, "Record the person's verdict on a changed result", CORE, read_only=False,
+             idempotent=True),
+    ToolSpec(add_regressions_to_lab, "Add rejected regressions to the Lab (with confirmation)", CORE,
+             read_only=False),
     # Run code locally; change nothing on Cekura. Only the code's own judge calls spend (guarded).
-    ToolSpec(test_custom_code, "Test custom_code locally on calls (judge calls guarded)", read_only=False),
-    ToolSpec(convert_to_custom_code, "Draft custom_code from a judge prompt, tested on reviewed calls",
+    ToolSpec(test_custom_code, "Test custom_code locally on calls (judge calls guarded)", "python",
+             read_only=False),
+    ToolSpec(convert_to_custom_code, "Draft custom_code from a judge prompt, tested on reviewed calls", "python",
              read_only=False),
 )
 
-ALL_TOOLS: tuple[ToolSpec, ...] = READ_TOOLS + WRITE_TOOLS
+# The one tool that changes only what this server lists (tools/toolsets.py); a read-only server lists every tool
+# it has, so it has no toolsets to load.
+TOOLSET_TOOLS: tuple[ToolSpec, ...] = (
+    ToolSpec(load_toolset, "Add a toolset to the tool list", CORE, read_only=True),
+)
+
+ALL_TOOLS: tuple[ToolSpec, ...] = READ_TOOLS + WRITE_TOOLS + TOOLSET_TOOLS
+_KNOWN_TOOLSETS = {CORE, *(toolset.name for toolset in TOOLSETS)}
+assert all(spec.toolset in _KNOWN_TOOLSETS for spec in ALL_TOOLS), "every tool names a toolset of tools/toolsets.py"
 
 
-def register_tools(server: MCPServer[Any], *, read_only: bool = False) -> None:
+def register_tools(server: ToolsetServer[Any], *, read_only: bool = False) -> None:
     """`read_only`: a lockdown for exploring a real account - no tool that writes to or spends on Cekura is
-    even offered, so no prompt can talk the assistant into one."""
+    even offered, so no prompt can talk the assistant into one. The few read tools are all listed then (no
+    toolsets). Otherwise the core tools are listed and the rest wait in their toolsets (load_toolset)."""
     for spec in READ_TOOLS if read_only else ALL_TOOLS:
         server.add_tool(compact_text(spec.fn), name=spec.name, title=spec.title,
                         description=spec.description_for(read_only),
                         annotations=spec.annotations(), structured_output=True, meta=tool_meta(spec.name))
         _compact_schemas(server, spec.name)
+        if not read_only:
+            server.toolset_of[spec.name] = spec.toolset
 
 
 def _compact_schemas(server: MCPServer[Any], name: str) -> None:
@@ -324,12 +347,6 @@ class _Recursive(Exception):
 # own Field wording stays in its module for developers; these replace it in the published schema, so the same
 # argument reads the same everywhere and is paid for in as few words as say it.
 ARGUMENTS: dict[str, str] = {
-    "metric_id": "Metric id.",
-    "call_id": "Call id.",
-    "agent_id": "Agent id.",
-    "project_id": "Project id (or agent_id).",
-    "timestamp_from": "ISO 8601 start (at most 33 days before timestamp_to).",
-    "timestamp_to": "ISO 8601 end.",
     "estimate_only": "true: spend nothing, answer the estimate.",
     "confirmation_token": "Only after the person said yes to a confirmation request.",
     "progress_id": "Auto-improve run (from process_feedbacks).",
@@ -395,7 +412,10 @@ TOOL_ARGUMENTS: dict[tuple[str, str], str] = {
     ("answer_improvement_question", "skip"): "Skip the question.",
     ("patch_metric", "description"): "New judge prompt.",
 }
-_EITHER_SCOPE = "Agent id (or project_id)."
+# Arguments whose meaning the server's instructions state once (Cekura's ids, the time window): in each schema
+# they are their name and type only. tests/test_tool_budget.py checks that the instructions name each.
+DEFINED_IN_INSTRUCTIONS = frozenset({"agent_id", "project_id", "metric_id", "call_id", "timestamp_from",
+                                     "timestamp_to"})
 
 
 def shared_definitions(schema: dict[str, Any], tool: str) -> dict[str, Any]:
@@ -409,8 +429,9 @@ def shared_definitions(schema: dict[str, Any], tool: str) -> dict[str, Any]:
         if not isinstance(prop, dict):
             rewritten[name] = prop
             continue
-        text = TOOL_ARGUMENTS.get((tool, name)) or (
-            _EITHER_SCOPE if name == "agent_id" and "project_id" in properties else ARGUMENTS.get(name))
+        text = TOOL_ARGUMENTS.get((tool, name)) or ARGUMENTS.get(name)
         lean = {k: v for k, v in prop.items() if not (k == "default" and (v is False or v == ""))}
+        if name in DEFINED_IN_INSTRUCTIONS and (tool, name) not in TOOL_ARGUMENTS:
+            lean.pop("description", None)
         rewritten[name] = {**lean, "description": text} if text else lean
     return {**schema, "properties": rewritten}
