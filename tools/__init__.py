@@ -136,7 +136,6 @@ BRIEFS: dict[str, str] = {
     'convert_to_custom_code': ("Draft custom_code from a validated judge prompt (only the turns it reads, its "
                                "N/A rule in code), tested on the reviewed calls (judge calls guarded). Applies "
                                "nothing: patch_metric on a yes."),
-    'load_toolset': load_toolset_description(),
 }
 
 
@@ -197,6 +196,8 @@ TOOLSET_TOOLS: tuple[ToolSpec, ...] = (
 )
 
 ALL_TOOLS: tuple[ToolSpec, ...] = READ_TOOLS + WRITE_TOOLS + TOOLSET_TOOLS
+BRIEFS["load_toolset"] = load_toolset_description(
+    {toolset.name: [spec.name for spec in ALL_TOOLS if spec.toolset == toolset.name] for toolset in TOOLSETS})
 _KNOWN_TOOLSETS = {CORE, *(toolset.name for toolset in TOOLSETS)}
 assert all(spec.toolset in _KNOWN_TOOLSETS for spec in ALL_TOOLS), "every tool names a toolset of tools/toolsets.py"
 
@@ -347,8 +348,6 @@ class _Recursive(Exception):
 # own Field wording stays in its module for developers; these replace it in the published schema, so the same
 # argument reads the same everywhere and is paid for in as few words as say it.
 ARGUMENTS: dict[str, str] = {
-    "estimate_only": "true: spend nothing, answer the estimate.",
-    "confirmation_token": "Only after the person said yes to a confirmation request.",
     "progress_id": "Auto-improve run (from process_feedbacks).",
     "check_id": "Regression check (from validate_metric).",
     "metric_value": 'Only calls with this value of metric_id ("TRUE", "FALSE", "N/A", a label, a number).',
@@ -367,7 +366,6 @@ ARGUMENTS: dict[str, str] = {
     "expected_value": 'The right value: true/false, "N/A", an enum label or a number.',
     "feedback": "Why: a transcript moment and the right outcome.",
     "thumbs_up": "true: the person agrees; false: disagrees.",
-    "confirm": "true only after the person approved exactly what the answer without it showed.",
     "reason": "The person's reason: a transcript moment and the right outcome (may be empty when agreeing).",
     "agree": "true: the person agrees with the result; omit only with skip.",
     "insist": "Only if the person insists on feedback sent back as vague.",
@@ -415,7 +413,7 @@ TOOL_ARGUMENTS: dict[tuple[str, str], str] = {
 # Arguments whose meaning the server's instructions state once (Cekura's ids, the time window): in each schema
 # they are their name and type only. tests/test_tool_budget.py checks that the instructions name each.
 DEFINED_IN_INSTRUCTIONS = frozenset({"agent_id", "project_id", "metric_id", "call_id", "timestamp_from",
-                                     "timestamp_to"})
+                                     "timestamp_to", "estimate_only", "confirmation_token", "confirm"})
 
 
 def shared_definitions(schema: dict[str, Any], tool: str) -> dict[str, Any]:

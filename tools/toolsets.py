@@ -27,14 +27,14 @@ ToolsetName = Literal["undo", "raw", "spend", "python"]
 @dataclass(frozen=True)
 class Toolset:
     name: ToolsetName
-    holds: str  # what it is for, in the load tool's description
+    note: str = ""  # what the load tool's description says of it beside its tools' names
 
 
 TOOLSETS: tuple[Toolset, ...] = (
-    Toolset("undo", "stop an auto-improve run; restore a metric's saved version"),
-    Toolset("raw", "a vote or Lab entry outside a review session"),
-    Toolset("spend", "re-run or evaluate calls (cost credits, guarded); the guard's spend log"),
-    Toolset("python", "custom_code: test it locally on calls, draft it from a validated prompt"),
+    Toolset("undo"),
+    Toolset("raw", "outside a review session"),
+    Toolset("spend", "cost credits, guarded"),
+    Toolset("python", "custom_code"),
 )
 assert {t.name for t in TOOLSETS} == set(get_args(ToolsetName)), "TOOLSETS and ToolsetName name the same sets"
 
@@ -94,9 +94,11 @@ class LoadedToolset(BaseModel):
     note: str
 
 
-def load_toolset_description() -> str:
-    sets = "; ".join(f"{t.name}: {t.holds}" for t in TOOLSETS)
-    return f"Add a toolset's tools to your tool list ({sets}). Free; changes nothing on Cekura."
+def load_toolset_description(members: dict[str, list[str]]) -> str:
+    """`members`: each toolset's tool names. The model learns here which toolset holds a tool a guide names."""
+    sets = ", ".join(f"{t.name} ({', '.join(members.get(t.name, []))}{': ' + t.note if t.note else ''})"
+                     for t in TOOLSETS)
+    return f"Add a toolset's tools to your tool list: {sets}. Free."
 
 
 @tool_errors
