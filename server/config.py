@@ -32,6 +32,10 @@ class Settings(BaseSettings):
                     "`project_id` and the tool was given none.",
     )
     data_dir: Path = Field(default_factory=default_data_dir, validation_alias="CEKURA_LABS_DATA_DIR")
+    database_url: SecretStr | None = Field(
+        default=None, validation_alias="CEKURA_LABS_DATABASE_URL",
+        description="A team's shared ledger: postgresql://USER:PASSWORD@HOST:PORT/DATABASE. Unset: one SQLite file "
+                    "per backend in the data dir.")
     confirm_threshold: int = Field(
         default=100, ge=1, validation_alias="CEKURA_LABS_CONFIRM_THRESHOLD",
         description="Calls above which an evaluation needs the person's confirmation.",
@@ -89,6 +93,13 @@ class Settings(BaseSettings):
             return None
         return value
 
+    @field_validator("database_url", mode="before")
+    @classmethod
+    def _blank_url_is_none(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
     @field_validator("log_level", "log_format", "sandbox_dialect", mode="before")
     @classmethod
     def _lowercase(cls, value: object) -> object:
@@ -97,6 +108,10 @@ class Settings(BaseSettings):
     @property
     def uses_sandbox(self) -> bool:
         return self.api_key is None
+
+    @property
+    def database_url_value(self) -> str | None:
+        return self.database_url.get_secret_value() if self.database_url else None
 
     @property
     def ledger_path(self) -> Path:

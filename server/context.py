@@ -13,7 +13,7 @@ from typing import Any
 from cekura_labs_mcp.server.cekura.client import CekuraClient, RetryPolicy
 from cekura_labs_mcp.server.config import Settings
 from cekura_labs_mcp.server.guard import CostGuard
-from cekura_labs_mcp.server.ledger import Ledger, forget_ledger
+from cekura_labs_mcp.server.ledger import Ledger
 from cekura_labs_mcp.server.logs import get_logger, register_secret
 from cekura_labs_mcp.server.services.calls import CallsService
 from cekura_labs_mcp.server.services.feedback import FeedbackService
@@ -64,11 +64,13 @@ async def open_context(settings: Settings, *, use_sandbox: bool = False, retry: 
             transport=transport, project_id=settings.project_id if sandbox_url is None else None,
         )
         stack.push_async_callback(client.aclose)
-        ledger = Ledger.for_backend(settings.data_dir, base_url, api_key.get_secret_value() if api_key else None)
+        ledger = Ledger.for_backend(settings.data_dir, base_url, api_key.get_secret_value() if api_key else None,
+                                    database_url=settings.database_url_value)
         if sandbox_url is not None:
             # The embedded sandbox forgets everything when it stops (its key is new each start): so does its ledger.
-            stack.callback(forget_ledger, ledger.path)
-        stack.callback(ledger.close)
+            stack.callback(ledger.forget)
+        else:
+            stack.callback(ledger.close)
         guard = CostGuard(ledger, threshold=settings.confirm_threshold,
                           window_seconds=settings.guard_window_seconds,
                           token_ttl_seconds=settings.confirmation_ttl_seconds,

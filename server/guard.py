@@ -9,9 +9,10 @@ Rules:
    person confirms, through MCP elicitation where the client supports it, otherwise with a
    single-use token bound to exactly that plan (and to the client that asked), valid a few minutes.
 3. No splitting around it: calls and credits allowed in a rolling window (default one hour, kept
-   in the ledger, shared by every process on the same ledger) are added before the threshold is
-   applied. The window is read and the allowance written in ONE SQLite `BEGIN IMMEDIATE`
-   transaction, whose lock is the database file's, so two processes cannot both slip under it.
+   in the ledger, shared by every process and reviewer on the same ledger: the organisation's) are added
+   before the threshold is applied. The window is read, a confirmation token redeemed and the allowance
+   written in ONE exclusive ledger transaction (SQLite: `BEGIN IMMEDIATE`, the database file's lock;
+   PostgreSQL: `pg_advisory_xact_lock`), so two processes, even on two hosts, cannot both slip under it.
 4. Every decision, refusals included, is written to the audit log before anything is sent.
 5. The client's spending methods take a `SpendPermit`, which only `CostGuard.authorize` mints:
    a spend that did not pass the guard does not type-check, and is refused at run time too.

@@ -1,8 +1,12 @@
-"""The ledger: one SQLite file per backend in the data directory that outlives the server process.
+"""The ledger: what outlives the server process, per backend (API URL and key fingerprint).
 
-It holds the cost guard's audit log (every spend decision and its outcome), the metric versions
-the server replaced (so a change can be rolled back), and the review sessions of the labs loop.
-Every write commits at once with `synchronous=FULL`: a write Cekura accepted is recorded before the
+It holds the cost guard's audit log (every spend decision and its outcome), the metric versions the server
+replaced (so a change can be rolled back), and the review sessions of the labs loop. It lives in one SQLite
+file per backend in the data directory (one person), or, when `CEKURA_LABS_DATABASE_URL` is set, in one
+PostgreSQL schema per backend shared by every process and reviewer of a team (see `server/db.py` for the
+choice of SQLAlchemy Core and how writers are serialised). The queries below are written once for both.
+
+Every write commits at once (SQLite with `synchronous=FULL`): a write Cekura accepted is recorded before the
 tool answers, so killing the server afterwards loses nothing.
 """
 
@@ -12,7 +16,6 @@ import hashlib
 import json
 import os
 import sqlite3
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -21,113 +24,44 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cekura_labs_mcp.server.errors import LabsError
-
-# Each entry upgrades the schema by one version; never edit an entry that has shipped.
-MIGRATIONS: tuple[str, ...] = (
-    """
-    CREATE TABLE audit (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        at REAL NOT NULL,
-        operation TEXT NOT NULL,
-        agent_id INTEGER,
-        project_id INTEGER,
-        call_count INTEGER NOT NULL,
-        call_ids TEXT NOT NULL,
-        metric_ids TEXT NOT NULL,
-        credits_estimated REAL NOT NULL,
-        decision TEXT NOT NULL,
-        confirmation TEXT NOT NULL,
-        outcome TEXT NOT NULL,
-        detail TEXT NOT NULL DEFAULT ''
-    );
-    CREATE INDEX audit_at ON audit(at);
-    CREATE TABLE metric_versions (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        at REAL NOT NULL,
-        metric_id INTEGER NOT NULL,
-        reason TEXT NOT NULL,
-        previous TEXT NOT NULL,
-        applied TEXT NOT NULL
-    );
-    CREATE INDEX metric_versions_metric ON metric_versions(metric_id, id);
-    """,
-    """
-    CREATE TABLE review_sessions (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        metric_id INTEGER NOT NULL,
-        agent_id INTEGER NOT NULL,
-        started_at REAL NOT NULL,
-        auto_improve INTEGER NOT NULL DEFAULT 0,
-        feedback_threshold INTEGER NOT NULL,
-        state TEXT NOT NULL DEFAULT 'reviewing'
-    );
-    CREATE INDEX review_sessions_metric ON review_sessions(metric_id, agent_id, id);
-    CREATE TABLE reviews (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        session_id INTEGER NOT NULL REFERENCES review_sessions(id),
-        call_id INTEGER NOT NULL,
-        metric_id INTEGER NOT NULL,
-        agreed INTEGER NOT NULL,
-        result_was TEXT,
-        expected TEXT NOT NULL,
-        feedback TEXT NOT NULL,
-        vote_state TEXT NOT NULL,
-        vote_answer TEXT NOT NULL DEFAULT '',
-        lab_state TEXT NOT NULL,
-        test_set_id INTEGER,
-        lab_answer TEXT NOT NULL DEFAULT '',
-        created_at REAL NOT NULL,
-        updated_at REAL NOT NULL,
-        UNIQUE (session_id, call_id)
-    );
-    CREATE TABLE improvements (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        session_id INTEGER NOT NULL REFERENCES review_sessions(id),
-        progress_id TEXT NOT NULL,
-        test_set_ids TEXT NOT NULL,
-        state TEXT NOT NULL,
-        proposal TEXT,
-        created_at REAL NOT NULL
-    );
-    CREATE TABLE validations (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        session_id INTEGER NOT NULL REFERENCES review_sessions(id),
-        created_at REAL NOT NULL,
-        report TEXT NOT NULL
-    );
-    """,
-    # Confirmation tokens live in the ledger (hashed), so redeeming one is part of the guard's single
-    # transaction and holds across processes; `owner` keeps each remote client's state its own;
-    # `subject` names what a non-evaluation spend acted on (auto-improve: the metric and Lab set).
-    """
-    CREATE TABLE confirmation_tokens (
-        digest TEXT PRIMARY KEY,
-        owner TEXT NOT NULL,
-        fingerprint TEXT NOT NULL,
-        expires_at REAL NOT NULL
-    );
-    ALTER TABLE audit ADD COLUMN owner TEXT NOT NULL DEFAULT '';
-    ALTER TABLE audit ADD COLUMN subject TEXT NOT NULL DEFAULT '';
-    CREATE INDEX audit_subject ON audit(operation, subject);
-    ALTER TABLE review_sessions ADD COLUMN owner TEXT NOT NULL DEFAULT '';
-    """,
-    # The backend this ledger belongs to (one ledger per API URL and key fingerprint; never the key).
-    """
-    CREATE TABLE backend (
-        api_url TEXT NOT NULL,
-        key_fingerprint TEXT NOT NULL
-    );
-    """,
+from cekura_labs_mcp.server.db import (
+    VERSION_TABLE,
+    Database,
+    PostgresLedger,
+    database_error,
+    drop_namespace,
+    open_postgres,
+    open_sqlite,
+    postgres_url,
+    private_dir,
+    private_file,
 )
+from cekura_labs_mcp.server.db_schema import (
+    MIGRATIONS,
+    POSTGRES_MIGRATIONS,
+    audit,
+    backend,
+    confirmation_tokens,
+    improvements,
+    metric_versions,
+    review_sessions,
+    reviews,
+    validations,
+)
+from cekura_labs_mcp.server.errors import LabsError
+from sqlalchemy import ColumnElement, Connection, and_, delete, func, insert, select, update
+from sqlalchemy.exc import SQLAlchemyError
 
+__all__ = ["MIGRATIONS", "POSTGRES_MIGRATIONS", "PostgresLedger", "private_dir", "private_file"]
 
 _OWNER: ContextVar[str] = ContextVar("cekura_labs_owner", default="")
 
 
 def owner() -> str:
-    """Whose state a request reads and writes: "" locally (stdio), a fingerprint of the bearer token in
-    remote mode. Set once per request (`acting_for`), so services need not pass it along."""
+    """Who a request acts for: "" locally (stdio, one person), the reviewer (in remote mode, named from the
+    bearer token) otherwise. Set once per request (`acting_for`), so services need not pass it along. Spends
+    record it (the spend log shows who spent what); review sessions, confirmation tokens and regression checks
+    are kept per owner."""
     return _OWNER.get()
 
 
@@ -155,9 +89,9 @@ class IssuedToken:
 
 
 class SpendBook:
-    """The guard's view of the ledger inside its one write transaction (see `Ledger.spend_transaction`)."""
+    """The guard's view of the ledger inside its one exclusive write transaction (`Ledger.spend_transaction`)."""
 
-    def __init__(self, db: sqlite3.Connection) -> None:
+    def __init__(self, db: Connection) -> None:
         self._db = db
 
     def window(self, since: float) -> Window:
@@ -167,22 +101,24 @@ class SpendBook:
         return _insert_spend(self._db, record, at)
 
     def issue_token(self, digest: str, holder: str, fingerprint: str, expires_at: float) -> None:
-        self._db.execute("DELETE FROM confirmation_tokens WHERE expires_at < ?", (expires_at - 86400,))
-        self._db.execute("INSERT INTO confirmation_tokens (digest, owner, fingerprint, expires_at) VALUES (?,?,?,?)",
-                         (digest, holder, fingerprint, expires_at))
+        self._db.execute(delete(confirmation_tokens).where(confirmation_tokens.c.expires_at < expires_at - 86400))
+        self._db.execute(insert(confirmation_tokens).values(digest=digest, owner=holder, fingerprint=fingerprint,
+                                                            expires_at=expires_at))
 
     def take_token(self, digest: str, holder: str) -> IssuedToken | None:
         """The token, removed (single use); None if unknown or another client's."""
-        row = self._db.execute("SELECT fingerprint, expires_at FROM confirmation_tokens WHERE digest = ? AND owner = ?",
-                               (digest, holder)).fetchone()
+        row = self._db.execute(
+            select(confirmation_tokens.c.fingerprint, confirmation_tokens.c.expires_at)
+            .where(confirmation_tokens.c.digest == digest, confirmation_tokens.c.owner == holder)).first()
         if row is None:
             return None
-        self._db.execute("DELETE FROM confirmation_tokens WHERE digest = ?", (digest,))
+        self._db.execute(delete(confirmation_tokens).where(confirmation_tokens.c.digest == digest))
         return IssuedToken(str(row[0]), float(row[1]))
 
 
 def forget_ledger(path: Path) -> None:
-    """Remove a closed ledger and its WAL files (only for a backend that itself forgets, the embedded sandbox)."""
+    """Remove a closed SQLite ledger and its WAL files (only for a backend that itself forgets, the embedded
+    sandbox)."""
     for name in (path.name, f"{path.name}-wal", f"{path.name}-shm"):
         path.with_name(name).unlink(missing_ok=True)
 
@@ -214,30 +150,26 @@ def _statements(script: str) -> Iterator[str]:
             pending = ""
 
 
-def _window(db: sqlite3.Connection, since: float) -> Window:
-    """Calls and credits allowed since `since`, whatever became of them (a spend whose outcome is unknown
-    may have landed, so it counts; one Cekura refused does not)."""
+def _window(db: Connection, since: float) -> Window:
+    """Calls and credits allowed since `since`, whatever became of them (a spend whose outcome is unknown may
+    have landed, so it counts; one Cekura refused does not). Everyone's: the window is the organisation's."""
     row = db.execute(
-        "SELECT COALESCE(SUM(call_count), 0), COALESCE(SUM(credits_estimated), 0) FROM audit"
-        " WHERE decision = 'allowed' AND outcome != 'rejected' AND at >= ?",
-        (since,),
-    ).fetchone()
+        select(func.coalesce(func.sum(audit.c.call_count), 0), func.coalesce(func.sum(audit.c.credits_estimated), 0))
+        .where(audit.c.decision == "allowed", audit.c.outcome != "rejected", audit.c.at >= since)).one()
     return Window(int(row[0]), round(float(row[1]), 4))
 
 
-def _insert_spend(db: sqlite3.Connection, record: SpendRecord, at: float) -> int:
-    cursor = db.execute(
-        "INSERT INTO audit (at, operation, agent_id, project_id, call_count, call_ids, metric_ids,"
-        " credits_estimated, decision, confirmation, outcome, detail, owner, subject)"
-        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-        (
-            at, record.operation, record.agent_id, record.project_id,
-            len(record.call_ids), json.dumps(list(record.call_ids)), json.dumps(list(record.metric_ids)),
-            record.credits_estimated, record.decision, record.confirmation, record.outcome,
-            record.detail, owner(), record.subject,
-        ),
-    )
-    return int(cursor.lastrowid or 0)
+def _insert_spend(db: Connection, record: SpendRecord, at: float) -> int:
+    return _new_id(db.execute(insert(audit).values(
+        at=at, operation=record.operation, agent_id=record.agent_id, project_id=record.project_id,
+        call_count=len(record.call_ids), call_ids=json.dumps(list(record.call_ids)),
+        metric_ids=json.dumps(list(record.metric_ids)), credits_estimated=record.credits_estimated,
+        decision=record.decision, confirmation=record.confirmation, outcome=record.outcome, detail=record.detail,
+        owner=owner(), subject=record.subject)).inserted_primary_key)
+
+
+def _new_id(key: Any) -> int:  # `inserted_primary_key`: a Row, or None
+    return int(key[0]) if key is not None and key[0] is not None else 0
 
 
 @dataclass(frozen=True)
@@ -318,50 +250,60 @@ def key_fingerprint(api_key: str | None) -> str:
     return hashlib.sha256(api_key.encode()).hexdigest()[:12] if api_key else "none"
 
 
+def backend_name(api_url: str, api_key: str | None) -> str:
+    """16 hex digits naming a backend (API URL and key fingerprint, never the key): its SQLite file's name, and
+    its schema's in PostgreSQL."""
+    backend_id = f"{api_url.strip().rstrip('/').lower()}\n{key_fingerprint(api_key)}"
+    return hashlib.sha256(backend_id.encode()).hexdigest()[:16]
+
+
 def ledger_file(data_dir: Path, api_url: str, api_key: str | None) -> Path:
     """One ledger per backend: per API URL and key (through its fingerprint, never the key itself), so
     sandbox spends never count in the real window, the spend log never mixes them, and sessions never
     resume on another backend."""
-    backend = f"{api_url.strip().rstrip('/').lower()}\n{key_fingerprint(api_key)}"
-    return data_dir / LEDGERS / f"{hashlib.sha256(backend.encode()).hexdigest()[:16]}.sqlite3"
+    return data_dir / LEDGERS / f"{backend_name(api_url, api_key)}.sqlite3"
 
 
-def private_dir(path: Path) -> None:
-    """Create `path` for this user only (0700), tightening it if it exists."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chmod(path, 0o700)
+def postgres_ledger(database_url: str, api_url: str, api_key: str | None) -> PostgresLedger:
+    """The same per-backend ledger in PostgreSQL: a schema of its own in the team's database."""
+    return PostgresLedger(postgres_url(database_url), f"ledger_{backend_name(api_url, api_key)}")
 
 
-def private_file(path: Path) -> None:
-    """Create `path` readable and writable by this user only (0600) before SQLite opens it; SQLite gives
-    its -wal and -shm files the same mode."""
-    os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
-    os.chmod(path, 0o600)
+def _review(r: Any) -> Review:  # a Row (typed differently by SQLAlchemy 2.0 and 2.1)
+    return Review(int(r.id), int(r.session_id), int(r.call_id), int(r.metric_id), bool(r.agreed), r.result_was,
+                  json.loads(r.expected), str(r.feedback), str(r.vote_state), str(r.lab_state),
+                  None if r.test_set_id is None else int(r.test_set_id), float(r.updated_at))
+
+
+_REVIEW_COLUMNS = (reviews.c.id, reviews.c.session_id, reviews.c.call_id, reviews.c.metric_id, reviews.c.agreed,
+                   reviews.c.result_was, reviews.c.expected, reviews.c.feedback, reviews.c.vote_state,
+                   reviews.c.lab_state, reviews.c.test_set_id, reviews.c.updated_at)
 
 
 class Ledger:
-    def __init__(self, path: Path, *, api_url: str | None = None, api_key: str | None = None) -> None:
-        self.path = path
+    """`location`: a SQLite file, or a `PostgresLedger` (a database URL and this backend's schema)."""
+
+    def __init__(self, location: Path | PostgresLedger, *, api_url: str | None = None,
+                 api_key: str | None = None) -> None:
+        self.location = location
+        self._db: Database = open_postgres(location) if isinstance(location, PostgresLedger) else open_sqlite(location)
         try:
-            private_dir(path.parent)
-            private_file(path)
-            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
-        except (OSError, sqlite3.Error) as exc:
-            raise LabsError(
-                f"Cannot open the ledger at {path}: {exc}.",
-                "Set CEKURA_LABS_DATA_DIR to a writable folder.",
-            ) from None
-        self._lock = threading.RLock()
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._migrate()
-        self.backend = self._backend(api_url, api_key)
+            self._migrate()
+            self.backend = self._backend(api_url, api_key)
+        except SQLAlchemyError as exc:
+            self._db.close()
+            raise database_error(self._db.where, exc) from None
+        except BaseException:
+            self._db.close()
+            raise
 
     @classmethod
-    def for_backend(cls, data_dir: Path, api_url: str, api_key: str | None) -> Ledger:
-        """The ledger of this backend in `data_dir` (created 0700), taking over a pre-per-backend ledger
-        the first time a real backend opens one."""
+    def for_backend(cls, data_dir: Path, api_url: str, api_key: str | None, *,
+                    database_url: str | None = None) -> Ledger:
+        """The ledger of this backend: in PostgreSQL when a database URL is given (a team's), otherwise in
+        `data_dir` (created 0700), taking over a pre-per-backend ledger the first time a real backend opens one."""
+        if database_url:
+            return cls(postgres_ledger(database_url, api_url, api_key), api_url=api_url, api_key=api_key)
         try:
             private_dir(data_dir)
         except OSError as exc:
@@ -373,286 +315,316 @@ class Ledger:
             _adopt(legacy, path)
         return cls(path, api_url=api_url, api_key=api_key)
 
+    @property
+    def path(self) -> Path:
+        """The SQLite file (a ledger in PostgreSQL has none)."""
+        if isinstance(self.location, PostgresLedger):
+            raise LabsError("This ledger lives in PostgreSQL, not in a file.")
+        return self.location
+
+    @property
+    def dialect(self) -> str:
+        return self._db.dialect
+
     def _backend(self, api_url: str | None, api_key: str | None) -> str:
         """Which backend this ledger keeps (URL and key fingerprint), written once, shown in the spend log."""
-        with self._transaction() as db:
-            row = db.execute("SELECT api_url, key_fingerprint FROM backend").fetchone()
+        with self._db.write() as db:
+            row = db.execute(select(backend.c.api_url, backend.c.key_fingerprint)).first()
             if row is None and api_url is not None:
-                db.execute("INSERT INTO backend (api_url, key_fingerprint) VALUES (?, ?)",
-                           (api_url, key_fingerprint(api_key)))
-                row = (api_url, key_fingerprint(api_key))
+                db.execute(insert(backend).values(api_url=api_url, key_fingerprint=key_fingerprint(api_key)))
+                return f"{api_url} (key {key_fingerprint(api_key)})"
         return f"{row[0]} (key {row[1]})" if row is not None else ""
 
     def close(self) -> None:
-        with self._lock:
+        self._db.close()
+
+    def forget(self) -> None:
+        """Close the ledger and remove everything in it (only for a backend that itself forgets, the embedded
+        sandbox): its file, or its schema."""
+        if isinstance(self.location, PostgresLedger):
+            drop_namespace(self._db)
             self._db.close()
+        else:
+            self._db.close()
+            forget_ledger(self.location)
 
     @property
     def schema_version(self) -> int:
-        row = self._db.execute("PRAGMA user_version").fetchone()
-        return int(row[0])
+        with self._db.read() as db:
+            return self._version(db)
+
+    def _version(self, db: Connection) -> int:
+        if self._db.dialect == "sqlite":
+            return int(db.exec_driver_sql("PRAGMA user_version").scalar_one())
+        db.exec_driver_sql(f"CREATE TABLE IF NOT EXISTS {VERSION_TABLE} (version INTEGER NOT NULL)")
+        return int(db.exec_driver_sql(f"SELECT COALESCE(MAX(version), 0) FROM {VERSION_TABLE}").scalar_one())
+
+    def _set_version(self, db: Connection, version: int) -> None:
+        if self._db.dialect == "sqlite":
+            db.exec_driver_sql(f"PRAGMA user_version = {int(version)}")
+        else:
+            db.exec_driver_sql(f"DELETE FROM {VERSION_TABLE}")
+            db.exec_driver_sql(f"INSERT INTO {VERSION_TABLE} (version) VALUES ({int(version)})")
 
     def _migrate(self) -> None:
-        # The version is read under the write lock: two processes opening a new ledger at once (two
-        # sessions sharing a data dir) must not both apply the same migration.
-        with self._transaction() as db:
-            current = self.schema_version
-            if current > len(MIGRATIONS):
+        # The version is read inside the exclusive transaction: two processes opening a new ledger at once
+        # (two sessions sharing a data dir, or a team's processes starting together) must not both apply the
+        # same migration.
+        chain = MIGRATIONS if self._db.dialect == "sqlite" else POSTGRES_MIGRATIONS
+        with self._db.write() as db:
+            current = self._version(db)
+            if current > len(chain):
                 raise LabsError(
-                    f"The ledger at {self.path} was written by a newer version (schema {current}).",
+                    f"The ledger at {self._db.where} was written by a newer version (schema {current}).",
                     "Upgrade cekura-labs-mcp, or point CEKURA_LABS_DATA_DIR elsewhere.",
                 )
-            for version in range(current, len(MIGRATIONS)):
-                for statement in _statements(MIGRATIONS[version]):
-                    db.execute(statement)
-                db.execute(f"PRAGMA user_version = {version + 1}")
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+            for version in range(current, len(chain)):
+                for statement in _statements(chain[version]):
+                    db.exec_driver_sql(statement)
+                self._set_version(db, version + 1)
 
     # ---- the guard's audit log -----------------------------------------------------------
 
     @contextmanager
     def spend_transaction(self) -> Iterator[SpendBook]:
-        """One `BEGIN IMMEDIATE` transaction: it takes the database's write lock (a file lock, so it holds
-        across processes) before the window is read, and keeps it until the decision is written."""
-        with self._transaction() as db:
+        """One exclusive transaction (SQLite: `BEGIN IMMEDIATE`, the database file's write lock; PostgreSQL: the
+        ledger's advisory lock): taken before the window is read, kept until the decision is written, across
+        processes and hosts."""
+        with self._db.write() as db:
             yield SpendBook(db)
 
     def record_spend(self, record: SpendRecord, at: float | None = None) -> int:
-        with self._transaction() as db:
+        with self._db.write() as db:
             return _insert_spend(db, record, time.time() if at is None else at)
 
     def set_spend_outcome(self, audit_id: int, outcome: str, detail: str = "") -> None:
-        with self._transaction() as db:
-            db.execute("UPDATE audit SET outcome = ?, detail = ? WHERE id = ?", (outcome, detail, audit_id))
+        with self._db.write() as db:
+            db.execute(update(audit).where(audit.c.id == audit_id).values(outcome=outcome, detail=detail))
 
     def window_since(self, since: float) -> Window:
-        with self._lock:
-            return _window(self._db, since)
+        with self._db.read() as db:
+            return _window(db, since)
 
     def claim_run(self, subject: str, metric_id: int, test_set_ids: Sequence[int], *, now: float,
                   in_flight_seconds: float) -> RunClaim:
         """The auto-improve run logged for `subject` that may still be running, or, when there is none, a new
         log row (outcome `pending`) that claims the start: looked up and written in one transaction."""
-        with self._transaction() as db:
+        with self._db.write() as db:
             row = db.execute(
-                "SELECT id, outcome, detail, at FROM audit WHERE operation = 'process_feedbacks' AND subject = ?"
-                " AND outcome IN ('pending', 'running') ORDER BY id DESC LIMIT 1", (subject,)).fetchone()
+                select(audit.c.id, audit.c.outcome, audit.c.detail, audit.c.at)
+                .where(audit.c.operation == "process_feedbacks", audit.c.subject == subject,
+                       audit.c.outcome.in_(("pending", "running")))
+                .order_by(audit.c.id.desc()).limit(1)).first()
             if row is not None and row[1] == "running" and row[2]:
                 return RunClaim(int(row[0]), str(row[2]), claimed=False)
             if row is not None and float(row[3]) > now - in_flight_seconds:
                 return RunClaim(int(row[0]), None, claimed=False)
             if row is not None:
-                db.execute("UPDATE audit SET outcome = 'unknown', detail = 'the start was never answered'"
-                           " WHERE id = ?", (row[0],))
+                db.execute(update(audit).where(audit.c.id == row[0])
+                           .values(outcome="unknown", detail="the start was never answered"))
             audit_id = _insert_spend(db, SpendRecord(
                 operation="process_feedbacks", agent_id=None, project_id=None, call_ids=(),
                 metric_ids=[metric_id], credits_estimated=0.0, decision="allowed", confirmation="none",
                 outcome="pending", detail=f"Lab test sets: {list(test_set_ids) or 'all'}", subject=subject), now)
             return RunClaim(audit_id, None, claimed=True)
 
-    def audit_entries(self, limit: int = 100) -> list[dict[str, Any]]:
-        cursor = self._db.execute("SELECT * FROM audit WHERE owner = ? ORDER BY id DESC LIMIT ?", (owner(), limit))
-        names = [c[0] for c in cursor.description]
-        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    def audit_entries(self, limit: int = 100, *, everyone: bool = False) -> list[dict[str, Any]]:
+        """The newest log rows, of this owner (`everyone`: the whole organisation's, each naming its owner)."""
+        query = select(audit).order_by(audit.c.id.desc()).limit(limit)
+        if not everyone:
+            query = query.where(audit.c.owner == owner())
+        with self._db.read() as db:
+            return [dict(row._mapping) for row in db.execute(query)]
 
     # ---- metric versions -----------------------------------------------------------------
 
     def record_metric_version(
         self, metric_id: int, reason: str, previous: dict[str, Any], applied: dict[str, Any]
     ) -> int:
-        with self._transaction() as db:
-            cursor = db.execute(
-                "INSERT INTO metric_versions (at, metric_id, reason, previous, applied) VALUES (?,?,?,?,?)",
-                (time.time(), metric_id, reason, json.dumps(previous), json.dumps(applied)),
-            )
-            return int(cursor.lastrowid or 0)
+        with self._db.write() as db:
+            return _new_id(db.execute(insert(metric_versions).values(
+                at=time.time(), metric_id=metric_id, reason=reason, previous=json.dumps(previous),
+                applied=json.dumps(applied))).inserted_primary_key)
 
     def forget_metric_version(self, version_id: int) -> None:
         """Only for a change Cekura refused outright, so it never became a version to go back from."""
-        with self._transaction() as db:
-            db.execute("DELETE FROM metric_versions WHERE id = ?", (version_id,))
+        with self._db.write() as db:
+            db.execute(delete(metric_versions).where(metric_versions.c.id == version_id))
 
     def metric_versions(self, metric_id: int) -> list[MetricVersion]:
-        rows = self._db.execute(
-            "SELECT id, at, metric_id, reason, previous, applied FROM metric_versions"
-            " WHERE metric_id = ? ORDER BY id DESC",
-            (metric_id,),
-        ).fetchall()
-        return [
-            MetricVersion(int(r[0]), float(r[1]), int(r[2]), str(r[3]), json.loads(r[4]), json.loads(r[5]))
-            for r in rows
-        ]
+        with self._db.read() as db:
+            rows = db.execute(select(metric_versions).where(metric_versions.c.metric_id == metric_id)
+                              .order_by(metric_versions.c.id.desc())).all()
+        return [MetricVersion(int(r.id), float(r.at), int(r.metric_id), str(r.reason), json.loads(r.previous),
+                              json.loads(r.applied)) for r in rows]
 
     # ---- review sessions (the labs loop) --------------------------------------------------
     # A review is written as intent (vote_state "sending") before the vote is sent and updated as soon
     # as Cekura answers, so after a crash the ledger says exactly which writes may need checking.
 
     def open_session(self, metric_id: int, agent_id: int, feedback_threshold: int) -> Session:
-        row = self._db.execute(
-            "SELECT id FROM review_sessions WHERE metric_id = ? AND agent_id = ? AND state != 'closed' AND owner = ?"
-            " ORDER BY id DESC LIMIT 1", (metric_id, agent_id, owner())).fetchone()
-        if row is not None:
-            return self.session(int(row[0]))
-        with self._transaction() as db:
-            cursor = db.execute(
-                "INSERT INTO review_sessions (metric_id, agent_id, started_at, feedback_threshold, owner)"
-                " VALUES (?,?,?,?,?)", (metric_id, agent_id, time.time(), feedback_threshold, owner()))
-            session_id = int(cursor.lastrowid or 0)
+        with self._db.write() as db:
+            found = db.execute(
+                select(review_sessions.c.id)
+                .where(review_sessions.c.metric_id == metric_id, review_sessions.c.agent_id == agent_id,
+                       review_sessions.c.state != "closed", review_sessions.c.owner == owner())
+                .order_by(review_sessions.c.id.desc()).limit(1)).scalar()
+            session_id = int(found) if found is not None else _new_id(db.execute(insert(review_sessions).values(
+                metric_id=metric_id, agent_id=agent_id, started_at=time.time(),
+                feedback_threshold=feedback_threshold, owner=owner())).inserted_primary_key)
         return self.session(session_id)
 
     def session(self, session_id: int) -> Session:
-        row = self._db.execute(
-            "SELECT id, metric_id, agent_id, started_at, auto_improve, feedback_threshold, state"
-            " FROM review_sessions WHERE id = ? AND owner = ?", (session_id, owner())).fetchone()
+        with self._db.read() as db:
+            row = db.execute(select(review_sessions).where(review_sessions.c.id == session_id,
+                                                           review_sessions.c.owner == owner())).first()
         if row is None:
             raise LabsError(f"Review session {session_id} does not exist.", "Start one with start_review.")
-        return Session(int(row[0]), int(row[1]), int(row[2]), float(row[3]), bool(row[4]), int(row[5]), str(row[6]))
+        return Session(int(row.id), int(row.metric_id), int(row.agent_id), float(row.started_at),
+                       bool(row.auto_improve), int(row.feedback_threshold), str(row.state))
 
     def update_session(self, session_id: int, *, auto_improve: bool | None = None, state: str | None = None) -> None:
-        with self._transaction() as db:
-            if auto_improve is not None:
-                db.execute("UPDATE review_sessions SET auto_improve = ? WHERE id = ?", (int(auto_improve), session_id))
-            if state is not None:
-                db.execute("UPDATE review_sessions SET state = ? WHERE id = ?", (state, session_id))
+        changes: dict[str, Any] = {}
+        if auto_improve is not None:
+            changes["auto_improve"] = int(auto_improve)
+        if state is not None:
+            changes["state"] = state
+        if changes:
+            with self._db.write() as db:
+                db.execute(update(review_sessions).where(review_sessions.c.id == session_id).values(**changes))
 
     def begin_review(self, session_id: int, *, call_id: int, metric_id: int, agreed: bool, result_was: str | None,
                      expected: Any, feedback: str) -> int:
         now = time.time()
-        with self._transaction() as db:
-            cursor = db.execute(
-                "INSERT INTO reviews (session_id, call_id, metric_id, agreed, result_was, expected, feedback,"
-                " vote_state, lab_state, created_at, updated_at) VALUES (?,?,?,?,?,?,?,'sending','waiting',?,?)",
-                (session_id, call_id, metric_id, int(agreed), result_was, json.dumps(expected), feedback, now, now))
-            return int(cursor.lastrowid or 0)
+        with self._db.write() as db:
+            return _new_id(db.execute(insert(reviews).values(
+                session_id=session_id, call_id=call_id, metric_id=metric_id, agreed=int(agreed),
+                result_was=result_was, expected=json.dumps(expected), feedback=feedback, vote_state="sending",
+                lab_state="waiting", created_at=now, updated_at=now)).inserted_primary_key)
 
     def skip_review(self, session_id: int, *, call_id: int, metric_id: int, result_was: str | None,
                     note: str) -> int:
         """A call the person could not judge: kept so the queue does not show it again, never sent (its vote and
         Lab states are 'skipped' from the start, so nothing reconciles or resends it)."""
         now = time.time()
-        with self._transaction() as db:
-            cursor = db.execute(
-                "INSERT INTO reviews (session_id, call_id, metric_id, agreed, result_was, expected, feedback,"
-                " vote_state, lab_state, created_at, updated_at) VALUES (?,?,?,0,?,'null',?,'skipped','skipped',?,?)",
-                (session_id, call_id, metric_id, result_was, note, now, now))
-            return int(cursor.lastrowid or 0)
+        with self._db.write() as db:
+            return _new_id(db.execute(insert(reviews).values(
+                session_id=session_id, call_id=call_id, metric_id=metric_id, agreed=0, result_was=result_was,
+                expected="null", feedback=note, vote_state="skipped", lab_state="skipped", created_at=now,
+                updated_at=now)).inserted_primary_key)
 
     def forget_skip(self, session_id: int, call_id: int) -> None:
         """The person judges a call they skipped earlier: the skip gives way to the verdict."""
-        with self._transaction() as db:
-            db.execute("DELETE FROM reviews WHERE session_id = ? AND call_id = ? AND vote_state = 'skipped'",
-                       (session_id, call_id))
+        with self._db.write() as db:
+            db.execute(delete(reviews).where(reviews.c.session_id == session_id, reviews.c.call_id == call_id,
+                                             reviews.c.vote_state == "skipped"))
 
     def mark_vote(self, review_id: int, state: str, answer: str = "") -> None:
-        with self._transaction() as db:
-            db.execute("UPDATE reviews SET vote_state = ?, vote_answer = ?, updated_at = ? WHERE id = ?",
-                       (state, answer, time.time(), review_id))
+        with self._db.write() as db:
+            db.execute(update(reviews).where(reviews.c.id == review_id)
+                       .values(vote_state=state, vote_answer=answer, updated_at=time.time()))
 
     def mark_lab(self, review_id: int, state: str, test_set_id: int | None = None, answer: str = "") -> None:
-        with self._transaction() as db:
-            db.execute("UPDATE reviews SET lab_state = ?, test_set_id = COALESCE(?, test_set_id), lab_answer = ?,"
-                       " updated_at = ? WHERE id = ?", (state, test_set_id, answer, time.time(), review_id))
+        changes: dict[str, Any] = {"lab_state": state, "lab_answer": answer, "updated_at": time.time()}
+        if test_set_id is not None:
+            changes["test_set_id"] = test_set_id
+        with self._db.write() as db:
+            db.execute(update(reviews).where(reviews.c.id == review_id).values(**changes))
 
     def forget_review(self, review_id: int) -> None:
         """Only for a review whose vote provably never reached Cekura (refused before it landed)."""
-        with self._transaction() as db:
-            db.execute("DELETE FROM reviews WHERE id = ? AND vote_state IN ('sending', 'rejected')", (review_id,))
+        with self._db.write() as db:
+            db.execute(delete(reviews).where(reviews.c.id == review_id,
+                                             reviews.c.vote_state.in_(("sending", "rejected"))))
 
     def reviews(self, session_id: int) -> list[Review]:
-        rows = self._db.execute(
-            "SELECT id, session_id, call_id, metric_id, agreed, result_was, expected, feedback, vote_state,"
-            " lab_state, test_set_id, updated_at FROM reviews WHERE session_id = ? ORDER BY id",
-            (session_id,)).fetchall()
-        return [Review(int(r[0]), int(r[1]), int(r[2]), int(r[3]), bool(r[4]), r[5], json.loads(r[6]), str(r[7]),
-                       str(r[8]), str(r[9]), None if r[10] is None else int(r[10]), float(r[11])) for r in rows]
+        with self._db.read() as db:
+            rows = db.execute(select(*_REVIEW_COLUMNS).where(reviews.c.session_id == session_id)
+                              .order_by(reviews.c.id)).all()
+        return [_review(r) for r in rows]
 
     def metric_reviews(self, metric_id: int, *, agent_id: int | None = None, since: float = 0.0) -> list[Review]:
         """Every review of a metric across its sessions (of one agent, if given), made after `since`."""
-        rows = self._db.execute(
-            "SELECT r.id, r.session_id, r.call_id, r.metric_id, r.agreed, r.result_was, r.expected, r.feedback,"
-            " r.vote_state, r.lab_state, r.test_set_id, r.updated_at FROM reviews r"
-            " JOIN review_sessions s ON s.id = r.session_id"
-            " WHERE r.metric_id = ? AND (? IS NULL OR s.agent_id = ?) AND r.created_at > ? AND s.owner = ?"
-            " ORDER BY r.id", (metric_id, agent_id, agent_id, since, owner())).fetchall()
-        return [Review(int(r[0]), int(r[1]), int(r[2]), int(r[3]), bool(r[4]), r[5], json.loads(r[6]), str(r[7]),
-                       str(r[8]), str(r[9]), None if r[10] is None else int(r[10]), float(r[11])) for r in rows]
+        conditions: list[ColumnElement[bool]] = [
+            reviews.c.metric_id == metric_id, reviews.c.created_at > since, review_sessions.c.owner == owner()]
+        if agent_id is not None:
+            conditions.append(review_sessions.c.agent_id == agent_id)
+        query = (select(*_REVIEW_COLUMNS)
+                 .select_from(reviews.join(review_sessions, review_sessions.c.id == reviews.c.session_id))
+                 .where(and_(*conditions)).order_by(reviews.c.id))
+        with self._db.read() as db:
+            rows = db.execute(query).all()
+        return [_review(r) for r in rows]
 
     def add_improvement(self, session_id: int, progress_id: str, test_set_ids: Sequence[int]) -> int:
-        with self._transaction() as db:
-            cursor = db.execute(
-                "INSERT INTO improvements (session_id, progress_id, test_set_ids, state, created_at)"
-                " VALUES (?,?,?,'running',?)", (session_id, progress_id, json.dumps(list(test_set_ids)), time.time()))
-            return int(cursor.lastrowid or 0)
+        with self._db.write() as db:
+            return _new_id(db.execute(insert(improvements).values(
+                session_id=session_id, progress_id=progress_id, test_set_ids=json.dumps(list(test_set_ids)),
+                state="running", created_at=time.time())).inserted_primary_key)
 
     def set_improvement_progress(self, improvement_id: int, progress_id: str) -> None:
-        with self._transaction() as db:
-            db.execute("UPDATE improvements SET progress_id = ? WHERE id = ?", (progress_id, improvement_id))
+        with self._db.write() as db:
+            db.execute(update(improvements).where(improvements.c.id == improvement_id).values(progress_id=progress_id))
 
     def forget_improvement(self, improvement_id: int) -> None:
         """Only for a start that provably never reached Cekura (refused before it landed)."""
-        with self._transaction() as db:
-            db.execute("DELETE FROM improvements WHERE id = ? AND progress_id = ''", (improvement_id,))
+        with self._db.write() as db:
+            db.execute(delete(improvements).where(improvements.c.id == improvement_id,
+                                                  improvements.c.progress_id == ""))
 
     def finish_improvement(self, improvement_id: int, state: str, proposal: dict[str, Any] | None) -> None:
-        with self._transaction() as db:
-            db.execute("UPDATE improvements SET state = ?, proposal = ? WHERE id = ?",
-                       (state, None if proposal is None else json.dumps(proposal), improvement_id))
+        with self._db.write() as db:
+            db.execute(update(improvements).where(improvements.c.id == improvement_id).values(
+                state=state, proposal=None if proposal is None else json.dumps(proposal)))
 
     def record_proposal(self, progress_id: str, state: str, proposal: dict[str, Any]) -> None:
         """A finished auto-improve run of a review session, however its result was fetched."""
-        with self._transaction() as db:
-            db.execute("UPDATE improvements SET state = ?, proposal = ? WHERE progress_id = ? AND progress_id != ''",
-                       (state, json.dumps(proposal), progress_id))
+        with self._db.write() as db:
+            db.execute(update(improvements)
+                       .where(improvements.c.progress_id == progress_id, improvements.c.progress_id != "")
+                       .values(state=state, proposal=json.dumps(proposal)))
             # ... and its start in the spend log is no longer a running one.
-            db.execute("UPDATE audit SET outcome = 'finished' WHERE operation = 'process_feedbacks'"
-                       " AND outcome = 'running' AND detail = ?", (progress_id,))
+            db.execute(update(audit).where(audit.c.operation == "process_feedbacks", audit.c.outcome == "running",
+                                           audit.c.detail == progress_id).values(outcome="finished"))
 
     def latest_improvement(self, session_id: int) -> Improvement | None:
-        row = self._db.execute(
-            "SELECT id, session_id, progress_id, test_set_ids, state, proposal FROM improvements"
-            " WHERE session_id = ? ORDER BY id DESC LIMIT 1", (session_id,)).fetchone()
+        with self._db.read() as db:
+            row = db.execute(select(improvements).where(improvements.c.session_id == session_id)
+                             .order_by(improvements.c.id.desc()).limit(1)).first()
         if row is None:
             return None
-        return Improvement(int(row[0]), int(row[1]), str(row[2]), json.loads(row[3]), str(row[4]),
-                           None if row[5] is None else json.loads(row[5]))
+        return Improvement(int(row.id), int(row.session_id), str(row.progress_id), json.loads(row.test_set_ids),
+                           str(row.state), None if row.proposal is None else json.loads(row.proposal))
 
     def add_validation(self, session_id: int, report: dict[str, Any]) -> int:
-        with self._transaction() as db:
-            cursor = db.execute("INSERT INTO validations (session_id, created_at, report) VALUES (?,?,?)",
-                                (session_id, time.time(), json.dumps(report)))
-            return int(cursor.lastrowid or 0)
+        with self._db.write() as db:
+            return _new_id(db.execute(insert(validations).values(
+                session_id=session_id, created_at=time.time(), report=json.dumps(report))).inserted_primary_key)
 
     # A regression check is written before it spends and updated as its results arrive, so a check
     # interrupted while Cekura evaluates is resumed from here instead of being paid for twice.
 
     def update_validation(self, validation_id: int, report: dict[str, Any]) -> None:
-        with self._transaction() as db:
-            db.execute("UPDATE validations SET report = ? WHERE id = ?", (json.dumps(report), validation_id))
+        with self._db.write() as db:
+            db.execute(update(validations).where(validations.c.id == validation_id).values(report=json.dumps(report)))
 
     def forget_validation(self, validation_id: int) -> None:
         """Only for a check whose spend provably never reached Cekura (refused, or not confirmed)."""
-        with self._transaction() as db:
-            db.execute("DELETE FROM validations WHERE id = ?", (validation_id,))
+        with self._db.write() as db:
+            db.execute(delete(validations).where(validations.c.id == validation_id))
 
     def validation(self, validation_id: int) -> tuple[int, dict[str, Any]] | None:
         """(session id, report) of one check."""
-        row = self._db.execute(
-            "SELECT v.session_id, v.report FROM validations v JOIN review_sessions s ON s.id = v.session_id"
-            " WHERE v.id = ? AND s.owner = ?", (validation_id, owner())).fetchone()
+        with self._db.read() as db:
+            row = db.execute(
+                select(validations.c.session_id, validations.c.report)
+                .select_from(validations.join(review_sessions, review_sessions.c.id == validations.c.session_id))
+                .where(validations.c.id == validation_id, review_sessions.c.owner == owner())).first()
         return None if row is None else (int(row[0]), json.loads(row[1]))
 
     def validations(self, session_id: int) -> list[tuple[int, dict[str, Any]]]:
         """(id, report) of every check of a session, oldest first."""
-        rows = self._db.execute("SELECT id, report FROM validations WHERE session_id = ? ORDER BY id",
-                                (session_id,)).fetchall()
+        with self._db.read() as db:
+            rows = db.execute(select(validations.c.id, validations.c.report)
+                              .where(validations.c.session_id == session_id).order_by(validations.c.id)).all()
         return [(int(r[0]), json.loads(r[1])) for r in rows]

@@ -12,6 +12,9 @@ from cekura_labs_mcp.server.config import Settings
 from cekura_labs_mcp.server.logs import configure_logging
 from cekura_labs_mcp.server.sandbox import SandboxServer
 from cekura_labs_mcp.server.sandbox.dialect import DIALECTS, Dialect, default_dialect
+
+# The throwaway PostgreSQL cluster, and the sqlite/postgresql parametrization of the ledger's tests.
+from pg_cluster import database_url, ledger_backend, ledger_location, ledger_settings, postgres  # noqa: F401
 from pydantic import SecretStr
 from support import LOG_SINK, ORG_KEY, SANDBOX_KEY, SandboxAdmin
 

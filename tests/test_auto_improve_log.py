@@ -10,7 +10,7 @@ import httpx
 import pytest
 from cekura_labs_mcp.server.config import Settings
 from cekura_labs_mcp.server.guard import AutoImproveClaim, AutoImproveRuns, GuardRefusal
-from cekura_labs_mcp.server.ledger import Ledger
+from cekura_labs_mcp.server.ledger import Ledger, PostgresLedger
 from support import SandboxAdmin, ToolFailed, call, connect
 
 pytestmark = pytest.mark.anyio
@@ -72,10 +72,11 @@ async def test_a_start_is_not_repeated_when_the_running_one_cannot_be_checked(
     assert len(_starts(sandbox)) == 1
 
 
-async def test_two_sessions_starting_at_once_start_one_run(tmp_path: Path) -> None:
-    """Two services on one ledger (two sessions sharing a data dir) ask at the same moment: one start is sent,
-    the other is told a start is in flight; a start for another Lab set is its own run."""
-    path = tmp_path / "ledger.sqlite3"
+async def test_two_sessions_starting_at_once_start_one_run(ledger_location: Path | PostgresLedger) -> None:
+    """Two services on one ledger (two sessions sharing a data dir, or a team's processes on one database) ask at
+    the same moment: one start is sent, the other is told a start is in flight; a start for another Lab set is its
+    own run."""
+    path = ledger_location
     sent: list[tuple[int, ...]] = []
     gate = anyio.Event()
 

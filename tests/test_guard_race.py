@@ -1,10 +1,12 @@
-"""Two OS processes sharing one data dir (two Claude sessions do) race for the same rolling window.
+"""Several OS processes sharing one ledger (two Claude sessions on one data dir; a team's server processes on one
+PostgreSQL) race for the same rolling window.
 
-Each process drives the guard's own classes on its own connection to the shared ledger; in every trial
-both wait at a barrier, then each asks to be allowed 99 calls (the limit is 100, so only one may be).
-Between reading the window and writing its allowance each process pauses (as a loaded machine would), so
-a guard that read the window outside its write transaction, or locked only within one process, lets
-both through. What is asserted is only the outcome of each trial, never how long anything took."""
+Each process drives the guard's own classes on its own connection to the shared ledger; in every trial all wait at
+a barrier, then each asks to be allowed 40 calls (the limit is 100: two may be, a third would pass it). Between
+reading the window and writing its allowance each process pauses (as a loaded machine would), so a guard that read
+the window outside its write transaction, or locked only within one process, lets a third through. What is
+asserted is only the outcome of each trial, never how long anything took. Runs on both ledgers: SQLite (the file's
+write lock) and PostgreSQL (the ledger's advisory lock)."""
 
 from __future__ import annotations
 
@@ -18,10 +20,22 @@ from typing import Any
 import anyio
 
 TRIALS = 20
-CALLS = 99
+PROCESSES = 3
+CALLS = 40
+LIMIT = 100
 
 
-def _contend(root: str, name: str, barrier: Any, results: Any) -> None:
+def _location(where: str, trial: int) -> Any:
+    """Trial `trial`'s fresh ledger: a file under the folder `where`, or a schema of its own in the database."""
+    from cekura_labs_mcp.server.db import postgres_url
+    from cekura_labs_mcp.server.ledger import PostgresLedger
+
+    if where.startswith("postgresql://"):
+        return PostgresLedger(postgres_url(where), f"race_trial_{trial}")
+    return Path(where) / f"trial-{trial}" / "ledger.sqlite3"
+
+
+def _contend(where: str, name: str, barrier: Any, results: Any) -> None:
     """One racing process (runs in a spawned interpreter)."""
     from cekura_labs_mcp.server.guard import ConfirmationRequired, CostGuard, SpendPlan
     from cekura_labs_mcp.server.ledger import Ledger, SpendBook, Window
@@ -37,8 +51,9 @@ def _contend(root: str, name: str, barrier: Any, results: Any) -> None:
     plan = SpendPlan(operation="rerun_evaluation", agent_id=1, project_id=None, call_ids=tuple(range(1, CALLS + 1)),
                      judge_metric_ids=(1,), code_metric_ids=(), credits=round(CALLS * 0.2, 4), credits_per_call=0.2)
     for trial in range(TRIALS):
-        ledger = Ledger(Path(root) / f"trial-{trial}" / "ledger.sqlite3")
-        guard = CostGuard(ledger)
+        barrier.wait(timeout=120)
+        ledger = Ledger(_location(where, trial))  # opened (and migrated) by all at once too
+        guard = CostGuard(ledger, threshold=LIMIT)
         barrier.wait(timeout=120)
         try:
             anyio.run(functools.partial(guard.authorize, plan, token=None, approval="not_asked"))
@@ -50,16 +65,17 @@ def _contend(root: str, name: str, barrier: Any, results: Any) -> None:
         results.put((trial, name, outcome))
 
 
-def test_two_processes_never_both_get_99_calls(tmp_path: Path) -> None:
+def test_processes_never_spend_past_the_window_together(tmp_path: Path, database_url: str | None) -> None:
     spawn = multiprocessing.get_context("spawn")
-    barrier = spawn.Barrier(2)
+    barrier = spawn.Barrier(PROCESSES)
     results = spawn.Queue()
-    workers = [spawn.Process(target=_contend, args=(str(tmp_path), name, barrier, results)) for name in "ab"]
+    where = database_url or str(tmp_path)
+    workers = [spawn.Process(target=_contend, args=(where, f"p{i}", barrier, results)) for i in range(PROCESSES)]
     for worker in workers:
         worker.start()
     outcomes: dict[int, list[str]] = {}
     try:
-        for _ in range(2 * TRIALS):
+        for _ in range(PROCESSES * TRIALS):
             trial, _name, outcome = results.get(timeout=300)
             outcomes.setdefault(trial, []).append(outcome)
     except queue.Empty:
@@ -68,7 +84,10 @@ def test_two_processes_never_both_get_99_calls(tmp_path: Path) -> None:
         for worker in workers:
             worker.join(timeout=60)
     assert all(worker.exitcode == 0 for worker in workers)
-    doubles = [t for t, seen in outcomes.items() if seen.count("allowed") > 1]
-    assert len(outcomes) == TRIALS and doubles == [], f"both processes were allowed 99 calls in trials {doubles}"
-    # And the guard did not simply refuse both: in each trial exactly one was allowed, the other asked first.
-    assert all(sorted(seen) == ["allowed", "confirmation_required"] for seen in outcomes.values()), outcomes
+    over = [t for t, seen in outcomes.items() if seen.count("allowed") * CALLS > LIMIT]
+    assert len(outcomes) == TRIALS and over == [], f"the processes were allowed past {LIMIT} calls in trials {over}"
+    # And the guard did not simply refuse: in each trial exactly as many were allowed as fit, the rest asked first.
+    fit = LIMIT // CALLS
+    expected = sorted(["allowed"] * fit + ["confirmation_required"] * (PROCESSES - fit))
+    assert all(sorted(seen) == expected for seen in outcomes.values()), outcomes
+

@@ -14,6 +14,7 @@ from cekura_labs_mcp.server.app import build_server
 from cekura_labs_mcp.server.config import Settings
 from cekura_labs_mcp.server.ledger import LEGACY_LEDGER, Ledger, SpendRecord, key_fingerprint
 from mcp import Client
+from pg_cluster import ledger_of
 from support import FAST_RETRY, SANDBOX_KEY, SandboxAdmin, call, connect
 
 pytestmark = pytest.mark.anyio
@@ -29,7 +30,9 @@ def _calls(sandbox: SandboxAdmin, n: int) -> list[int]:
     return [r["id"] for r in rows["results"]][:n]
 
 
-async def test_backends_keep_separate_windows_logs_and_sessions(settings: Settings, sandbox: SandboxAdmin) -> None:
+async def test_backends_keep_separate_windows_logs_and_sessions(ledger_settings: Settings,
+                                                                sandbox: SandboxAdmin) -> None:
+    settings = ledger_settings
     assert "127.0.0.1" in settings.api_url
     other = _other_name(settings)
     agent = sandbox.info()["main_agent_id"]
@@ -49,10 +52,10 @@ async def test_backends_keep_separate_windows_logs_and_sessions(settings: Settin
     assert [e["calls"] for e in log_b["entries"]] == [60] and [e["calls"] for e in log_a["entries"]] == [60]
     assert log_a["backend"] != log_b["backend"] and key_fingerprint(SANDBOX_KEY) in log_a["backend"]
     assert SANDBOX_KEY not in log_a["backend"]
-    assert Path(settings.ledger_path) != Path(other.ledger_path)
-    assert Ledger(other.ledger_path).session(second["session_id"]).metric_id == metric
+    assert ledger_of(settings).location != ledger_of(other).location
+    assert ledger_of(other).session(second["session_id"]).metric_id == metric
     assert [s["session_id"] for s in (first, second)] == [1, 1], "each backend began its own session"
-    assert len(Ledger(settings.ledger_path).audit_entries()) == 1
+    assert len(ledger_of(settings).audit_entries()) == 1
 
 
 async def test_data_dir_and_ledger_files_are_private(settings: Settings, sandbox: SandboxAdmin) -> None:

@@ -19,7 +19,7 @@ import pytest
 import uvicorn
 from cekura_labs_mcp.server.app import build_server
 from cekura_labs_mcp.server.config import Settings
-from cekura_labs_mcp.server.remote import http_app, run_http
+from cekura_labs_mcp.server.remote import http_app, principal_of, run_http
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import ElicitRequestParams, ElicitResult
@@ -171,11 +171,15 @@ async def test_one_client_never_redeems_or_sees_anothers_state(remote: Remote, s
         session_b = await call(b, "start_review", {"agent_id": agent, "metric_id": metric})
         assert session_a["session_id"] != session_b["session_id"]
         log_b = await call(b, "spend_log", {})
-        assert [e["decision"] for e in log_b["entries"]] == ["refused"]
+        # The spend log is the organisation's: each client sees everyone's entries, each naming who asked.
+        who_a, who_b = principal_of(TOKEN), principal_of(OTHER)
+        assert [(e["decision"], e["by"]) for e in log_b["entries"]] == [("refused", who_b),
+                                                                        ("needs_confirmation", who_a)]
         ran = await call(a, "rerun_evaluation", {**spend, "confirmation_token": token})
         assert ran["confirmation"] == "token" and sandbox.landed_credits() > 0
         log_a = await call(a, "spend_log", {})
-        assert [e["decision"] for e in log_a["entries"]] == ["allowed", "needs_confirmation"]
+        assert [(e["decision"], e["by"]) for e in log_a["entries"]] == [
+            ("allowed", who_a), ("refused", who_b), ("needs_confirmation", who_a)]
         # The window is the account's, shared: B now sees A's 130 calls counted.
         assert log_b["window_calls"] == 0 and (await call(b, "spend_log", {}))["window_calls"] == 130
     assert all(OTHER not in seen for seen in remote.seen + TOOL_OUTPUTS)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from cekura_labs_mcp.server.cekura.client import CekuraClient
 from cekura_labs_mcp.server.guard import ConfirmationRequired, CostGuard, GuardRefusal, SpendPermit, SpendPlan
-from cekura_labs_mcp.server.ledger import Ledger, Window
+from cekura_labs_mcp.server.ledger import Ledger, PostgresLedger, Window
 from pydantic import SecretStr
 from support import SANDBOX_KEY, SandboxAdmin
 
@@ -55,9 +55,9 @@ async def test_a_permit_covers_exactly_its_plan(tmp_path: Path, sandbox: Sandbox
     assert len(sandbox.requests("POST", "rerun_evaluation")) == 1
 
 
-async def test_window_is_shared_by_guards_on_one_ledger(tmp_path: Path) -> None:
+async def test_window_is_shared_by_guards_on_one_ledger(ledger_location: Path | PostgresLedger) -> None:
     """Two guards (two servers) on the same ledger: the second sees the first's allowance at once."""
-    path = tmp_path / "ledger.sqlite3"
+    path = ledger_location
     first, second = CostGuard(Ledger(path)), CostGuard(Ledger(path))
     await first.authorize(_plan(tuple(range(1, 61))), token=None, approval="not_asked")
     assert second.window() == Window(calls=60, credits=12.0)

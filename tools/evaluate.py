@@ -164,6 +164,7 @@ class SpendEntry(BaseModel):
     confirmation: str = Field(description="none (under the limit), elicitation or token.")
     outcome: str = Field(description="succeeded, pending, unknown (may have landed), rejected or not_sent.")
     detail: str = ""
+    by: str = Field(default="", description="Who asked for it (the reviewer, on a shared server); empty locally.")
 
 
 class SpendLog(BaseModel):
@@ -179,12 +180,13 @@ async def spend_log(
     ctx: Context[Any, Any],
     limit: Annotated[int, Field(description="Most recent entries to show.", ge=1, le=200)] = 20,
 ) -> SpendLog:
-    """The cost guard's audit log, newest first: every evaluation this server was asked for, with its call count,
-    estimated credits, the guard's decision, how it was confirmed and what became of it, plus the calls already
-    counted in the current window. Use it to answer "what have we spent?" or to check a spend whose outcome is
-    unknown."""
+    """The cost guard's audit log, newest first: every evaluation anyone on this backend asked for (and who), with
+    its call count, estimated credits, the guard's decision, how it was confirmed and what became of it, plus the
+    calls already counted in the current window. Use it to answer "what have we spent?" or to check a spend whose
+    outcome is unknown."""
     state = run_context(ctx)
-    rows = state.ledger.audit_entries(limit)
+    # The organisation's log: the window is shared by everyone on this backend, so is the record of who spent.
+    rows = state.ledger.audit_entries(limit, everyone=True)
     window = state.guard.window()
     return SpendLog(
         backend=state.ledger.backend,
@@ -192,6 +194,6 @@ async def spend_log(
         entries=[SpendEntry(at=datetime.fromtimestamp(r["at"], UTC).strftime("%Y-%m-%d %H:%M:%S"),
                             operation=r["operation"], calls=r["call_count"],
                             credits_estimated=r["credits_estimated"], decision=r["decision"],
-                            confirmation=r["confirmation"], outcome=r["outcome"], detail=r["detail"])
+                            confirmation=r["confirmation"], outcome=r["outcome"], detail=r["detail"], by=r["owner"])
                  for r in rows],
     )
