@@ -2,8 +2,9 @@
 # What the test suite needs from the system besides Python: bubblewrap (custom code runs inside it and the
 # escape tests check every escape against it), a C compiler (the native-module escape test builds a .so),
 # Chromium (the MCP Apps views are tested in headless Chromium, driven by Playwright with this system browser:
-# Playwright's own browser download cannot work on a closed network) and PostgreSQL's server binaries (initdb, pg_ctl: the ledger's tests start a throwaway cluster of their own, see
-# tests/pg_cluster.py; Debian's package also sets up a default cluster, which the tests do not use).
+# Playwright's own browser download cannot work on a closed network) and PostgreSQL's server binaries (initdb,
+# pg_ctl: the ledger's tests start a throwaway cluster of their own, see tests/pg_cluster.py; Debian's package
+# also sets up a default cluster, which the tests do not use).
 # Installs only what is missing, and only where it can (root with apt-get); elsewhere it says what to install.
 set -euo pipefail
 missing=()
