@@ -194,8 +194,8 @@ function changeSection(check: RegressionCheck, next: ChangeToJudge): HTMLElement
   note.value = state.note;
   const submit = () => void call("judge_change", { check_id: check.check_id, call_id: next.call_id,
     new_label_correct: false, right_value: control.read(), note: note.value });
-  section.append(h("form", { testid: "change-form", on: {
-    submit: (event) => { event.preventDefault(); submit(); },
+  // A group, not a <form>: hosts sandbox views without allow-forms, where a form submission never fires.
+  section.append(h("div", { testid: "change-form", attrs: { role: "form", "aria-label": "The new label is wrong" }, on: {
     keydown: (event) => {
       if (event.key === "Escape") { state.wrong = false; draw(); }
       if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) { event.preventDefault(); submit(); }
@@ -203,7 +203,7 @@ function changeSection(check: RegressionCheck, next: ChangeToJudge): HTMLElement
     h("label", {}, "The right label", control.element),
     h("label", {}, "Why", note),
     h("div", { class: "row" },
-      h("button", { class: "primary", testid: "btn-submit-change", attrs: { type: "submit", ...(state.busy ? { disabled: "" } : {}) } }, "Record"),
+      button("Record", "btn-submit-change", submit, { class: "primary", ...busy() }),
       button("Cancel", "btn-cancel-change", () => { state.wrong = false; draw(); }))));
   queueMicrotask(() => control.element.focus());
   return section;

@@ -2,7 +2,7 @@
 import "../shared/style.css";
 import { button, h, replace, type Child } from "../shared/dom";
 import { startView, type Json, type Outcome, type ViewHost } from "../shared/host";
-import { proposalSummary } from "../shared/proposal";
+import { drawProposal, type ProposalState } from "../shared/proposal";
 import type { CallReview, MetricDefinition, NextReview, Progress, RecordedReview, Turn } from "../shared/types";
 
 const root = document.getElementById("root") as HTMLElement;
@@ -13,7 +13,8 @@ interface State {
   error: string;
   /** The disagreement the server sent back as vague: the person may send it as written. */
   retry: Json | null;
-  improvement: RecordedReview["improvement"];
+  /** The auto-improve run this review's feedback started, shown in full to apply or dismiss right here. */
+  proposal: ProposalState | null;
   busy: boolean;
   disagreeing: boolean;
   transcript: Turn[] | null;
@@ -22,7 +23,7 @@ interface State {
 }
 
 const state: State = {
-  review: null, status: "", error: "", retry: null, improvement: null, busy: false, disagreeing: false,
+  review: null, status: "", error: "", retry: null, proposal: null, busy: false, disagreeing: false,
   transcript: null, reason: "",
 };
 const definitions = new Map<number, Promise<MetricDefinition | null>>();
@@ -55,9 +56,10 @@ function receive(outcome: Outcome): void {
   if (typeof data.recorded === "string") {
     const recorded = data as unknown as RecordedReview;
     state.status = recorded.recorded;
-    state.improvement = recorded.improvement ?? null;
-    state.review = recorded.next ?? (state.review ? { ...state.review, call: null, progress: recorded.progress } : null);
-    if (state.review) state.review.progress = recorded.progress;
+    state.proposal = recorded.improvement
+      ? { result: recorded.improvement, decided: null, error: "", busy: false, acceptDrop: false } : null;
+    state.review = recorded.next ?? { progress: recorded.progress, call: null, why_picked: [], question: "" };
+    state.review.progress = recorded.progress;
   } else if ("progress" in data) {
     state.review = data as unknown as NextReview;
   }
@@ -94,10 +96,10 @@ function draw(): void {
     parts.push(h("p", { class: "muted" }, "Waiting for the call to review…"));
   } else {
     parts.push(progressSection(review.progress));
-    if (state.improvement) parts.push(improvementSection(state.improvement));
+    if (state.proposal) parts.push(improvementSection(state.proposal, review.call?.metric?.id));
     if (review.call?.metric) {
       parts.push(...callSections(review, review.call));
-    } else if (!state.improvement) {
+    } else if (!state.proposal) {
       parts.push(h("section", { testid: "empty" },
         h("p", {}, "No call left to review in this sample."),
         ...review.why_picked.map((line) => h("p", { class: "muted" }, line))));
@@ -148,11 +150,11 @@ function progressSection(progress: Progress): HTMLElement {
     ...progress.check.map((line) => h("p", { class: "warn" }, line)));
 }
 
-function improvementSection(improvement: NonNullable<RecordedReview["improvement"]>): HTMLElement {
-  return h("section", { testid: "improvement" },
-    h("h2", {}, "Auto-improve ran"),
-    ...proposalSummary(improvement),
-    h("p", { class: "muted" }, "Review the whole proposal before applying it (the assistant shows it next)."));
+function improvementSection(proposal: ProposalState, metricId: number | undefined): HTMLElement {
+  const box = h("div", { testid: "proposal-view" });
+  const given = host.input().metric_id;
+  drawProposal(box, proposal, host, proposal.result.metric_id ?? metricId ?? (typeof given === "number" ? given : undefined));
+  return h("section", { testid: "improvement" }, h("h2", {}, "Your feedback started auto-improve"), box);
 }
 
 function valueClass(value: string | null): string {
@@ -272,9 +274,9 @@ function disagreeForm(call: CallReview, reason: HTMLTextAreaElement): HTMLElemen
     reason.focus();
   };
   const submit = () => void record({ agree: false, expected_value: read(), reason: reason.value });
-  const form = h("form", { testid: "disagree-form", attrs: { "aria-label": "Disagree" },
+  // A group, not a <form>: hosts sandbox views without allow-forms, where a form submission never fires.
+  const form = h("div", { testid: "disagree-form", attrs: { role: "form", "aria-label": "Disagree" },
     on: {
-      submit: (event) => { event.preventDefault(); submit(); },
       keydown: (event) => {
         if (event.key === "Escape") { state.disagreeing = false; draw(); }
         if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) { event.preventDefault(); submit(); }
@@ -287,7 +289,7 @@ function disagreeForm(call: CallReview, reason: HTMLTextAreaElement): HTMLElemen
           attrs: { "data-t": turn.t, title: `${turn.who}: ${turn.text.slice(0, 80)}` } })))),
     h("label", { attrs: { for: "reason" } }, "Why (a moment and the right outcome)", reason),
     h("div", { class: "row" },
-      h("button", { class: "primary", testid: "btn-submit-disagree", attrs: { type: "submit", ...(state.busy ? { disabled: "" } : {}) } }, "Record disagreement"),
+      button("Record disagreement", "btn-submit-disagree", submit, { class: "primary", attrs: state.busy ? { disabled: "" } : {} }),
       button("Cancel", "btn-cancel-disagree", () => { state.disagreeing = false; draw(); }),
       h("span", { class: "muted" }, h("kbd", {}, "Ctrl+Enter"), " record · ", h("kbd", {}, "Esc"), " cancel")));
   return form;

@@ -10,20 +10,6 @@ export function score(view: ScoreView | null): string {
   return `${percent(view.score)}${counts}`;
 }
 
-/** A few lines for places that only point at the proposal (the review card after auto-improve ran). */
-export function proposalSummary(result: ImprovementResult): Child[] {
-  if (!result.done) {
-    return [h("p", {}, result.message),
-      ...result.questions.map((q) => h("p", { class: "warn" }, `Auto-improve asks: ${q.text}`))];
-  }
-  return [
-    h("p", {}, "Lab score ", h("b", { testid: "score-old" }, score(result.old_score)), " → ",
-      h("b", { testid: "score-new" }, score(result.new_score)),
-      result.score_dropped ? h("span", { class: "pill bad" }, " lower") : null),
-    result.summary ? h("p", { class: "muted" }, result.summary) : null,
-  ];
-}
-
 interface Row { old: string | null; new: string | null; kind: "same" | "change" | "hunk" | "note" }
 
 /** The unified diff the server sends, laid out side by side (deleted lines left, added lines right). */
@@ -108,7 +94,9 @@ export function drawProposal(root: HTMLElement, state: ProposalState, host: View
       h("p", { testid: "trigger-change" }, result.trigger_change ?? `No change (${result.trigger_kind ?? "always"}).`)));
     parts.push(h("section", {}, h("h2", {}, "Description"),
       result.identical ? h("p", { testid: "identical" }, "The proposal is identical to the current metric: nothing to apply.")
-        : diffTable(result.diff ?? "")));
+        : result.diff ? diffTable(result.diff)
+          : h("div", {}, h("p", { class: "muted" }, "No diff (the run was read without its metric): the proposed description."),
+            h("p", { class: "pre", testid: "proposed-description" }, result.proposed_description ?? ""))));
     if (result.unresolved_samples.length) {
       parts.push(h("section", {}, h("h2", {}, `Still wrong in the Lab (${result.unresolved})`),
         h("ul", {}, ...result.unresolved_samples.map((line) => h("li", {}, line)))));
@@ -119,6 +107,8 @@ export function drawProposal(root: HTMLElement, state: ProposalState, host: View
       parts.push(decisionSection(state, redraw, act, metricId));
     } else if (host.readOnly) {
       parts.push(h("p", { class: "muted" }, "Read-only server: nothing can be applied from here."));
+    } else if (metricId === undefined && !result.identical) {
+      parts.push(h("p", { class: "muted" }, "Which metric this run improves is unknown here: ask for poll_progress with its metric_id to apply it."));
     }
   }
   if (state.error) parts.push(h("div", { class: "error", testid: "error", attrs: { role: "alert" } }, state.error));
