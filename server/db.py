@@ -154,9 +154,10 @@ def open_sqlite(path: Path) -> Database:
     @event.listens_for(engine, "begin")
     def _begin(conn: Connection) -> None:
         # A writer takes the file's write lock before its first read (IMMEDIATE), so what it read cannot
-        # change before it writes; a reader takes none.
-        exclusive = conn.get_execution_options().get(_EXCLUSIVE, False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if exclusive else "BEGIN")
+        # change before it writes. A reader opens no transaction: each of its statements reads a consistent
+        # snapshot on its own (WAL), and a BEGIN/ROLLBACK pair around it would only cost time.
+        if conn.get_execution_options().get(_EXCLUSIVE, False):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     database = Database(engine, "sqlite", str(path))
     try:
