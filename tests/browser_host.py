@@ -100,6 +100,15 @@ def launch_chromium() -> Iterator[Any]:
             browser.close()
 
 
+def expect(target: Any) -> Any:
+    """Playwright's retrying assertions (they wait for the condition, up to a bound). Imported when used, so the
+    tests' module loads without Playwright and its fixture can skip (or fail, in CI) saying why."""
+    from playwright.sync_api import expect as playwright_expect
+
+    playwright_expect.set_options(timeout=WAIT_MS)
+    return playwright_expect(target)
+
+
 class McpSession:
     """An MCP client against the real server (in process, embedded sandbox), run on its own event loop in a
     thread so the synchronous browser driver can call it from the page's request handler."""
@@ -160,12 +169,14 @@ def with_csp(html: str) -> str:
 
 
 class HostPage:
-    """The test host page in one browser context: shows a view for a tool call and forwards its tools/call
-    requests to the MCP session."""
+    """The test host page: shows a view for a tool call and forwards its tools/call requests to the MCP session of
+    the test at hand. One page serves every test of a module (loading it costs a second or two on a loaded
+    machine); each test starts with an empty host (`start`) and its own server, ledger and sandbox state."""
 
-    def __init__(self, page: Any, mcp: McpSession) -> None:
+    def __init__(self, page: Any) -> None:
         self.page = page
-        self.mcp = mcp
+        self._mcp: McpSession | None = None
+        self.shown_result: dict[str, Any] = {}  # the CallToolResult the view was shown with
         self.blocked: list[str] = []  # requests that tried to leave the host page's files
         self.console_errors: list[str] = []
         page.on("console", self._console)
@@ -173,6 +184,24 @@ class HostPage:
         page.route("**/*", self._serve)
         page.goto(f"{HOST}/host.html")
         page.wait_for_function("() => window.testHost !== undefined", timeout=WAIT_MS)
+
+    @property
+    def mcp(self) -> McpSession:
+        assert self._mcp is not None, "HostPage.start(mcp) first"
+        return self._mcp
+
+    def start(self, mcp: McpSession) -> None:
+        """A clean host for the next test: no view, an empty log, the system theme light, this test's server."""
+        self._mcp = mcp
+        self.shown_result = {}
+        self.blocked.clear()
+        self.console_errors.clear()
+        self.page.emulate_media(color_scheme="light")
+        self.page.evaluate("() => window.testHost.reset()")
+
+    def stop(self) -> None:
+        self.page.evaluate("() => window.testHost.reset()")
+        self._mcp = None
 
     def _console(self, message: Any) -> None:
         if message.type == "error":
@@ -205,6 +234,7 @@ class HostPage:
             tool = self.mcp.tool(tool_name)
         result = self.mcp.call_tool(tool_name, arguments)
         assert not result.get("isError"), f"{tool_name} failed: {result['content']}"
+        self.shown_result = result
         spec = {"html": with_csp(html), "tool": tool, "toolInput": arguments, "toolResult": result, "theme": theme}
         self.page.evaluate("spec => window.testHost.load(spec)", spec)
         self.page.wait_for_function("() => window.testHost.log.some(e => e.kind === 'tool-result-sent')",
@@ -222,10 +252,21 @@ class HostPage:
 
     def wait_for_tool_call(self, name: str, count: int = 1) -> dict[str, Any]:
         """Wait until the view's `count`-th call of `name` has its answer; return that call (arguments, result)."""
-        self.page.wait_for_function(
-            "([name, count]) => window.testHost.toolCalls(name).filter(c => c.done).length >= count",
-            arg=[name, count], timeout=WAIT_MS)
+        from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+        try:
+            self.page.wait_for_function(
+                "([name, count]) => window.testHost.toolCalls(name).filter(c => c.done).length >= count",
+                arg=[name, count], timeout=WAIT_MS)
+        except PlaywrightTimeout:
+            raise AssertionError(f"the view never made call {count} of {name}; {self.diagnosis()}") from None
         return self.tool_calls(name)[count - 1]
+
+    def diagnosis(self) -> str:
+        """What the host saw and what the view shows, for a failure message."""
+        log = self.page.evaluate("() => JSON.stringify(window.testHost.log.map(e => ({...e, result: undefined})))")
+        text = self.page.frame_locator("#view").locator("body").inner_text(timeout=5_000)
+        return f"host log: {log}; console errors: {self.console_errors}; the view shows: {text[:1500]!r}"
 
     def wait_until(self, condition: Callable[[], T | None], what: str) -> T:
         """Poll a condition outside the page (the sandbox, the ledger) while the page keeps running: the browser

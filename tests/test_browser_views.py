@@ -8,17 +8,22 @@ they fail instead."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from browser_host import ASSETS, HostPage, launch_chromium, mcp_session
+from browser_host import ASSETS, HostPage, expect, launch_chromium, mcp_session
 from cekura_labs_mcp.server.config import Settings
+from cekura_labs_mcp.server.demo import person_from_truth
 from support import SandboxAdmin
 
 FIXTURE_VIEW = (ASSETS / "fixture-view.html").read_text()
 # A binary LLM judge of the sandbox's front-desk agent: what a person reviews first in the demo's clinic.
 REVIEWED_METRIC = "Appointment Booked Correctly"
+# What the person says about the first call the card shows (an insurance question the judge failed for not
+# booking): the test checks the premise against the sandbox's truth before using it.
+WHY_NOT_BOOKING = "the caller only asked about insurance; no appointment was requested, so booking does not apply."
 
 
 @pytest.fixture(scope="module")
@@ -30,16 +35,25 @@ def chromium() -> Iterator[Any]:
         yield browser
 
 
-@pytest.fixture
-def host(chromium: Any, settings: Settings) -> Iterator[HostPage]:
+@pytest.fixture(scope="module")
+def host_page(chromium: Any) -> Iterator[HostPage]:
     context = chromium.new_context(viewport={"width": 800, "height": 960}, device_scale_factor=1)
     try:
-        with mcp_session(settings) as mcp:
-            page = HostPage(context.new_page(), mcp)
-            yield page
-            assert page.blocked == [], f"the page tried to reach the network: {page.blocked}"
+        yield HostPage(context.new_page())
     finally:
         context.close()
+
+
+@pytest.fixture
+def host(host_page: HostPage, settings: Settings) -> Iterator[HostPage]:
+    """The host page, its tool calls going to a fresh server (its own ledger) against the reset sandbox."""
+    with mcp_session(settings) as mcp:
+        host_page.start(mcp)
+        try:
+            yield host_page
+            assert host_page.blocked == [], f"the page tried to reach the network: {host_page.blocked}"
+        finally:
+            host_page.stop()
 
 
 def review_ids(sandbox: SandboxAdmin) -> dict[str, int]:
@@ -72,3 +86,354 @@ def test_host_page_speaks_the_protocol_to_a_hand_written_view(host: HostPage, sa
     host.set_theme("dark")
     view.locator(":root[data-theme=dark]").wait_for()
     assert host.console_errors == []
+
+
+# ---- the review card -----------------------------------------------------------------------------
+
+
+def ready(view: Any, testid: str) -> Any:
+    """The view's root once it rendered a tool result (the views set data-ready on it)."""
+    root = view.locator(f'[data-testid="{testid}"][data-ready="true"]')
+    root.wait_for()
+    return root
+
+
+def open_review(host: HostPage, sandbox: SandboxAdmin, *, theme: str = "light") -> tuple[Any, dict[str, Any]]:
+    """A review session on the sandbox's booking metric, its first call shown in the review card."""
+    ids = review_ids(sandbox)
+    host.mcp.structured("start_review", {**ids, "auto_improve": False})
+    view = host.show("next_review", ids, theme=theme)
+    ready(view, "review-card")
+    return view, host.shown_result["structuredContent"]
+
+
+def votes(sandbox: SandboxAdmin) -> list[dict[str, Any]]:
+    return sandbox.requests("POST", "mark_metric_vote")
+
+
+def right_value(sandbox: SandboxAdmin, call: dict[str, Any]) -> str:
+    """The value a careful person gives the call, from the sandbox's hidden truth, as the card's select names it."""
+    expected = sandbox.truth(call["metric"]["id"])[str(call["id"])]["expected"]
+    value = "N/A" if expected is None else str(expected).upper()
+    assert value == "N/A" != call["metric"]["value"], f"premise: call {call['id']} is a misjudged N/A ({value})"
+    return value
+
+
+def is_focused(locator: Any) -> bool:
+    return bool(locator.count()) and bool(locator.first.evaluate("e => e === document.activeElement"))
+
+
+def tab_to(host: HostPage, target: Any, limit: int = 60) -> None:
+    """Press Tab until `target` has the focus (from the host page into the view and through it)."""
+    for _ in range(limit):
+        if is_focused(target):
+            return
+        host.page.keyboard.press("Tab")
+    expect(target).to_be_focused()
+
+
+def background(view: Any) -> str:
+    return str(view.locator("body").evaluate("e => getComputedStyle(e).backgroundColor"))
+
+
+def luminance(color: str) -> float:
+    red, green, blue = (int(part) for part in re.findall(r"\d+", color)[:3])
+    return (0.2126 * red + 0.7152 * green + 0.0722 * blue) / 255
+
+
+def test_review_card_shows_the_call_under_review(host: HostPage, sandbox: SandboxAdmin) -> None:
+    view, review = open_review(host, sandbox)
+    call = review["call"]
+    expect(view.get_by_test_id("metric-name")).to_contain_text(REVIEWED_METRIC)
+    expect(view.get_by_test_id("metric-value")).to_have_text(call["metric"]["value"])
+    expect(view.get_by_test_id("metric-explanation")).to_have_text(call["metric"]["explanation"])
+    expect(view.get_by_test_id("why-picked")).to_have_text(review["why_picked"])
+    progress = review["progress"]
+    expect(view.get_by_test_id("progress")).to_have_text(f"{progress['feedback']} / {progress['needed']} feedback")
+    # The transcript's turns, in order, each with its time; the turn the judge cited is marked.
+    turns = call["transcript"]["turns"]
+    shown = view.get_by_test_id("turn")
+    expect(shown).to_have_count(len(turns))
+    for i, turn in enumerate(turns):
+        expect(shown.nth(i)).to_contain_text(turn["text"])
+        expect(shown.nth(i)).to_have_attribute("data-t", turn["t"])
+    cited = view.locator('[data-testid="turn"][data-cited="true"]')
+    expect(cited).to_have_attribute("data-t", call["metric"]["moments"][0])
+    expect(view.get_by_test_id("question")).to_have_text(review["question"])
+    assert votes(sandbox) == []
+    host.screenshot("review-card-light")
+
+
+def test_disagree_with_a_reason_lands_a_vote_in_the_sandbox(host: HostPage, sandbox: SandboxAdmin) -> None:
+    view, review = open_review(host, sandbox)
+    call = review["call"]
+    moment = call["metric"]["moments"][0]
+    right = right_value(sandbox, call)
+    view.get_by_test_id("btn-disagree").click()
+    form = view.get_by_test_id("disagree-form")
+    form.get_by_test_id("expected-value").select_option(right)
+    form.locator(f'[data-testid="moment"][data-t="{moment}"]').click()
+    reason = form.get_by_test_id("reason")
+    expect(reason).to_have_value(f"At {moment} ")
+    reason.press_sequentially(WHY_NOT_BOOKING)
+    host.screenshot("review-card-disagree")
+    form.get_by_test_id("btn-submit-disagree").click()
+
+    recorded = host.wait_for_tool_call("record_review")
+    assert recorded["arguments"]["agree"] is False
+    # What reached Cekura: one vote on that call, thumbs down, the person's value and words.
+    sent = votes(sandbox)
+    assert len(sent) == 1, sent
+    assert f"/{call['id']}/" in sent[0]["path"]
+    body = sent[0]["body"]
+    assert body["thumbs_up"] is False
+    assert body["expected_value"] == (None if right == "N/A" else right == "TRUE")
+    assert f"At {moment} {WHY_NOT_BOOKING}" in body["feedback"]
+    # The card moves on to the call the server picked next, and says what was recorded.
+    answer = recorded["result"]["structuredContent"]
+    expect(view.get_by_test_id("status")).to_have_text(answer["recorded"])
+    expect(view.get_by_test_id("progress")).to_have_text(f"1 / {answer['progress']['needed']} feedback")
+    expect(view.get_by_test_id("result")).to_contain_text(f"Call {answer['next']['call']['id']}")
+
+
+def test_skip_moves_on_without_a_vote(host: HostPage, sandbox: SandboxAdmin) -> None:
+    view, review = open_review(host, sandbox)
+    first = review["call"]["id"]
+    view.get_by_test_id("btn-skip").click()
+    skipped = host.wait_for_tool_call("record_review")
+    assert skipped["arguments"]["skip"] is True and skipped["arguments"]["call_id"] == first
+    following = skipped["result"]["structuredContent"]["next"]["call"]["id"]
+    assert following != first
+    expect(view.get_by_test_id("result")).to_contain_text(f"Call {following}")
+    assert votes(sandbox) == []
+    # The session kept the skip: the server's own next pick is the call shown, and the skip is counted.
+    again = host.mcp.structured("next_review", review_ids(sandbox))
+    assert again["call"]["id"] == following and again["progress"]["skipped"] == 1
+
+
+def test_review_card_works_from_the_keyboard_alone(host: HostPage, sandbox: SandboxAdmin) -> None:
+    """No mouse: the shortcut keys, Tab and Enter through the disagree form, Ctrl+Enter to record, then 'a' to agree
+    with the next call and 's' to skip the one after."""
+    view, review = open_review(host, sandbox)
+    call = review["call"]
+    keyboard = host.page.keyboard
+    tab_to(host, view.get_by_test_id("btn-disagree"))
+    keyboard.press("Enter")
+    form = view.get_by_test_id("disagree-form")
+    expected = form.get_by_test_id("expected-value")
+    expect(expected).to_be_focused()
+    right = right_value(sandbox, call)
+    keyboard.type(right[0])  # a select takes the first letter of an option, as in any form
+    expect(expected).to_have_value(right)
+    # Tab on to the cited moment's button, Enter inserts its time into the reason and moves focus there.
+    moment = call["metric"]["moments"][0]
+    target = form.locator(f'[data-testid="moment"][data-t="{moment}"]')
+    tab_to(host, target)
+    keyboard.press("Enter")
+    reason = form.get_by_test_id("reason")
+    expect(reason).to_be_focused()
+    keyboard.type(WHY_NOT_BOOKING)
+    keyboard.press("Control+Enter")
+    recorded = host.wait_for_tool_call("record_review")
+    assert recorded["arguments"]["agree"] is False
+    assert [v["body"]["thumbs_up"] for v in votes(sandbox)] == [False]
+
+    second = recorded["result"]["structuredContent"]["next"]["call"]
+    expect(view.get_by_test_id("result")).to_contain_text(f"Call {second['id']}")
+    keyboard.press("a")
+    agreed = host.wait_for_tool_call("record_review", 2)
+    assert agreed["arguments"]["agree"] is True and agreed["arguments"]["call_id"] == second["id"]
+    assert [v["body"]["thumbs_up"] for v in votes(sandbox)] == [False, True]
+
+    third = agreed["result"]["structuredContent"]["next"]["call"]
+    expect(view.get_by_test_id("result")).to_contain_text(f"Call {third['id']}")
+    keyboard.press("s")
+    skipped = host.wait_for_tool_call("record_review", 3)
+    assert skipped["arguments"]["skip"] is True and skipped["arguments"]["call_id"] == third["id"]
+    assert len(votes(sandbox)) == 2
+
+
+def test_review_card_follows_the_host_theme(host: HostPage, sandbox: SandboxAdmin) -> None:
+    """The host's theme wins over the system's: the browser says light while the host says dark, then the host
+    switches to light while the browser says dark."""
+    host.page.emulate_media(color_scheme="light")
+    view, _ = open_review(host, sandbox, theme="dark")
+    html = view.locator(":root")
+    expect(html).to_have_attribute("data-theme", "dark")
+    dark = background(view)
+    assert luminance(dark) < 0.3, dark
+    host.screenshot("review-card-dark")
+
+    host.page.emulate_media(color_scheme="dark")
+    host.set_theme("light")
+    expect(html).to_have_attribute("data-theme", "light")
+    light = background(view)
+    assert luminance(light) > 0.7, light
+
+
+# ---- the proposal and the report -------------------------------------------------------------------
+
+
+def review_until_improved(host: HostPage, sandbox: SandboxAdmin) -> tuple[dict[str, int], dict[str, Any]]:
+    """A review session answered as a careful person would (the demo's person, from the sandbox's hidden truth),
+    through the server, until auto-improve ran: the ids and the improvement it proposed."""
+    ids = review_ids(sandbox)
+    truth = sandbox.truth(ids["metric_id"])
+    host.mcp.structured("start_review", {**ids, "auto_improve": True})
+    review = host.mcp.structured("next_review", ids)
+    for _ in range(30):
+        answer = person_from_truth(truth, review)
+        recorded = host.mcp.structured("record_review", {**ids, "call_id": review["call"]["id"], **answer})
+        if recorded.get("improvement"):
+            improvement = recorded["improvement"]
+            assert improvement["done"], improvement["message"]
+            return ids, improvement
+        review = recorded["next"]
+    raise AssertionError("auto-improve never ran")
+
+
+def metric_description(sandbox: SandboxAdmin, metric_id: int) -> str:
+    return str(sandbox.api("GET", f"/test_framework/v1/metrics-external/{metric_id}/")["description"])
+
+
+def score_text(score: dict[str, Any]) -> str:
+    """How the views write a Lab score: the share, then correct of total."""
+    return f"{round(score['score'] * 100)}% ({score['correct']}/{score['total']})"
+
+
+def diff_lines(diff: str, sign: str) -> list[str]:
+    return [line[1:] for line in diff.splitlines() if line.startswith(sign) and not line.startswith(sign * 3)]
+
+
+def show_proposal(host: HostPage, sandbox: SandboxAdmin) -> tuple[Any, dict[str, int], dict[str, Any]]:
+    ids, improvement = review_until_improved(host, sandbox)
+    view = host.show("poll_progress", {"progress_id": improvement["progress_id"], "metric_id": ids["metric_id"]})
+    ready(view, "proposal-view")
+    return view, ids, host.shown_result["structuredContent"]
+
+
+def test_proposal_view_shows_the_change_and_apply_patches_the_metric(host: HostPage, sandbox: SandboxAdmin) -> None:
+    view, ids, proposal = show_proposal(host, sandbox)
+    before = metric_description(sandbox, ids["metric_id"])
+    assert proposal["proposed_description"] != before
+    expect(view.get_by_test_id("score-old")).to_have_text(score_text(proposal["old_score"]))
+    expect(view.get_by_test_id("score-new")).to_have_text(score_text(proposal["new_score"]))
+    trigger = proposal["trigger_change"] or f"No change ({proposal['trigger_kind'] or 'always'})."
+    expect(view.get_by_test_id("trigger-change")).to_have_text(trigger)
+    # The diff side by side: each added line of the server's diff in the proposed column, marked added.
+    added = diff_lines(proposal["diff"], "+")
+    assert added, proposal["diff"]
+    expect(view.locator('[data-testid="diff-new"].add')).to_have_text(added)
+    expect(view.locator('[data-testid="diff-old"].del')).to_have_text(diff_lines(proposal["diff"], "-"))
+    host.screenshot("proposal")
+
+    view.get_by_test_id("btn-apply").click()
+    applied = host.wait_for_tool_call("apply_proposal")
+    assert applied["arguments"] == {"metric_id": ids["metric_id"], "progress_id": proposal["progress_id"],
+                                    "decision": "apply", "confirm": True, "accept_score_drop": False}
+    # The sandbox's metric now has the proposed description.
+    assert metric_description(sandbox, ids["metric_id"]) == proposal["proposed_description"]
+    expect(view.get_by_test_id("status")).to_have_text(applied["result"]["structuredContent"]["message"])
+
+
+def test_dismiss_leaves_the_metric_as_it_was(host: HostPage, sandbox: SandboxAdmin) -> None:
+    view, ids, _ = show_proposal(host, sandbox)
+    before = metric_description(sandbox, ids["metric_id"])
+    view.get_by_test_id("btn-dismiss").click()
+    dismissed = host.wait_for_tool_call("apply_proposal")
+    assert dismissed["arguments"]["decision"] == "dismiss"
+    assert metric_description(sandbox, ids["metric_id"]) == before
+    assert sandbox.requests("POST", "apply_optimisation_proposal") == []
+    assert sandbox.requests("PATCH", "metrics-external") == []
+    expect(view.get_by_test_id("status")).to_have_text(dismissed["result"]["structuredContent"]["message"])
+
+
+def applied_and_checked(host: HostPage, sandbox: SandboxAdmin) -> tuple[dict[str, int], dict[str, Any]]:
+    """The improvement applied and its regression check run (through the server): what the report view shows."""
+    ids, improvement = review_until_improved(host, sandbox)
+    host.mcp.structured("apply_proposal", {"metric_id": ids["metric_id"], "progress_id": improvement["progress_id"],
+                                           "decision": "apply", "confirm": True})
+    check = host.mcp.structured("validate_metric", ids)
+    for _ in range(200):
+        if check["status"] != "evaluating":
+            break
+        check = host.mcp.structured("validate_metric", {**ids, "check_id": check["check_id"]})
+    assert check["status"] == "judging" and check["next_change"], check["message"]
+    return ids, check
+
+
+def matrix_cells(view: Any, group: str, testid: str) -> dict[tuple[str, str], int]:
+    cells = view.locator(f'[data-testid="group-{group}"] [data-testid="{testid}"] td[data-row]')
+    return {(cell.get_attribute("data-row"), cell.get_attribute("data-col")): int(cell.inner_text())
+            for cell in cells.all()}
+
+
+def nonzero(matrix: dict[str, dict[str, int]]) -> dict[tuple[str, str], int]:
+    return {(row, col): n for row, cols in matrix.items() for col, n in cols.items() if n}
+
+
+def test_report_view_shows_the_check_and_lists_the_judged_fresh_changes(host: HostPage, sandbox: SandboxAdmin) -> None:
+    ids, check = applied_and_checked(host, sandbox)
+    view = host.show("validate_metric", {**ids, "check_id": check["check_id"]})
+    ready(view, "report-view")
+    reviewed = check["reviewed"]
+    before, after = reviewed["before"], reviewed["after"]
+    expect(view.get_by_test_id("report-status")).to_have_text("judging")
+    group = view.get_by_test_id("group-reviewed")
+    expect(group.get_by_test_id("agreement")).to_contain_text(
+        f"{round(before['agreement'] * 100)}% → {round(after['agreement'] * 100)}%")
+    expect(group.get_by_test_id("kappa")).to_contain_text(f"{before['kappa']:+.2f} → {after['kappa']:+.2f}")
+    # The confusion matrices' numbers, cell by cell (cells the server has no count for read 0).
+    for testid, scores in (("matrix-before", before), ("matrix-after", after)):
+        shown = matrix_cells(view, "reviewed", testid)
+        assert {cell: n for cell, n in shown.items() if n} == nonzero(scores["matrix"]), testid
+    fixed_links = group.get_by_test_id("fixed-list").get_by_test_id("call-link")
+    expect(fixed_links).to_have_count(len(reviewed["fixed"]))
+    assert [int(link.get_attribute("data-call-id")) for link in fixed_links.all()] == \
+        [c["call_id"] for c in reviewed["fixed"]]
+
+    host.screenshot("report-judging")
+
+    # The changed fresh results, judged one at a time: the first by a person who holds production's label was right
+    # (the form: "it is wrong", the right label, why), the others from the sandbox's truth.
+    truth = sandbox.truth(ids["metric_id"])
+    judged: dict[int, bool] = {}
+    change = check["next_change"]
+    for count in range(1, check["fresh"]["changed"] + 1):
+        current = view.get_by_test_id("next-change")
+        expect(current.get_by_test_id("call-link")).to_have_attribute("data-call-id", str(change["call_id"]))
+        expected = truth[str(change["call_id"])]["expected"]
+        label = change["before"] if count == 1 else "N/A" if expected is None else str(expected).upper()
+        if label.upper() == change["after"].upper():
+            current.get_by_test_id("btn-change-right").click()
+        else:
+            current.get_by_test_id("btn-change-wrong").click()
+            view.get_by_test_id("right-value").select_option(label)
+            view.get_by_test_id("change-note").fill(f"Production had it right: {label}.")
+            view.get_by_test_id("btn-submit-change").click()
+        done = host.wait_for_tool_call("judge_change", count)
+        judged[change["call_id"]] = bool(done["arguments"]["new_label_correct"])
+        if count == 1:
+            assert done["arguments"] == {"check_id": check["check_id"], "call_id": change["call_id"],
+                                         "new_label_correct": False, "right_value": label,
+                                         "note": f"Production had it right: {label}."}
+        change = done["result"]["structuredContent"]["next_change"]
+    expect(view.get_by_test_id("next-change")).to_have_count(0)
+
+    # The server's check now holds those verdicts; the report lists each judged change where the server put it.
+    final = host.mcp.structured("validate_metric", {**ids, "check_id": check["check_id"]})
+    fresh = final["fresh"]
+    assert fresh["judged"] == len(judged) == check["fresh"]["changed"]
+    assert {c["call_id"] for c in fresh["fixed"]} == {call for call, right in judged.items() if right}
+    assert len(fresh["regressed"]) == 1
+    fresh_group = view.get_by_test_id("group-fresh")
+    for testid, key in (("fixed-list", "fixed"), ("regressed-list", "regressed"), ("still-wrong-list", "still_wrong")):
+        links = fresh_group.get_by_test_id(testid).get_by_test_id("call-link")
+        expect(links).to_have_count(len(fresh[key]))
+        assert sorted(int(link.get_attribute("data-call-id")) for link in links.all()) == \
+            sorted(c["call_id"] for c in fresh[key])
+    for testid, key in (("matrix-before", "before"), ("matrix-after", "after")):
+        shown = matrix_cells(view, "fresh", testid)
+        assert {cell: n for cell, n in shown.items() if n} == nonzero(fresh[key]["matrix"]), testid
+    expect(view.get_by_test_id("report-status")).to_have_text(final["status"])
+    host.screenshot("report")
