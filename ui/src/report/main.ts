@@ -49,7 +49,13 @@ async function call(tool: string, args: Json): Promise<void> {
   state.busy = true;
   state.error = "";
   draw();
-  receive(await host.call(tool, args));
+  const outcome = await host.call(tool, args);
+  receive(outcome);
+  if (outcome.ok && tool === "judge_change") {
+    host.tell(`In the report view the person judged call ${String(args.call_id)}: `
+      + `${args.new_label_correct ? "the new label is right" : `wrong, the right value is ${String(args.right_value)}`}. `
+      + (state.check?.verdict ?? ""));
+  }
 }
 
 async function showCall(callId: number): Promise<void> {
@@ -96,7 +102,7 @@ function header(check: RegressionCheck): HTMLElement {
     h("p", { class: "muted", testid: "message" }, check.message),
     check.status === "evaluating" ? h("p", {}, `Waiting for ${check.waiting_for} result(s).`) : null,
     check.not_evaluated.length ? h("p", { class: "warn" }, `Not evaluated: ${check.not_evaluated.join(", ")}`) : null,
-    check.status === "evaluating" && typeof agent === "number" && id !== undefined
+    check.status === "evaluating" && typeof agent === "number" && id !== undefined && !host.readOnly
       ? h("div", { class: "row" }, button("Check again (nothing is spent again)", "btn-check-again",
         () => void call("validate_metric", { agent_id: agent, metric_id: id, check_id: check.check_id }), busy()))
       : null);
@@ -181,6 +187,10 @@ function changeSection(check: RegressionCheck, next: ChangeToJudge): HTMLElement
       h("div", {}, h("h3", {}, "Before"), h("p", { class: "pre" }, next.explanation_before)),
       h("div", {}, h("h3", {}, "After"), h("p", { class: "pre" }, next.explanation_after))),
     h("p", {}, next.question));
+  if (host.readOnly) {
+    section.append(h("p", { class: "muted" }, host.readOnlyNote));
+    return section;
+  }
   if (!state.wrong) {
     section.append(h("div", { class: "row" },
       button("The new label is right", "btn-change-right", () => void call("judge_change",

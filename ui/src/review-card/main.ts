@@ -43,7 +43,7 @@ function agentId(call: CallReview): number | undefined {
   return typeof given === "number" ? given : call.agent_id ?? undefined;
 }
 
-function receive(outcome: Outcome): void {
+function receive(outcome: Outcome, fromView = false): void {
   state.busy = false;
   if (!outcome.ok) {
     state.error = outcome.error;
@@ -56,6 +56,12 @@ function receive(outcome: Outcome): void {
   if (typeof data.recorded === "string") {
     const recorded = data as unknown as RecordedReview;
     state.status = recorded.recorded;
+    if (fromView) {
+      const p = recorded.progress;
+      host.tell(`In the review card the person answered: ${recorded.recorded} Progress: ${p.feedback}/${p.needed} feedback `
+        + `(${p.agreed} agreed, ${p.disagreed} disagreed, ${p.skipped} skipped).`
+        + (recorded.improvement ? " Auto-improve ran; its proposal is shown in the card." : ""));
+    }
     state.proposal = recorded.improvement
       ? { result: recorded.improvement, decided: null, error: "", busy: false, acceptDrop: false } : null;
     state.review = recorded.next ?? { progress: recorded.progress, call: null, why_picked: [], question: "" };
@@ -84,7 +90,7 @@ async function record(args: Json): Promise<void> {
     draw();
     return;
   }
-  receive(outcome);
+  receive(outcome, true);
 }
 
 // ---- drawing ---------------------------------------------------------------------------------
@@ -127,7 +133,7 @@ function errorSection(): HTMLElement {
 async function resend(args: Json): Promise<void> {
   state.busy = true;
   draw();
-  receive(await host.call("record_review", args));
+  receive(await host.call("record_review", args), true);
 }
 
 function progressSection(progress: Progress): HTMLElement {
@@ -233,7 +239,7 @@ function scrollToCited(): void {
 function verdictSection(review: NextReview, call: CallReview): HTMLElement {
   if (host.readOnly) {
     return h("section", { testid: "question" }, h("p", {}, review.question),
-      h("p", { class: "muted" }, "Read-only server: no verdict is recorded from here."));
+      h("p", { class: "muted" }, host.readOnlyNote));
   }
   const reason = h("textarea", { testid: "reason", attrs: { id: "reason", rows: "3",
     placeholder: "Why: the moment (e.g. 00:18 or a quote) and the right outcome" },

@@ -18,12 +18,16 @@ interface ToolResultLike {
 }
 
 export interface ViewHost {
-  /** The server was started with --read-only: the view offers nothing that writes. */
+  /** The view offers nothing that writes: the server runs --read-only, or the host lets no view call tools. */
   readonly readOnly: boolean;
+  /** Why, in a sentence the view shows where the buttons would be. */
+  readonly readOnlyNote: string;
   /** The arguments the assistant called the view's tool with (agent_id, metric_id, ...). */
   input(): Json;
   /** Calls a server tool through the host; a refusal or failure comes back as `ok: false` with its one line. */
   call(name: string, args: Json): Promise<Outcome>;
+  /** Tells the assistant what the person did in the view (where the host supports it): the next turn knows. */
+  tell(text: string): void;
 }
 
 /** The server marks the HTML it serves on a read-only server (it offers no tool that writes there). */
@@ -65,9 +69,23 @@ function applyContext(context: McpUiHostContext | undefined): void {
 export function startView(name: string, render: (outcome: Outcome, host: ViewHost) => void): ViewHost {
   const app = new App({ name: `cekura-labs-${name}`, version: "0.1.0" }, {}, { autoResize: true });
   let input: Json = {};
+  const serverReadOnly = readOnlyMode();
+  // Known once the handshake is done (the first tool result comes after it); a host without serverTools
+  // cannot forward a click to the server, so the view then asks for the answer in the conversation instead.
+  const noTools = () => app.getHostCapabilities() !== undefined && !app.getHostCapabilities()?.serverTools;
   const host: ViewHost = {
-    readOnly: readOnlyMode(),
+    get readOnly() {
+      return serverReadOnly || noTools();
+    },
+    get readOnlyNote() {
+      return serverReadOnly ? "Read-only server: nothing is recorded or changed from here."
+        : "This host does not let the view call the server: answer in the conversation.";
+    },
     input: () => input,
+    tell(text) {
+      if (!app.getHostCapabilities()?.updateModelContext) return;
+      app.updateModelContext({ content: [{ type: "text", text }] }).catch(() => undefined);
+    },
     async call(tool, args) {
       try {
         return outcome(await app.callServerTool({ name: tool, arguments: args }));

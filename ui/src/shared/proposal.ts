@@ -104,9 +104,9 @@ export function drawProposal(root: HTMLElement, state: ProposalState, host: View
     if (state.decided) {
       parts.push(h("p", { class: "status", testid: "status", attrs: { role: "status" } }, state.decided.message));
     } else if (!host.readOnly && !result.identical && metricId !== undefined) {
-      parts.push(decisionSection(state, redraw, act, metricId));
+      parts.push(decisionSection(state, host, redraw, act, metricId));
     } else if (host.readOnly) {
-      parts.push(h("p", { class: "muted" }, "Read-only server: nothing can be applied from here."));
+      parts.push(h("p", { class: "muted" }, host.readOnlyNote));
     } else if (metricId === undefined && !result.identical) {
       parts.push(h("p", { class: "muted" }, "Which metric this run improves is unknown here: ask for poll_progress with its metric_id to apply it."));
     }
@@ -123,9 +123,12 @@ function busyAttrs(state: ProposalState) {
 
 type Act = (tool: string, args: Record<string, unknown>, onOk: (outcome: Extract<Outcome, { ok: true }>) => void) => Promise<void>;
 
-function decisionSection(state: ProposalState, redraw: () => void, act: Act, metricId: number): HTMLElement {
+function decisionSection(state: ProposalState, host: ViewHost, redraw: () => void, act: Act, metricId: number): HTMLElement {
   const { result } = state;
-  const decided = (outcome: Extract<Outcome, { ok: true }>) => { state.decided = outcome.data as unknown as PatchPreview; };
+  const decided = (outcome: Extract<Outcome, { ok: true }>) => {
+    state.decided = outcome.data as unknown as PatchPreview;
+    host.tell(`In the proposal view the person chose: ${state.decided.message}`);
+  };
   const needsDrop = result.score_dropped && !state.acceptDrop;
   const apply = button("Apply", "btn-apply", () => void act("apply_proposal", {
     metric_id: metricId, progress_id: result.progress_id, decision: "apply", confirm: true,
