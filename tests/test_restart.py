@@ -19,10 +19,12 @@ pytestmark = pytest.mark.anyio
 VOTE_HELD_MS = 4000
 
 
-def _params(data_dir: Path, sandbox: SandboxAdmin) -> StdioServerParameters:
+def _params(data_dir: Path, sandbox: SandboxAdmin, database_url: str | None) -> StdioServerParameters:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CEKURA")}
     env.update({"CEKURA_API_KEY": SANDBOX_KEY, "CEKURA_API_URL": sandbox.url, "CEKURA_LABS_DATA_DIR": str(data_dir),
                 "CEKURA_LABS_HTTP_TIMEOUT": "5"})
+    if database_url:
+        env["CEKURA_LABS_DATABASE_URL"] = database_url
     return StdioServerParameters(command=sys.executable, args=["-m", "cekura_labs_mcp.server.cli", "serve"], env=env)
 
 
@@ -50,7 +52,8 @@ async def _review_some(client: Client, agent: int, metric: int, truth: dict[str,
     return done
 
 
-async def test_kill_mid_session_then_resume(tmp_path: Path, sandbox: SandboxAdmin) -> None:
+async def test_kill_mid_session_then_resume(tmp_path: Path, sandbox: SandboxAdmin, database_url: str | None) -> None:
+    """On either ledger: a SQLite file, or PostgreSQL (whose connection dies with the process)."""
     agent = sandbox.info()["main_agent_id"]
     metric = sandbox.metric_named("one question")["id"]
     truth = sandbox.truth(metric)
@@ -61,7 +64,7 @@ async def test_kill_mid_session_then_resume(tmp_path: Path, sandbox: SandboxAdmi
 
     async def doomed_session() -> None:
         nonlocal in_flight
-        async with Client(stdio_client(_params(data_dir, sandbox), errlog=errlog)) as client:
+        async with Client(stdio_client(_params(data_dir, sandbox, database_url), errlog=errlog)) as client:
             await call(client, "start_review", {"agent_id": agent, "metric_id": metric})
             first.extend(await _review_some(client, agent, metric, truth, 2))
             review = await call(client, "next_review", {"agent_id": agent, "metric_id": metric})
@@ -84,7 +87,7 @@ async def test_kill_mid_session_then_resume(tmp_path: Path, sandbox: SandboxAdmi
                             and r["ended"] and r, "the held vote land")
     assert vote["status"] == 200 and vote["ended"] > killed_at, "the server died before the vote was answered"
 
-    async with Client(stdio_client(_params(data_dir, sandbox), errlog=errlog)) as client:
+    async with Client(stdio_client(_params(data_dir, sandbox, database_url), errlog=errlog)) as client:
         progress = await call(client, "start_review", {"agent_id": agent, "metric_id": metric})
         assert progress["reviewed"] == 3, "the interrupted vote landed, and the ledger must say so"
         more = await _review_some(client, agent, metric, truth, 2)
