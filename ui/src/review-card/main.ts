@@ -28,6 +28,8 @@ const state: State = {
 };
 const definitions = new Map<number, Promise<MetricDefinition | null>>();
 let host: ViewHost;
+/** Set when the person's own click brought a new call: focus then moves to its question. */
+let moveFocus = false;
 
 function definition(metricId: number): Promise<MetricDefinition | null> {
   let known = definitions.get(metricId);
@@ -72,6 +74,7 @@ function receive(outcome: Outcome, fromView = false): void {
   state.disagreeing = false;
   state.transcript = null;
   state.reason = "";
+  moveFocus = fromView;
   draw();
 }
 
@@ -117,6 +120,11 @@ function draw(): void {
   root.dataset.ready = review ? "true" : "false";
   root.setAttribute("aria-busy", String(state.busy));
   if (review?.call) scrollToCited();
+  if (moveFocus && document.hasFocus()) {
+    // A new call replaced the one just judged: keyboard users continue from its question, not from <body>.
+    root.querySelector<HTMLElement>('[data-testid="question"]')?.focus();
+  }
+  moveFocus = false;
 }
 
 function errorSection(): HTMLElement {
@@ -245,7 +253,10 @@ function verdictSection(review: NextReview, call: CallReview): HTMLElement {
     placeholder: "Why: the moment (e.g. 00:18 or a quote) and the right outcome" },
     on: { input: () => { state.reason = reason.value; } } });
   reason.value = state.reason;
-  const section = h("section", { testid: "verdict" }, h("p", { testid: "question" }, review.question));
+  // The server's question is worded for the assistant (it names record_review's arguments); the card asks the person.
+  const value = call.metric?.value ?? "this result";
+  const section = h("section", { testid: "verdict" }, h("p", { testid: "question", attrs: { tabindex: "-1" } },
+    `Is ${value} right for this call? If not: which value is, and which moment shows it?`));
   const disabled = state.busy ? { disabled: "" } : {};
   if (!state.disagreeing) {
     section.append(
