@@ -19,7 +19,7 @@ from typing import Any
 
 import anyio
 
-TRIALS = 20
+TRIALS = 12
 PROCESSES = 3
 CALLS = 40
 LIMIT = 100

@@ -221,3 +221,15 @@ def test_a_cluster_also_starts_for_a_user_who_is_not_root(postgres: PgCluster) -
             raise AssertionError("the unprivileged user's cluster did not start and stop in time")
         time.sleep(0.2)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_without_postgresql_its_tests_skip_unless_ci_requires_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    import pg_cluster
+
+    monkeypatch.setattr(pg_cluster, "find_bindir", lambda: None)
+    monkeypatch.delenv(pg_cluster.REQUIRE, raising=False)
+    with pytest.raises(pytest.skip.Exception, match=r"PostgreSQL server binaries \(initdb, pg_ctl\) not found"):
+        pg_cluster.cluster_or_skip()
+    monkeypatch.setenv(pg_cluster.REQUIRE, "1")
+    with pytest.raises(pytest.fail.Exception, match=f"{pg_cluster.REQUIRE} is set"):
+        pg_cluster.cluster_or_skip()
