@@ -25,8 +25,8 @@ from support import connect
 
 ROOT = Path(__file__).resolve().parent.parent
 # host.html, the fixture view, and host-bridge.js: the official AppBridge + PostMessageTransport of
-# @modelcontextprotocol/ext-apps 2.0.4 (with its @modelcontextprotocol/client/core and zod), bundled into one
-# IIFE that sets window.ExtAppsHost (its build moves into the ui/ npm project with the views).
+# @modelcontextprotocol/ext-apps (the views' version, from ui/'s lock file), bundled by `npm run build:test-host`
+# in ui/ into one script that sets window.ExtAppsHost (tests/test_browser_host_build.py keeps it fresh).
 ASSETS = Path(__file__).resolve().parent / "browser"
 # Screenshots land here (git-ignored; CI keeps the folder): the lead's closing note shows one of each view.
 ARTIFACTS = Path(os.environ.get("CEKURA_LABS_ARTIFACTS_DIR") or ROOT / "test-artifacts")
