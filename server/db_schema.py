@@ -8,7 +8,7 @@ Each entry upgrades the schema by one version; never edit an entry that has ship
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Float, Integer, MetaData, Table, Text
+from sqlalchemy import BigInteger, Column, Float, Integer, MetaData, Table, Text, UniqueConstraint
 
 # Each entry upgrades the schema by one version; never edit an entry that has shipped.
 MIGRATIONS: tuple[str, ...] = (
@@ -104,6 +104,28 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TABLE backend (
         api_url TEXT NOT NULL,
         key_fingerprint TEXT NOT NULL
+    );
+    """,
+    # Team review (services/team.py): a metric's overlap sample, and the lease on each call the queue hands out
+    # (one reviewer per call; two on a call of the overlap sample, never both slots to one reviewer).
+    """
+    CREATE TABLE review_plans (
+        metric_id INTEGER PRIMARY KEY,
+        agent_id INTEGER NOT NULL,
+        overlap REAL NOT NULL DEFAULT 0,
+        set_by TEXT NOT NULL DEFAULT '',
+        set_at REAL NOT NULL
+    );
+    CREATE TABLE review_leases (
+        metric_id INTEGER NOT NULL,
+        call_id INTEGER NOT NULL,
+        slot INTEGER NOT NULL,
+        reviewer TEXT NOT NULL,
+        state TEXT NOT NULL,
+        expires_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (metric_id, call_id, slot),
+        UNIQUE (metric_id, call_id, reviewer)
     );
     """,
 )
@@ -202,6 +224,26 @@ POSTGRES_MIGRATIONS: tuple[str, ...] = (
         key_fingerprint TEXT NOT NULL
     );
     """,
+    """
+    CREATE TABLE review_plans (
+        metric_id BIGINT PRIMARY KEY,
+        agent_id BIGINT NOT NULL,
+        overlap DOUBLE PRECISION NOT NULL DEFAULT 0,
+        set_by TEXT NOT NULL DEFAULT '',
+        set_at DOUBLE PRECISION NOT NULL
+    );
+    CREATE TABLE review_leases (
+        metric_id BIGINT NOT NULL,
+        call_id BIGINT NOT NULL,
+        slot INTEGER NOT NULL,
+        reviewer TEXT NOT NULL,
+        state TEXT NOT NULL,
+        expires_at DOUBLE PRECISION NOT NULL,
+        updated_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (metric_id, call_id, slot),
+        UNIQUE (metric_id, call_id, reviewer)
+    );
+    """,
 )
 
 metadata = MetaData()
@@ -297,4 +339,25 @@ backend = Table(
     "backend", metadata,
     Column("api_url", Text, nullable=False),
     Column("key_fingerprint", Text, nullable=False),
+)
+
+review_plans = Table(
+    "review_plans", metadata,
+    Column("metric_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("agent_id", BigInteger, nullable=False),
+    Column("overlap", Float, nullable=False, server_default="0"),
+    Column("set_by", Text, nullable=False, server_default=""),
+    Column("set_at", Float, nullable=False),
+)
+
+review_leases = Table(
+    "review_leases", metadata,
+    Column("metric_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("call_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("slot", Integer, primary_key=True, autoincrement=False),
+    Column("reviewer", Text, nullable=False),
+    Column("state", Text, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    UniqueConstraint("metric_id", "call_id", "reviewer"),
 )

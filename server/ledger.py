@@ -17,7 +17,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -44,12 +44,14 @@ from cekura_labs_mcp.server.db_schema import (
     confirmation_tokens,
     improvements,
     metric_versions,
+    review_leases,
+    review_plans,
     review_sessions,
     reviews,
     validations,
 )
 from cekura_labs_mcp.server.errors import LabsError
-from sqlalchemy import ColumnElement, Connection, and_, bindparam, delete, func, insert, select, update
+from sqlalchemy import ColumnElement, Connection, Row, and_, bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 __all__ = ["MIGRATIONS", "POSTGRES_MIGRATIONS", "PostgresLedger", "private_dir", "private_file"]
@@ -242,6 +244,46 @@ class Improvement:
     test_set_ids: list[int]
     state: str
     proposal: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class TeamVerdict:
+    """One reviewer's sent verdict on a call of a metric (from any reviewer's session)."""
+
+    review_id: int
+    call_id: int
+    reviewer: str
+    expected: Any
+    lab_state: str
+
+
+@dataclass(frozen=True)
+class Lease:
+    call_id: int
+    slot: int
+    reviewer: str
+    state: str
+    expires_at: float
+
+
+@dataclass(frozen=True)
+class LabDecision:
+    state: str  # 'send' | 'shared' | 'held'
+    partner: str | None
+
+
+def in_overlap(metric_id: int, call_id: int, overlap: float) -> bool:
+    """Whether a call is in a metric's overlap sample (handed to two reviewers): a stable hash of (metric, call)
+    under the share, so every process agrees without asking anyone."""
+    if overlap <= 0:
+        return False
+    digest = hashlib.sha256(f"cekura-labs overlap {metric_id}:{call_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < overlap
+
+
+def _free_slot(held: Sequence[Row[Any]]) -> int:
+    used = {int(row.slot) for row in held}
+    return next(slot for slot in range(len(used) + 1) if slot not in used)
 
 
 LEDGERS = "ledgers"
@@ -633,3 +675,165 @@ class Ledger:
             rows = db.execute(select(validations.c.id, validations.c.report)
                               .where(validations.c.session_id == session_id).order_by(validations.c.id)).all()
         return [(int(r[0]), json.loads(r[1])) for r in rows]
+
+    # ---- team review: the overlap plan and the call leases (services/team.py) ------------------
+    # Each decision is taken in the exclusive write transaction, so two reviewers (any process, any host)
+    # never both get one call outside the overlap sample, and one verdict of a shared pair sends its Lab entry.
+
+    def set_overlap(self, metric_id: int, agent_id: int, overlap: float) -> None:
+        now = time.time()
+        with self._db.write() as db:
+            changed = db.execute(update(review_plans).where(review_plans.c.metric_id == metric_id)
+                                 .values(agent_id=agent_id, overlap=overlap, set_by=owner(), set_at=now))
+            if changed.rowcount == 0:
+                db.execute(insert(review_plans).values(metric_id=metric_id, agent_id=agent_id, overlap=overlap,
+                                                       set_by=owner(), set_at=now))
+
+    def overlap_of(self, metric_id: int) -> float:
+        with self._db.read() as db:
+            found = db.execute(select(review_plans.c.overlap).where(review_plans.c.metric_id == metric_id)).scalar()
+        return float(found or 0.0)
+
+    def lease_call(self, metric_id: int, reviewer: str, candidates: Sequence[int], *, overlap: float, now: float,
+                   ttl: float) -> int | None:
+        """The call to hand this reviewer: the first of `candidates` (best first) they already hold, else the first
+        with a free slot (one per call; two in the overlap sample, never both to one reviewer), taking an expired
+        lease over. None when every candidate is in other hands."""
+        if not candidates:
+            return None
+        wanted = list(dict.fromkeys(candidates))
+        with self._db.write() as db:
+            rows = db.execute(select(review_leases).where(review_leases.c.metric_id == metric_id,
+                                                          review_leases.c.call_id.in_(wanted))).all()
+            taken: dict[int, list[Row[Any]]] = {}
+            for row in rows:
+                taken.setdefault(int(row.call_id), []).append(row)
+            mine = next((call_id for call_id in wanted for row in taken.get(call_id, [])
+                         if row.reviewer == reviewer and row.state == "leased"), None)
+            if mine is not None:
+                db.execute(update(review_leases).where(review_leases.c.metric_id == metric_id,
+                                                       review_leases.c.call_id == mine,
+                                                       review_leases.c.reviewer == reviewer)
+                           .values(expires_at=now + ttl, updated_at=now))
+                return mine
+            for call_id in wanted:
+                held = taken.get(call_id, [])
+                if any(row.reviewer == reviewer for row in held):
+                    continue
+                live = [row for row in held if row.state == "done" or float(row.expires_at) > now]
+                if len(live) >= (2 if in_overlap(metric_id, call_id, overlap) else 1):
+                    continue
+                stale = next((row for row in held if row.state == "leased" and float(row.expires_at) <= now), None)
+                if stale is not None:
+                    db.execute(update(review_leases).where(review_leases.c.metric_id == metric_id,
+                                                           review_leases.c.call_id == call_id,
+                                                           review_leases.c.slot == stale.slot)
+                               .values(reviewer=reviewer, state="leased", expires_at=now + ttl, updated_at=now))
+                else:
+                    db.execute(insert(review_leases).values(
+                        metric_id=metric_id, call_id=call_id, slot=_free_slot(held), reviewer=reviewer,
+                        state="leased", expires_at=now + ttl, updated_at=now))
+                return call_id
+        return None
+
+    def release_lease(self, metric_id: int, call_id: int, reviewer: str) -> None:
+        """A skipped call goes back to the team."""
+        with self._db.write() as db:
+            db.execute(delete(review_leases).where(review_leases.c.metric_id == metric_id,
+                                                   review_leases.c.call_id == call_id,
+                                                   review_leases.c.reviewer == reviewer,
+                                                   review_leases.c.state == "leased"))
+
+    def finish_lease(self, metric_id: int, call_id: int, reviewer: str, *, now: float) -> None:
+        """A verdict makes the reviewer's hold on the call permanent (recorded even on a call the queue never
+        handed them, so the team's queue sees it judged)."""
+        with self._db.write() as db:
+            changed = db.execute(update(review_leases).where(review_leases.c.metric_id == metric_id,
+                                                             review_leases.c.call_id == call_id,
+                                                             review_leases.c.reviewer == reviewer)
+                                 .values(state="done", updated_at=now))
+            if changed.rowcount == 0:
+                held = db.execute(select(review_leases).where(review_leases.c.metric_id == metric_id,
+                                                              review_leases.c.call_id == call_id)).all()
+                db.execute(insert(review_leases).values(metric_id=metric_id, call_id=call_id, slot=_free_slot(held),
+                                                        reviewer=reviewer, state="done", expires_at=now,
+                                                        updated_at=now))
+
+    def leased_calls(self, metric_id: int) -> set[int]:
+        with self._db.read() as db:
+            return {int(c) for c in db.execute(select(review_leases.c.call_id).distinct()
+                                               .where(review_leases.c.metric_id == metric_id)).scalars()}
+
+    def leases_of(self, metric_id: int) -> list[Lease]:
+        """Every lease on a metric (the load test checks them)."""
+        with self._db.read() as db:
+            rows = db.execute(select(review_leases).where(review_leases.c.metric_id == metric_id)
+                              .order_by(review_leases.c.call_id, review_leases.c.slot)).all()
+        return [Lease(int(r.call_id), int(r.slot), str(r.reviewer), str(r.state), float(r.expires_at)) for r in rows]
+
+    def reviewers_of(self, metric_id: int, agent_id: int) -> set[str]:
+        """Everyone with a review session on this metric."""
+        with self._db.read() as db:
+            return {str(o) for o in db.execute(select(review_sessions.c.owner).distinct().where(
+                review_sessions.c.metric_id == metric_id, review_sessions.c.agent_id == agent_id)).scalars()}
+
+    def team_verdicts(self, metric_id: int, agent_id: int) -> list[TeamVerdict]:
+        """Every reviewer's sent verdicts on the metric (all owners: the team's agreement is shared)."""
+        query = (select(reviews.c.id, reviews.c.call_id, review_sessions.c.owner, reviews.c.expected,
+                        reviews.c.lab_state)
+                 .select_from(reviews.join(review_sessions, review_sessions.c.id == reviews.c.session_id))
+                 .where(reviews.c.metric_id == metric_id, review_sessions.c.agent_id == agent_id,
+                        reviews.c.vote_state == "sent").order_by(reviews.c.id))
+        with self._db.read() as db:
+            rows = db.execute(query).all()
+        return [TeamVerdict(int(r[0]), int(r[1]), str(r[2]), json.loads(r[3]), str(r[4])) for r in rows]
+
+    def settle_lab(self, review_id: int, agrees: Callable[[Any, Any], bool]) -> LabDecision:
+        """Whether this verdict on a call of the overlap sample sends its Lab entry now: 'send' when the other
+        reviewer's verdict is in and agrees (theirs becomes 'shared': one entry for the pair), 'shared' when theirs
+        was already sent, 'held' while the other verdict is missing or disagrees."""
+        with self._db.write() as db:
+            me = db.execute(select(reviews.c.metric_id, reviews.c.call_id, reviews.c.expected, reviews.c.lab_state,
+                                   review_sessions.c.owner, review_sessions.c.agent_id)
+                            .select_from(reviews.join(review_sessions, review_sessions.c.id == reviews.c.session_id))
+                            .where(reviews.c.id == review_id)).first()
+            if me is None:
+                return LabDecision("held", None)
+            partner = db.execute(
+                select(reviews.c.id, review_sessions.c.owner, reviews.c.expected, reviews.c.lab_state,
+                       reviews.c.test_set_id)
+                .select_from(reviews.join(review_sessions, review_sessions.c.id == reviews.c.session_id))
+                .where(reviews.c.metric_id == me.metric_id, reviews.c.call_id == me.call_id,
+                       review_sessions.c.agent_id == me.agent_id, review_sessions.c.owner != me.owner,
+                       reviews.c.vote_state == "sent").order_by(reviews.c.id).limit(1)).first()
+            name = None if partner is None else str(partner.owner)
+            if me.lab_state == "shared":
+                return LabDecision("shared", name)
+            now = time.time()
+            if partner is None or not agrees(json.loads(me.expected), json.loads(partner.expected)):
+                db.execute(update(reviews).where(reviews.c.id == review_id).values(lab_state="held", updated_at=now))
+                return LabDecision("held", name)
+            if partner.lab_state in ("added", "sending", "unknown", "shared"):
+                db.execute(update(reviews).where(reviews.c.id == review_id)
+                           .values(lab_state="shared", test_set_id=partner.test_set_id, updated_at=now))
+                return LabDecision("shared", name)
+            db.execute(update(reviews).where(reviews.c.id == partner.id).values(lab_state="shared", updated_at=now))
+            db.execute(update(reviews).where(reviews.c.id == review_id).values(lab_state="waiting", updated_at=now))
+            return LabDecision("send", name)
+
+    def share_lab(self, review_id: int, test_set_id: int) -> None:
+        """The Lab entry of a shared pair was added: the other verdict of the pair names it too."""
+        with self._db.write() as db:
+            me = db.execute(select(reviews.c.metric_id, reviews.c.call_id).where(reviews.c.id == review_id)).first()
+            if me is not None:
+                db.execute(update(reviews).where(reviews.c.metric_id == me.metric_id, reviews.c.call_id == me.call_id,
+                                                 reviews.c.lab_state == "shared", reviews.c.test_set_id.is_(None))
+                           .values(test_set_id=test_set_id))
+
+    def revise_review(self, review_id: int, *, agreed: bool, result_was: str | None, expected: Any,
+                      feedback: str) -> None:
+        """A held verdict on a shared call, given again (the two reviewers settling): sent again, settled again."""
+        with self._db.write() as db:
+            db.execute(update(reviews).where(reviews.c.id == review_id).values(
+                agreed=int(agreed), result_was=result_was, expected=json.dumps(expected), feedback=feedback,
+                vote_state="sending", lab_state="waiting", updated_at=time.time()))
