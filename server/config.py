@@ -71,6 +71,9 @@ class Settings(BaseSettings):
                     "teach the optimizer nothing).")
     poll_interval_seconds: float = Field(default=1.0, gt=0, le=30, validation_alias="CEKURA_LABS_POLL_INTERVAL")
     feedback_threshold: int = Field(default=6, ge=1, validation_alias="CEKURA_LABS_FEEDBACK_THRESHOLD")
+    review_lease_seconds: float = Field(
+        default=900.0, gt=0, validation_alias="CEKURA_LABS_REVIEW_LEASE_SECONDS",
+        description="How long a call handed to a reviewer stays theirs without a verdict or a skip.")
     log_format: Literal["console", "json"] = Field(default="console", validation_alias="CEKURA_LABS_LOG_FORMAT")
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", validation_alias="CEKURA_LABS_LOG_LEVEL"

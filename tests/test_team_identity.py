@@ -7,42 +7,24 @@ from __future__ import annotations
 import io
 import json
 import os
-import socket
 import sqlite3
 import stat
-import threading
-import time
 from collections.abc import Iterator
-from contextlib import redirect_stderr, redirect_stdout
-from dataclasses import dataclass
+from contextlib import redirect_stderr
 from pathlib import Path
 
 import httpx
-import httpx2
 import pytest
-import uvicorn
-from cekura_labs_mcp.server.app import build_server
 from cekura_labs_mcp.server.cli import main
 from cekura_labs_mcp.server.config import Settings
 from cekura_labs_mcp.server.errors import LabsError
-from cekura_labs_mcp.server.remote import http_app
 from cekura_labs_mcp.server.reviewers import ReviewerDirectory, digest_of, read_reviewers
-from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
-from support import FAST_RETRY, LOG_SINK, SANDBOX_KEY, TOOL_OUTPUTS, SandboxAdmin, ToolFailed, call
+from support import LOG_SINK, SANDBOX_KEY, TOOL_OUTPUTS, SandboxAdmin, ToolFailed, call
+from team_support import Team, add, team_server
 
 INIT = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
         "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}}
 ACCEPT = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
-
-
-def add(path: Path, name: str, *extra: str) -> str:
-    """`cekura-labs-mcp reviewer add NAME`: the token is the only thing on stdout."""
-    out, err = io.StringIO(), io.StringIO()
-    with redirect_stdout(out), redirect_stderr(err):
-        code = main(["reviewer", "add", name, "--file", str(path), *extra])
-    assert code == 0, err.getvalue()
-    return out.getvalue().strip()
 
 
 def test_reviewer_add_prints_the_token_once_and_stores_only_its_digest(tmp_path: Path) -> None:
@@ -75,45 +57,10 @@ def test_a_malformed_reviewers_file_is_refused_in_one_line(tmp_path: Path) -> No
         ReviewerDirectory(path)
 
 
-@dataclass
-class Team:
-    url: str
-    tokens: dict[str, str]
-    seen: list[str]
-    ledger_path: Path
-
-    def client(self, token: str) -> Client:
-        async def keep(response: httpx2.Response) -> None:
-            body = (await response.aread()).decode("utf-8", "replace")
-            self.seen.append(f"{response.status_code} {dict(response.headers)} {body}")
-
-        http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=30,
-                                  event_hooks={"response": [keep]})
-        return Client(streamable_http_client(self.url, http_client=http), mode="legacy")
-
-
 @pytest.fixture
 def team(settings: Settings, tmp_path: Path) -> Iterator[Team]:
-    path = tmp_path / "reviewers.json"
-    tokens = {name: add(path, name) for name in ("ana", "ben")}
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = int(sock.getsockname()[1])
-    configured = settings.model_copy(update={"reviewers_file": path})
-    app = http_app(build_server(configured, retry=FAST_RETRY), configured, "127.0.0.1", port, stateless=True)
-    server = uvicorn.Server(uvicorn.Config(app, log_config=None, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "the HTTP server did not start"
-        time.sleep(0.01)
-    try:
-        yield Team(f"http://127.0.0.1:{port}/mcp", tokens, [], configured.ledger_path)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
+    with team_server(settings, tmp_path) as running:
+        yield running
 
 
 def test_a_wrong_token_gets_a_clear_401_that_echoes_nothing(team: Team) -> None:
@@ -132,15 +79,17 @@ def test_a_wrong_token_gets_a_clear_401_that_echoes_nothing(team: Team) -> None:
 async def test_the_ledger_records_which_reviewer_did_what(team: Team, sandbox: SandboxAdmin) -> None:
     agent = sandbox.info()["main_agent_id"]
     metric = sandbox.metric_named("one question")["id"]
-    async with team.client(team.tokens["ana"]) as ana, team.client(team.tokens["ben"]) as ben:
+    async with team.client("ana") as ana, team.client("ben") as ben:
         with pytest.raises(ToolFailed, match="confirmation_required"):
             await call(ana, "rerun_evaluation", {"agent_id": agent, "call_ids": "all"})
         picked = await call(ben, "next_review", {"agent_id": agent, "metric_id": metric})
         call_id = picked["call"]["id"]
         await call(ben, "record_review", {"agent_id": agent, "metric_id": metric, "call_id": call_id, "agree": True})
-        assert [e["decision"] for e in (await call(ana, "spend_log", {}))["entries"]] == ["needs_confirmation"]
-        assert (await call(ben, "spend_log", {}))["entries"] == []
-    db = sqlite3.connect(team.ledger_path)
+        # The spend log is the organisation's: Ben sees Ana's spend, under her name.
+        for reviewer in (ana, ben):
+            logged = (await call(reviewer, "spend_log", {}))["entries"]
+            assert [(e["decision"], e["by"]) for e in logged] == [("needs_confirmation", "ana")]
+    db = sqlite3.connect(team.settings.ledger_path)
     try:
         owners = {row[0] for row in db.execute("SELECT owner FROM audit").fetchall()}
         voters = db.execute("SELECT s.owner, r.call_id, r.vote_state FROM reviews r JOIN review_sessions s"

@@ -25,11 +25,14 @@ async def start_review(
     auto_improve: Annotated[bool | None, Field(
         description="true: once enough feedback is in, start auto-improve without being asked again (the "
                     "proposal is still only applied on the person's yes). Omit to keep the current setting.")] = None,
+    overlap: Annotated[float | None, Field(
+        description="Team review: share of calls also given to a second reviewer.", ge=0, le=0.5)] = None,
 ) -> Progress:
     """Open (or resume) the review session for a metric: the server remembers every review in its ledger across
     restarts, checks any write a crash interrupted, and reports progress toward the feedback auto-improve needs.
     Ask the person once whether auto-improve should start by itself, and pass their answer as auto_improve."""
-    return await run_context(ctx).review.start(agent_id=agent_id, metric_id=metric_id, auto_improve=auto_improve)
+    return await run_context(ctx).review.start(agent_id=agent_id, metric_id=metric_id, auto_improve=auto_improve,
+                                               overlap=overlap)
 
 
 @tool_errors

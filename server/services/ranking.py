@@ -112,13 +112,15 @@ def value_key(value: str | None) -> str:
 
 def rank_candidates(
     rows: Sequence[CallRow], metric: Metric, *, skip: set[int], reviewed_values: Sequence[str],
-    balance: bool = True,
+    balance: bool = True, keep: set[int] | None = None,
 ) -> list[Candidate]:
     """Unreviewed calls, most likely misjudged first. `reviewed_values` are the results (as shown) of the calls
-    already reviewed in the session: they decide which side the balance rule leans to."""
+    already reviewed in the session: they decide which side the balance rule leans to. `keep`: calls ranked even
+    though Cekura shows them reviewed (the team's own, whose leases say whether a second reviewer may have them)."""
     sample = Sample.of(rows, metric)
+    kept = keep or set()
     ranked = [sample.candidate(row) for row in rows
-              if row.id in sample.results and row.id not in skip and not row.is_reviewed]
+              if row.id in sample.results and row.id not in skip and (not row.is_reviewed or row.id in kept)]
     ranked.sort(key=lambda c: (-c.score, -c.row.id))
     if balance:
         ranked = _balanced(ranked, metric, reviewed_values)

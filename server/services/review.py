@@ -13,7 +13,7 @@ from cekura_labs_mcp.server.cekura.models import CallRow, Metric, MetricFeedback
 from cekura_labs_mcp.server.cekura.results import Reading, read_result
 from cekura_labs_mcp.server.config import Settings
 from cekura_labs_mcp.server.errors import CekuraError, InputError, OutcomeUnknownError, RunFailedError
-from cekura_labs_mcp.server.ledger import Ledger, Review, Session
+from cekura_labs_mcp.server.ledger import Ledger, Review, Session, in_overlap, owner
 from cekura_labs_mcp.server.presenting import moments
 from cekura_labs_mcp.server.services.analysis import check_disagreement, mentions_outcome
 from cekura_labs_mcp.server.services.calls import CallReview, review_view
@@ -24,6 +24,7 @@ from cekura_labs_mcp.server.services.improve import (
     auto_improve_due,
 )
 from cekura_labs_mcp.server.services.ranking import NUMERIC, rank_candidates
+from cekura_labs_mcp.server.services.team import MAX_OVERLAP, TeamAgreement, describe, same, team_agreement
 from cekura_labs_mcp.server.values import agreed_value, display, expected_from_input
 from pydantic import BaseModel, Field
 
@@ -42,6 +43,8 @@ class Progress(BaseModel):
     needed: int
     auto_improve: bool
     check: list[str] = Field(default_factory=list, description="Writes whose outcome must be checked by hand.")
+    team: TeamAgreement | None = Field(default=None, description="Set when several reviewers work on this metric: "
+                                       "their agreement on shared calls, and disagreements to settle.")
 
 
 class NextReview(BaseModel):
@@ -70,11 +73,17 @@ class ReviewService:
 
     # ---- session -------------------------------------------------------------------------
 
-    async def start(self, *, agent_id: int, metric_id: int, auto_improve: bool | None) -> Progress:
+    async def start(self, *, agent_id: int, metric_id: int, auto_improve: bool | None,
+                    overlap: float | None = None) -> Progress:
         metric = await self._client.get_metric(metric_id)
+        if overlap is not None and not 0 <= overlap <= MAX_OVERLAP:
+            raise InputError("overlap", f"{overlap} is not a share of calls between 0 and {MAX_OVERLAP}.",
+                             "Pass e.g. 0.2 to hand one call in five to two reviewers, or 0 for none.")
         session = self._ledger.open_session(metric_id, agent_id, self._settings.feedback_threshold)
         if auto_improve is not None:
             self._ledger.update_session(session.id, auto_improve=auto_improve)
+        if overlap is not None:
+            self._ledger.set_overlap(metric_id, agent_id, overlap)
         await self._reconcile(session)
         return self._progress(self._ledger.session(session.id), metric)
 
@@ -96,10 +105,11 @@ class ReviewService:
                                           review.expected, review.feedback)
             if review.lab_state == "sending":
                 self._ledger.mark_lab(review.id, "unknown", answer="interrupted while adding to the Lab")
-            elif review.lab_state in ("waiting", "failed"):
+            elif review.lab_state in ("waiting", "failed") and review.vote_state == "sent":
                 # Never attempted (the ledger marks 'sending' before the request), or refused in a way that
-                # proves it was not applied (429, 4xx, no connection): safe to send now.
-                await self._add_to_lab(review.id, review.call_id, review.metric_id, review.expected, review.feedback)
+                # proves it was not applied (429, 4xx, no connection): safe to send now (a shared call only once
+                # both reviewers agree).
+                await self._lab_entry(review.id, review.call_id, review.metric_id, review.expected, review.feedback)
 
     def _settling(self, review: Review) -> float:
         """Seconds before an unanswered vote can be told apart from a lost one (twice the HTTP timeout)."""
@@ -123,8 +133,17 @@ class ReviewService:
             session_id=session.id, metric=f"{metric.id}: {metric.name}", reviewed=len(reviews), skipped=skipped,
             agreed=sum(r.agreed for r in reviews), disagreed=sum(not r.agreed for r in reviews),
             feedback=sum(1 for r in reviews if r.lab_state == "added"), needed=session.feedback_threshold,
-            auto_improve=session.auto_improve, check=checks,
+            auto_improve=session.auto_improve, check=checks, team=self._team(session),
         )
+
+    def _team(self, session: Session) -> TeamAgreement | None:
+        """The team's agreement on this metric, when there is a team: an overlap sample, or another reviewer."""
+        overlap = self._ledger.overlap_of(session.metric_id)
+        reviewers = self._ledger.reviewers_of(session.metric_id, session.agent_id)
+        if overlap <= 0 and len(reviewers - {owner()}) == 0:
+            return None
+        return team_agreement(self._ledger.team_verdicts(session.metric_id, session.agent_id), me=owner(),
+                              overlap=overlap, reviewers=len(reviewers | {owner()}))
 
     # ---- queue ---------------------------------------------------------------------------
 
@@ -137,13 +156,27 @@ class ReviewService:
         reviews = self._ledger.reviews(session.id)
         done = {r.call_id for r in reviews}
         rows = [r for r in await self._sample(agent_id) if r.metric(metric_id) is not None]
-        # Skips say nothing about either side, so only verdicts steer the balance rule.
-        ranked = rank_candidates(rows, metric, skip=done,
+        # Skips say nothing about either side, so only verdicts steer the balance rule. Calls the team has leased
+        # are ranked even once Cekura shows them reviewed: the leases decide who else may still have them.
+        ranked = rank_candidates(rows, metric, skip=done, keep=self._ledger.leased_calls(metric_id),
                                  reviewed_values=[r.result_was or "" for r in reviews if r.vote_state != "skipped"])
+        # The lease is taken in the ledger's write transaction: no other reviewer, in any process, gets this call
+        # (outside the overlap sample) until it is skipped or its lease expires.
+        if self._settings.read_only:  # a look records nothing, so it holds no call back from the reviewers
+            leased = ranked[0].row.id if ranked else None
+        else:
+            leased = self._ledger.lease_call(metric_id, owner(), [c.row.id for c in ranked],
+                                             overlap=self._ledger.overlap_of(metric_id), now=time.time(),
+                                             ttl=self._settings.review_lease_seconds)
         progress = self._progress(session, metric)
-        if not ranked:
-            return NextReview(progress=progress, why_picked=["every call in the sample is reviewed or skipped"])
-        row, reasons = ranked[0].row, ranked[0].reasons
+        picked = next((c for c in ranked if c.row.id == leased), None)
+        if picked is None:
+            why = "every call in the sample is reviewed, skipped, or in another reviewer's hands" if ranked else \
+                "every call in the sample is reviewed or skipped"
+            return NextReview(progress=progress, why_picked=[why])
+        row, reasons = picked.row, picked.reasons
+        if in_overlap(metric_id, row.id, self._ledger.overlap_of(metric_id)):
+            reasons = [*reasons, "in the team's overlap sample: a second reviewer judges it too"]
         detail = await self._client.get_call(row.id)
         result = detail.metric(metric_id)
         cited = moments(result.explanation) if result else []
@@ -176,10 +209,10 @@ class ReviewService:
         await self._reconcile(session)
         earlier = next((r for r in self._ledger.reviews(session.id)
                         if r.call_id == call_id and r.vote_state != "skipped"), None)
-        if earlier is not None and earlier.vote_state == "sent":
+        if earlier is not None and earlier.vote_state == "sent" and earlier.lab_state != "held":
             raise InputError("call_id", f"call {call_id} is already reviewed in this session.",
                              "Call next_review for the next call.")
-        if earlier is not None:
+        if earlier is not None and earlier.vote_state != "sent":
             wait = max(1, round(self._settling(earlier)))
             raise OutcomeUnknownError(
                 f"The earlier vote on call {call_id}", "Cekura does not show it yet, and it may still arrive",
@@ -193,10 +226,17 @@ class ReviewService:
         reading = read_result(result, metric)
         expected, feedback = self._feedback(metric, reading, agree, expected_value, reason, insist)
         self._ledger.forget_skip(session.id, call_id)
-        review_id = self._ledger.begin_review(session.id, call_id=call_id, metric_id=metric_id, agreed=agree,
-                                              result_was=reading.text, expected=expected, feedback=feedback)
-        await self._send_vote(review_id, call_id, metric_id, agree, expected, feedback)
-        lab_note = await self._add_to_lab(review_id, call_id, metric_id, expected, feedback)
+        if earlier is not None:
+            # A shared call still held (waiting for, or disagreeing with, the other reviewer): the verdict is revised.
+            self._ledger.revise_review(earlier.id, agreed=agree, result_was=reading.text, expected=expected,
+                                       feedback=feedback)
+            review_id = earlier.id
+        else:
+            review_id = self._ledger.begin_review(session.id, call_id=call_id, metric_id=metric_id, agreed=agree,
+                                                  result_was=reading.text, expected=expected, feedback=feedback)
+        await self._send_vote(review_id, call_id, metric_id, agree, expected, feedback, revised=earlier is not None)
+        self._ledger.finish_lease(metric_id, call_id, owner(), now=time.time())
+        lab_note = await self._lab_entry(review_id, call_id, metric_id, expected, feedback)
         session = self._ledger.session(session.id)
         # The verdict is recorded: a failure from here on is reported with it, never instead of it.
         after = ""
@@ -228,6 +268,7 @@ class ReviewService:
             self._ledger.skip_review(session.id, call_id=call_id, metric_id=metric_id,
                                      result_was=read_result(result, metric).text if result else None,
                                      note=reason.strip())
+        self._ledger.release_lease(metric_id, call_id, owner())  # another reviewer may take it
         return RecordedReview(
             recorded=f"Skipped call {call_id}: kept in this session only, nothing sent to Cekura; it will not come "
                      "back in this session.",
@@ -255,7 +296,7 @@ class ReviewService:
         return expected, text
 
     async def _send_vote(self, review_id: int, call_id: int, metric_id: int, agree: bool, expected: Any,
-                         feedback: str) -> None:
+                         feedback: str, *, revised: bool = False) -> None:
         try:
             answer = await self._client.mark_metric_vote(call_id, metric_id=metric_id, thumbs_up=agree,
                                                          expected_value=expected, feedback=feedback)
@@ -263,9 +304,28 @@ class ReviewService:
             # Left as 'sending': the next start_review checks whether it landed.
             raise
         except CekuraError:
-            self._ledger.forget_review(review_id)
+            if not revised:  # a revision's first vote did land: the review stays, marked as not re-sent
+                self._ledger.forget_review(review_id)
+            else:
+                self._ledger.mark_vote(review_id, "sent", "the revised vote was refused; the earlier one stands")
             raise
         self._ledger.mark_vote(review_id, "sent", answer)
+
+    async def _lab_entry(self, review_id: int, call_id: int, metric_id: int, expected: Any, feedback: str) -> str:
+        """The Lab entry of a verdict: sent at once, except on a call of the overlap sample, where it is sent once
+        both reviewers' verdicts are in and agree (by whichever verdict completes the pair), and held otherwise."""
+        if not in_overlap(metric_id, call_id, self._ledger.overlap_of(metric_id)):
+            return await self._add_to_lab(review_id, call_id, metric_id, expected, feedback)
+        decision = self._ledger.settle_lab(review_id, same)
+        if decision.state == "held" and decision.partner is None:
+            return "the Lab entry is held until the second reviewer judges this call (overlap sample)."
+        if decision.state == "held":
+            return (f"the Lab entry is held: {decision.partner} judged this call differently. Settle it together; "
+                    "either of you records the call again with the agreed verdict.")
+        if decision.state == "shared":
+            return f"{decision.partner} agreed; their Lab entry covers this call."
+        note = await self._add_to_lab(review_id, call_id, metric_id, expected, feedback)
+        return f"{decision.partner} agreed; {note}"
 
     async def _add_to_lab(self, review_id: int, call_id: int, metric_id: int, expected: Any, feedback: str) -> str:
         self._ledger.mark_lab(review_id, "sending")
@@ -280,6 +340,7 @@ class ReviewService:
             self._ledger.mark_lab(review_id, "failed", answer=exc.message)
             return f"the Lab entry was refused: {exc.message}"
         self._ledger.mark_lab(review_id, "added", test_set.id)
+        self._ledger.share_lab(review_id, test_set.id)  # the other reviewer's agreeing verdict on a shared call
         return f"added to the Lab (test set {test_set.id})."
 
     # ---- hands-free auto-improve ---------------------------------------------------------
@@ -315,7 +376,8 @@ class ReviewService:
             return ImprovementResult(progress_id=started.progress_id, done=False, metric_id=metric.id,
                                      message=f"Auto-improve is running, but waiting for it failed: {exc.message} "
                                              "Call poll_progress with this progress_id to resume.")
-        result.used = mix.describe()
+        team = self._team(session)
+        result.used = mix.describe() + (f"; {describe(team)}" if team is not None else "")
         if result.done:
             self._ledger.finish_improvement(improvement_id, result.status or "completed", result.model_dump())
         return result
