@@ -159,7 +159,9 @@ def test_review_card_shows_the_call_under_review(host: HostPage, sandbox: Sandbo
         expect(shown.nth(i)).to_have_attribute("data-t", turn["t"])
     cited = view.locator('[data-testid="turn"][data-cited="true"]')
     expect(cited).to_have_attribute("data-t", call["metric"]["moments"][0])
-    expect(view.get_by_test_id("question")).to_have_text(review["question"])
+    # The card asks the person in their terms (the tool result's question is worded for the assistant).
+    expect(view.get_by_test_id("question")).to_have_text(
+        f"Is {call['metric']['value']} right for this call? If not: which value is, and which moment shows it?")
     assert votes(sandbox) == []
     host.screenshot("review-card-light")
 
