@@ -140,3 +140,60 @@ async def test_text_answers_carry_everything_the_views_read(settings: Settings, 
         review = await call(client, "next_review", {"agent_id": agent, "metric_id": metric["id"]})
         assert review["call"]["metric"]["explanation"] and review["call"]["transcript"]["turns"]
         assert review["why_picked"] and review["progress"]["needed"] > 0
+
+
+def _interfaces(source: str) -> dict[str, set[str]]:
+    """Each `export interface` of ui/src/shared/types.ts and its top-level field names (nested object types
+    are skipped; `extends` adds the parent's fields)."""
+    found: dict[str, set[str]] = {}
+    for match in re.finditer(r"export interface (\w+)(?: extends (\w+))? \{", source):
+        depth, text, i = 1, [], match.end()
+        while depth:
+            char = source[i]
+            depth += {"{": 1, "}": -1}.get(char, 0)
+            if depth == 1 and char not in "{}":
+                text.append(char)
+            i += 1
+        fields = {m.group(1) for part in re.split(r"[;\n]", "".join(text))
+                  if (m := re.match(r"\s*(\w+)\??\s*:", part))}
+        found[match.group(1)] = fields | found.get(match.group(2) or "", set())
+    return found
+
+
+def test_what_the_views_read_is_what_the_tools_answer() -> None:
+    """The views' types name fields of the server's models: a renamed or dropped field fails here, not silently
+    in a host's iframe."""
+    from cekura_labs_mcp.server.services.calls import CallReview
+    from cekura_labs_mcp.server.services.improve import ImprovementResult, PatchPreview, QuestionView, ScoreView
+    from cekura_labs_mcp.server.services.review import NextReview, Progress, RecordedReview
+    from cekura_labs_mcp.server.services.validation import (
+        Change,
+        ChangeToJudge,
+        FixedCall,
+        FreshReport,
+        GroupReport,
+        RegressionCheck,
+        Scores,
+    )
+    from cekura_labs_mcp.tools.calls import MetricDetail
+    from pydantic import BaseModel
+
+    models: dict[str, type[BaseModel]] = {
+        "Progress": Progress, "NextReview": NextReview, "RecordedReview": RecordedReview, "CallReview": CallReview,
+        "ImprovementResult": ImprovementResult, "ScoreView": ScoreView, "Question": QuestionView,
+        "PatchPreview": PatchPreview, "Scores": Scores, "Change": Change, "FixedCall": FixedCall,
+        "GroupReport": GroupReport, "FreshReport": FreshReport, "ChangeToJudge": ChangeToJudge,
+        "RegressionCheck": RegressionCheck, "MetricDefinition": MetricDetail,
+    }
+    interfaces = _interfaces((UI_SOURCES / "shared" / "types.ts").read_text(encoding="utf-8"))
+    assert set(models) <= set(interfaces), set(models) - set(interfaces)
+    for name, model in models.items():
+        fields = {f.alias or key for key, f in model.model_fields.items()}
+        assert interfaces[name] <= fields, f"{name}: the views read {sorted(interfaces[name] - fields)}, not sent"
+    from cekura_labs_mcp.server.presenting import Transcript, Turn
+    from cekura_labs_mcp.server.services.calls import MetricView
+
+    # The nested shapes the card reads: the metric under review, the transcript and its turns.
+    assert {"id", "name", "value", "unreadable", "explanation", "moments"} <= set(MetricView.model_fields)
+    assert {"note", "turns", "shown", "total_turns"} <= set(Transcript.model_fields)
+    assert interfaces["Turn"] == set(Turn.model_fields)
