@@ -439,3 +439,68 @@ def test_report_view_shows_the_check_and_lists_the_judged_fresh_changes(host: Ho
         assert {cell: n for cell, n in shown.items() if n} == nonzero(fresh[key]["matrix"]), testid
     expect(view.get_by_test_id("report-status")).to_have_text(final["status"])
     host.screenshot("report")
+
+
+def select_label(value: Any) -> str:
+    """A value as the views' selects name it."""
+    return "N/A" if value in (None, "N/A") else str(value).upper()
+
+
+def test_a_whole_review_in_the_card_ends_in_a_proposal_applied_from_it(host: HostPage, sandbox: SandboxAdmin) -> None:
+    """The labs cycle's heart inside the conversation: every verdict given in the card (agree, or disagree with the
+    right value and why, as the demo's careful person answers), until the feedback starts auto-improve; the card then
+    shows the proposal, and Apply there patches the metric."""
+    ids = review_ids(sandbox)
+    truth = sandbox.truth(ids["metric_id"])
+    host.mcp.structured("start_review", {**ids, "auto_improve": True})
+    view = host.show("next_review", ids)
+    ready(view, "review-card")
+    review = host.shown_result["structuredContent"]
+    before = metric_description(sandbox, ids["metric_id"])
+    improvement = None
+    for count in range(1, 20):
+        expect(view.get_by_test_id("result")).to_contain_text(f"Call {review['call']['id']}")
+        answer = person_from_truth(truth, review)
+        if answer["agree"]:
+            view.get_by_test_id("btn-agree").click()
+        else:
+            view.get_by_test_id("btn-disagree").click()
+            view.get_by_test_id("expected-value").select_option(select_label(answer["expected_value"]))
+            view.get_by_test_id("reason").fill(answer["reason"])
+            view.get_by_test_id("btn-submit-disagree").click()
+        recorded = host.wait_for_tool_call("record_review", count)
+        assert recorded["arguments"]["call_id"] == review["call"]["id"]
+        outcome = recorded["result"]["structuredContent"]
+        if outcome.get("improvement"):
+            improvement = outcome["improvement"]
+            break
+        review = outcome["next"]
+    assert improvement is not None and improvement["done"], "auto-improve never ran from the card"
+    assert [v["body"]["thumbs_up"] for v in votes(sandbox)].count(False) == outcome["progress"]["disagreed"]
+
+    proposal = view.get_by_test_id("improvement")
+    expect(proposal.get_by_test_id("score-new")).to_have_text(score_text(improvement["new_score"]))
+    expect(proposal.locator('[data-testid="diff-new"].add')).to_have_text(diff_lines(improvement["diff"], "+"))
+    host.screenshot("review-card-proposal")
+    assert metric_description(sandbox, ids["metric_id"]) == before
+    proposal.get_by_test_id("btn-apply").click()
+    applied = host.wait_for_tool_call("apply_proposal")
+    assert applied["arguments"]["decision"] == "apply"
+    assert metric_description(sandbox, ids["metric_id"]) == improvement["proposed_description"]
+    expect(proposal.get_by_test_id("status")).to_have_text(applied["result"]["structuredContent"]["message"])
+
+
+def test_a_read_only_server_shows_views_without_write_buttons(host: HostPage, sandbox: SandboxAdmin,
+                                                             settings: Settings) -> None:
+    """`serve --read-only` offers no tool that writes, and its views offer no button that would call one."""
+    with mcp_session(settings.model_copy(update={"read_only": True})) as read_only:
+        host.start(read_only)
+        ids = review_ids(sandbox)
+        view = host.show("next_review", ids)
+        ready(view, "review-card")
+        call = host.shown_result["structuredContent"]["call"]
+        expect(view.get_by_test_id("metric-explanation")).to_have_text(call["metric"]["explanation"])
+        expect(view.get_by_test_id("question")).to_be_visible()
+        for button in ("btn-agree", "btn-disagree", "btn-skip"):
+            expect(view.get_by_test_id(button)).to_have_count(0)
+        host.screenshot("review-card-read-only")
