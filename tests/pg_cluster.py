@@ -110,7 +110,8 @@ class PgCluster:
     @classmethod
     def start(cls, bindir: Path) -> PgCluster:
         runner = service_user() if os.geteuid() == 0 else None
-        root = Path(tempfile.mkdtemp(prefix="cekura-pg-"))
+        # As root, in /tmp (world-traversable) whatever TMPDIR says: the cluster's user must reach its folder.
+        root = Path(tempfile.mkdtemp(prefix="cekura-pg-", dir="/tmp" if runner is not None else None))
         if runner is not None:
             os.chown(root, runner.pw_uid, runner.pw_gid)
         password = secrets.token_hex(12)
