@@ -188,6 +188,12 @@ function callSections(review: NextReview, call: CallReview): Child[] {
     h("h2", {}, "The judge's explanation"),
     h("p", { class: "pre", testid: "metric-explanation" }, metric.explanation),
     metric.moments.length ? h("p", { class: "muted" }, `Cited moments: ${metric.moments.join(", ")}`) : null);
+  const others = Object.entries(call.other_metrics);
+  const context = others.length || Object.keys(call.metadata).length ? h("details", { testid: "call-context" },
+    h("summary", {}, "Other metrics and call details"),
+    h("ul", {}, ...others.map(([name, value]) => h("li", {}, `${name}: ${value ?? "no result"}`)),
+      ...Object.entries(call.metadata).map(([key, value]) => h("li", { class: "muted" }, `${key}: ${typeof value === "string" ? value : JSON.stringify(value)}`)))) : null;
+  if (context) result.append(context);
   const why = h("section", {},
     h("h2", {}, "Why this call"),
     h("ul", {}, ...review.why_picked.map((line) => h("li", { testid: "why-picked" }, line))));

@@ -97,6 +97,10 @@ export function drawProposal(root: HTMLElement, state: ProposalState, host: View
         : result.diff ? diffTable(result.diff)
           : h("div", {}, h("p", { class: "muted" }, "No diff (the run was read without its metric): the proposed description."),
             h("p", { class: "pre", testid: "proposed-description" }, result.proposed_description ?? ""))));
+    if (result.proposed_custom_code) {
+      parts.push(h("section", {}, h("h2", {}, `Proposed custom_code (${result.proposed_type ?? "custom_code"})`),
+        h("pre", { class: "pre code", testid: "proposed-code" }, result.proposed_custom_code)));
+    }
     if (result.unresolved_samples.length) {
       parts.push(h("section", {}, h("h2", {}, `Still wrong in the Lab (${result.unresolved})`),
         h("ul", {}, ...result.unresolved_samples.map((line) => h("li", {}, line)))));
