@@ -142,6 +142,13 @@ for skill in ("labs-metric-improvement", "interactive-review", "writing-feedback
         problems.append(f"resources/list lacks {uri}")
     elif resources[uri].get("mimeType") != "text/markdown":
         problems.append(f"{uri} is not served as text/markdown")
+for view in ("review-card", "report", "proposal"):  # MCP Apps views, as an independent client lists them
+    uri = f"ui://cekura-labs/{view}.html"
+    if resources.get(uri, {}).get("mimeType") != "text/html;profile=mcp-app":
+        problems.append(f"resources/list lacks {uri} as text/html;profile=mcp-app")
+review_tool = next((t for t in answer("tools")["tools"] if t["name"] == "next_review"), {})
+if review_tool.get("_meta", {}).get("ui", {}).get("resourceUri") != "ui://cekura-labs/review-card.html":
+    problems.append("next_review does not name its view in _meta.ui.resourceUri")
 text = answer("skill")["contents"][0].get("text", "")
 if not text.startswith("---\nname: labs-metric-improvement\n"):
     problems.append("resources/read of the labs skill did not return the SKILL.md")
