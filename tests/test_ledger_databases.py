@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 import time
 from pathlib import Path
 
@@ -17,7 +18,14 @@ from cekura_labs_mcp.server.app import build_server
 from cekura_labs_mcp.server.config import Settings
 from cekura_labs_mcp.server.db_schema import MIGRATIONS, POSTGRES_MIGRATIONS, metadata
 from cekura_labs_mcp.server.errors import LabsError
-from cekura_labs_mcp.server.ledger import Ledger, PostgresLedger, SpendRecord, acting_for, postgres_ledger
+from cekura_labs_mcp.server.ledger import (
+    Ledger,
+    PostgresLedger,
+    SpendRecord,
+    acting_for,
+    key_fingerprint,
+    postgres_ledger,
+)
 from mcp import Client
 from pg_cluster import PgCluster, find_bindir, service_user
 from pydantic import SecretStr
@@ -59,6 +67,34 @@ def test_both_migration_chains_end_in_the_declared_tables(ledger_location: Path 
         assert _columns(ledger) == declared
     finally:
         ledger.close()
+
+
+def test_a_new_ledger_opened_by_many_at_once_is_migrated_once(ledger_location: Path | PostgresLedger) -> None:
+    """Servers starting together on one new ledger (each on its own connection): one migrates, the others wait
+    for it and find it done; none fails or applies a migration twice."""
+    opened: list[Ledger] = []
+    failed: list[BaseException] = []
+    start = threading.Barrier(4)
+
+    def open_one() -> None:
+        start.wait(timeout=60)
+        try:
+            opened.append(Ledger(ledger_location, api_url="http://same.invalid", api_key="k"))
+        except BaseException as exc:
+            failed.append(exc)
+
+    threads = [threading.Thread(target=open_one) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    try:
+        assert failed == [] and len(opened) == 4
+        assert {ledger.schema_version for ledger in opened} == {len(MIGRATIONS)}
+        assert {ledger.backend for ledger in opened} == {f"http://same.invalid (key {key_fingerprint('k')})"}
+    finally:
+        for ledger in opened:
+            ledger.close()
 
 
 def test_a_sqlite_ledger_of_the_previous_release_upgrades_in_place(tmp_path: Path) -> None:
