@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import itertools
+import logging
 import os
 import random
 import re
@@ -56,12 +57,12 @@ THRESHOLD = 100
 class LoadConfig:
     processes: int = 3
     reviewers: int = 20
-    reviews_each: int = 6
+    reviews_each: int = 5
     spenders: int = 6
     spend_calls: int = 30
     overlap: float = 0.25
     sloppy_every: int = 4  # every 4th reviewer says the opposite of the truth on some calls
-    max_seconds: float = 100.0
+    max_seconds: float = 60.0
     seed: int = 11
 
 
@@ -77,6 +78,7 @@ class Tally:
     spends_allowed: int = 0
     spends_confirm: int = 0
     errors: list[str] = field(default_factory=list)
+    checks: list[str] = field(default_factory=list)  # writes the server told the reviewers to check by hand
     timed_out: int = 0
 
 
@@ -98,6 +100,7 @@ class LoadReport:
     shared_calls: int = 0
     disputed_calls: int = 0
     kappa: float | None = None
+    lab_states: dict[str, int] = field(default_factory=dict)
     evaluated_calls: int = 0
     problems: list[str] = field(default_factory=list)
 
@@ -123,6 +126,8 @@ class LoadReport:
             f"entries {self.lab_entries}, held {self.held})",
             f"shared calls judged by two: {self.shared_calls}, disputed {self.disputed_calls}, kappa between people "
             f"{'n/a' if self.kappa is None else f'{self.kappa:.2f}'}; skipped {self.tally.skipped}",
+            f"ledger Lab states: {dict(sorted(self.lab_states.items()))}; writes to check by hand: "
+            f"{len(self.tally.checks)}",
             f"tool_latency_ms: p50 {self.latency(0.5):.0f}  p95 {self.latency(0.95):.0f}",
         ]
         for tool in sorted(self.tally.latencies):
@@ -228,6 +233,15 @@ class Reviewer:
         if started is None:
             self.tally.errors.append(f"{self.name} start_review: {error}")
             return
+        await self.review(agent, metric, truth, deadline)
+        # Back at the session once more, as a reviewer would be: it resends any Lab entry a hiccup refused.
+        finished, error = await self.tool("start_review", {"agent_id": agent, "metric_id": metric})
+        if finished is None:
+            self.tally.errors.append(f"{self.name} start_review at the end: {error}")
+        else:
+            self.tally.checks += finished.get("check", [])
+
+    async def review(self, agent: int, metric: int, truth: dict[str, Any], deadline: float) -> None:
         done = 0
         while done < self.config.reviews_each and time.monotonic() < deadline:
             review, error = await self.tool("next_review", {"agent_id": agent, "metric_id": metric})
@@ -363,9 +377,14 @@ def check(report: LoadReport, admin: Admin, ledger: Ledger, metric: int, agent: 
         expected = (1 if len(people) >= 2 and agree else 0) if shared else len(people)
         report.lost_lab_entries += max(0, expected - labs[call_id])
         report.duplicated_lab_entries += max(0, labs[call_id] - expected)
+        if labs[call_id] != expected:
+            states = [(v.reviewer, v.lab_state) for v in verdicts if v.call_id == call_id]
+            report.problems.append(f"call {call_id} ({'shared' if shared else 'single'}, verdicts {people}): "
+                                   f"{labs[call_id]} Lab entries landed, {expected} expected; ledger: {states}")
     report.duplicated_lab_entries += sum(n for call_id, n in labs.items() if call_id not in tally.verdicts)
     report.lab_entries = sum(labs.values())
     report.held = sum(1 for v in verdicts if v.lab_state == "held")
+    report.lab_states = dict(Counter(v.lab_state for v in verdicts))
     pairs = [list(p.values()) for c, p in tally.verdicts.items() if in_overlap(metric, c, overlap) and len(p) >= 2]
     if len(pairs) >= 2:
         from cekura_labs_mcp.server.services.analysis import agreement
@@ -446,13 +465,15 @@ def throwaway_postgres() -> Iterator[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # The reviewers call spending tools their toolset has not listed: the SDK says so once a call; not news here.
+    logging.getLogger("client").setLevel(logging.ERROR)
     parser = argparse.ArgumentParser(prog="python -m benchmarks.team_load", description=__doc__.split("\n\n")[0])
     parser.add_argument("--processes", type=int, default=3)
     parser.add_argument("--reviewers", type=int, default=20)
-    parser.add_argument("--reviews-each", type=int, default=6)
+    parser.add_argument("--reviews-each", type=int, default=5)
     parser.add_argument("--spenders", type=int, default=6)
     parser.add_argument("--overlap", type=float, default=0.25)
-    parser.add_argument("--max-seconds", type=float, default=100.0, help="the reviewers stop after this")
+    parser.add_argument("--max-seconds", type=float, default=60.0, help="the reviewers stop after this")
     parser.add_argument("--sqlite", action="store_true", help="one shared SQLite ledger instead of PostgreSQL")
     parser.add_argument("--database-url", default=None, help="an existing PostgreSQL database to use")
     args = parser.parse_args(argv)

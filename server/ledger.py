@@ -813,10 +813,12 @@ class Ledger:
             if partner is None or not agrees(json.loads(me.expected), json.loads(partner.expected)):
                 db.execute(update(reviews).where(reviews.c.id == review_id).values(lab_state="held", updated_at=now))
                 return LabDecision("held", name)
-            if partner.lab_state in ("added", "sending", "unknown", "shared"):
+            if partner.lab_state in ("added", "sending", "unknown"):
                 db.execute(update(reviews).where(reviews.c.id == review_id)
                            .values(lab_state="shared", test_set_id=partner.test_set_id, updated_at=now))
                 return LabDecision("shared", name)
+            # The partner's verdict waits (held) or already counts on this one ('shared': this verdict claimed the
+            # pair before, and its send failed or was interrupted): this verdict sends the pair's one entry.
             db.execute(update(reviews).where(reviews.c.id == partner.id).values(lab_state="shared", updated_at=now))
             db.execute(update(reviews).where(reviews.c.id == review_id).values(lab_state="waiting", updated_at=now))
             return LabDecision("send", name)

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from cekura_labs_mcp.server.config import Settings
 from cekura_labs_mcp.server.demo import disagreement, person_from_truth
-from cekura_labs_mcp.server.ledger import Ledger, PostgresLedger, in_overlap
+from cekura_labs_mcp.server.ledger import LabDecision, Ledger, PostgresLedger, acting_for, in_overlap
+from cekura_labs_mcp.server.services.team import same
 from mcp import Client
 from support import SandboxAdmin, call
 from team_support import Team, team_server
@@ -155,5 +156,31 @@ def test_leases_hold_one_reviewer_per_call_expire_and_give_way(ledger_location: 
         assert ledger.lease_call(metric, "ana", calls, overlap=0.3, now=1201, ttl=60) == single
         held = {(lease.call_id, lease.reviewer, lease.state) for lease in ledger.leases_of(metric)}
         assert held == {(single, "ana", "leased"), (double, "ben", "done"), (double, "cy", "leased")}
+    finally:
+        ledger.close()
+
+
+def test_a_pair_entry_whose_send_failed_is_sent_again_by_the_verdict_that_claimed_it(
+        ledger_location: Path | PostgresLedger) -> None:
+    ledger = Ledger(ledger_location)
+    try:
+        given = {}
+        for name in ("ana", "ben"):
+            with acting_for(name):
+                session = ledger.open_session(5, 1, 6)
+                given[name] = ledger.begin_review(session.id, call_id=9, metric_id=5, agreed=True, result_was="TRUE",
+                                                  expected=True, feedback="Right.")
+                ledger.mark_vote(given[name], "sent")
+            if name == "ana":
+                assert ledger.settle_lab(given["ana"], same) == LabDecision("held", None)
+        assert ledger.settle_lab(given["ben"], same) == LabDecision("send", "ana")
+        ledger.mark_lab(given["ben"], "failed", answer="429")
+        # The next start_review retries Ben's entry: still his to send, and Ana's verdict still counts on it.
+        assert ledger.settle_lab(given["ben"], same) == LabDecision("send", "ana")
+        assert ledger.settle_lab(given["ana"], same) == LabDecision("shared", "ben")
+        ledger.mark_lab(given["ben"], "added", 77)
+        ledger.share_lab(given["ben"], 77)
+        states = {(v.reviewer, v.lab_state) for v in ledger.team_verdicts(5, 1)}
+        assert states == {("ana", "shared"), ("ben", "added")}
     finally:
         ledger.close()

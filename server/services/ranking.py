@@ -110,18 +110,25 @@ def value_key(value: str | None) -> str:
 # ---- the queue ------------------------------------------------------------------------------
 
 
+def score_all(rows: Sequence[CallRow], metric: Metric) -> list[Candidate]:
+    """Every call of the sample with a result, scored, most suspicious first."""
+    sample = Sample.of(rows, metric)
+    scored = [sample.candidate(row) for row in rows if row.id in sample.results]
+    scored.sort(key=lambda c: (-c.score, -c.row.id))
+    return scored
+
+
 def rank_candidates(
     rows: Sequence[CallRow], metric: Metric, *, skip: set[int], reviewed_values: Sequence[str],
-    balance: bool = True, keep: set[int] | None = None,
+    balance: bool = True, keep: set[int] | None = None, scored: Sequence[Candidate] | None = None,
 ) -> list[Candidate]:
     """Unreviewed calls, most likely misjudged first. `reviewed_values` are the results (as shown) of the calls
     already reviewed in the session: they decide which side the balance rule leans to. `keep`: calls ranked even
-    though Cekura shows them reviewed (the team's own, whose leases say whether a second reviewer may have them)."""
-    sample = Sample.of(rows, metric)
+    though Cekura shows them reviewed (the team's own, whose leases say whether a second reviewer may have them).
+    `scored`: `score_all(rows, metric)`, when the caller already has it."""
     kept = keep or set()
-    ranked = [sample.candidate(row) for row in rows
-              if row.id in sample.results and row.id not in skip and (not row.is_reviewed or row.id in kept)]
-    ranked.sort(key=lambda c: (-c.score, -c.row.id))
+    ranked = [c for c in (score_all(rows, metric) if scored is None else scored)
+              if c.row.id not in skip and (not c.row.is_reviewed or c.row.id in kept)]
     if balance:
         ranked = _balanced(ranked, metric, reviewed_values)
     return ranked

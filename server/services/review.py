@@ -8,6 +8,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import anyio
 from cekura_labs_mcp.server.cekura.client import CekuraClient
 from cekura_labs_mcp.server.cekura.models import CallRow, Metric, MetricFeedback
 from cekura_labs_mcp.server.cekura.results import Reading, read_result
@@ -23,7 +24,7 @@ from cekura_labs_mcp.server.services.improve import (
     ProgressCallback,
     auto_improve_due,
 )
-from cekura_labs_mcp.server.services.ranking import NUMERIC, rank_candidates
+from cekura_labs_mcp.server.services.ranking import NUMERIC, Candidate, rank_candidates, score_all
 from cekura_labs_mcp.server.services.team import MAX_OVERLAP, TeamAgreement, describe, same, team_agreement
 from cekura_labs_mcp.server.values import agreed_value, display, expected_from_input
 from pydantic import BaseModel, Field
@@ -70,6 +71,8 @@ class ReviewService:
         self._improve = improve
         self._settings = settings
         self._samples: dict[int, tuple[float, list[CallRow]]] = {}
+        self._sample_locks: dict[int, anyio.Lock] = {}
+        self._scores: dict[tuple[int, int], tuple[tuple[float, str], list[Candidate]]] = {}
 
     # ---- session -------------------------------------------------------------------------
 
@@ -119,16 +122,16 @@ class ReviewService:
         return self._ledger.open_session(metric_id, agent_id, self._settings.feedback_threshold)
 
     def _progress(self, session: Session, metric: Metric) -> Progress:
-        reviews = [r for r in self._ledger.reviews(session.id) if r.vote_state == "sent"]
-        checks = [f"call {r.call_id}: Lab entry outcome unknown" for r in self._ledger.reviews(session.id)
-                  if r.lab_state == "unknown"]
+        every = self._ledger.reviews(session.id)
+        reviews = [r for r in every if r.vote_state == "sent"]
+        checks = [f"call {r.call_id}: Lab entry outcome unknown" for r in every if r.lab_state == "unknown"]
         checks += [f"call {r.call_id}: vote outcome not known yet (checked again by the next start_review or "
-                   "record_review)" for r in self._ledger.reviews(session.id) if r.vote_state == "sending"]
+                   "record_review)" for r in every if r.vote_state == "sending"]
         started = self._ledger.latest_improvement(session.id)
         if started is not None and not started.progress_id:
             checks.append("auto-improve: the start's outcome is unknown; look for a running improvement on the "
                           "metric's Labs page before starting one with process_feedbacks")
-        skipped = sum(1 for r in self._ledger.reviews(session.id) if r.vote_state == "skipped")
+        skipped = sum(1 for r in every if r.vote_state == "skipped")
         return Progress(
             session_id=session.id, metric=f"{metric.id}: {metric.name}", reviewed=len(reviews), skipped=skipped,
             agreed=sum(r.agreed for r in reviews), disagreed=sum(not r.agreed for r in reviews),
@@ -159,15 +162,16 @@ class ReviewService:
         # Skips say nothing about either side, so only verdicts steer the balance rule. Calls the team has leased
         # are ranked even once Cekura shows them reviewed: the leases decide who else may still have them.
         ranked = rank_candidates(rows, metric, skip=done, keep=self._ledger.leased_calls(metric_id),
-                                 reviewed_values=[r.result_was or "" for r in reviews if r.vote_state != "skipped"])
+                                 reviewed_values=[r.result_was or "" for r in reviews if r.vote_state != "skipped"],
+                                 scored=self._scored(agent_id, metric, rows))
         # The lease is taken in the ledger's write transaction: no other reviewer, in any process, gets this call
         # (outside the overlap sample) until it is skipped or its lease expires.
+        overlap = self._ledger.overlap_of(metric_id)
         if self._settings.read_only:  # a look records nothing, so it holds no call back from the reviewers
             leased = ranked[0].row.id if ranked else None
         else:
-            leased = self._ledger.lease_call(metric_id, owner(), [c.row.id for c in ranked],
-                                             overlap=self._ledger.overlap_of(metric_id), now=time.time(),
-                                             ttl=self._settings.review_lease_seconds)
+            leased = self._ledger.lease_call(metric_id, owner(), [c.row.id for c in ranked], overlap=overlap,
+                                             now=time.time(), ttl=self._settings.review_lease_seconds)
         progress = self._progress(session, metric)
         picked = next((c for c in ranked if c.row.id == leased), None)
         if picked is None:
@@ -175,7 +179,7 @@ class ReviewService:
                 "every call in the sample is reviewed or skipped"
             return NextReview(progress=progress, why_picked=[why])
         row, reasons = picked.row, picked.reasons
-        if in_overlap(metric_id, row.id, self._ledger.overlap_of(metric_id)):
+        if in_overlap(metric_id, row.id, overlap):
             reasons = [*reasons, "in the team's overlap sample: a second reviewer judges it too"]
         detail = await self._client.get_call(row.id)
         result = detail.metric(metric_id)
@@ -188,15 +192,28 @@ class ReviewService:
                      "record skip=true.)",
         )
 
+    def _scored(self, agent_id: int, metric: Metric, rows: list[CallRow]) -> list[Candidate]:
+        """Every call of the sample scored, computed once per sample and metric version (scoring reads the whole
+        sample; with many reviewers on one process it would otherwise be redone for every next call)."""
+        key = (agent_id, metric.id)
+        stamp = (self._samples[agent_id][0] if agent_id in self._samples else 0.0, metric.description)
+        cached = self._scores.get(key)
+        if cached is None or cached[0] != stamp:
+            cached = (stamp, score_all(rows, metric))
+            self._scores[key] = cached
+        return cached[1]
+
     async def _sample(self, agent_id: int) -> list[CallRow]:
         """The recent calls the queue ranks. A page of 200 calls with transcripts is heavy, so it is read
         once per few minutes, not once per review: reviewed calls are skipped through the ledger anyway."""
-        cached = self._samples.get(agent_id)
-        if cached is not None and time.monotonic() - cached[0] < SAMPLE_TTL_SECONDS:
-            return cached[1]
-        page = await self._client.list_calls(agent_id=agent_id, page_size=SAMPLE)
-        self._samples[agent_id] = (time.monotonic(), page.results)
-        return page.results
+        # Many reviewers asking at once (a team on one process) wait for one read instead of each making their own.
+        async with self._sample_locks.setdefault(agent_id, anyio.Lock()):
+            cached = self._samples.get(agent_id)
+            if cached is not None and time.monotonic() - cached[0] < SAMPLE_TTL_SECONDS:
+                return cached[1]
+            page = await self._client.list_calls(agent_id=agent_id, page_size=SAMPLE)
+            self._samples[agent_id] = (time.monotonic(), page.results)
+            return page.results
 
     # ---- recording -----------------------------------------------------------------------
 
