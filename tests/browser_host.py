@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from anyio.from_thread import BlockingPortal, start_blocking_portal
@@ -41,7 +41,6 @@ VIEW_CSP = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-i
             "font-src data:")
 # A bound against a hang, never a timing the tests rely on (2 loaded cores: a tool call can take seconds).
 WAIT_MS = 30_000
-T = TypeVar("T")
 
 CHROMIUM_FLAGS = [
     # Root in a container has no user namespaces for Chromium's own sandbox, so it refuses to start as root
@@ -268,18 +267,19 @@ class HostPage:
         text = self.page.frame_locator("#view").locator("body").inner_text(timeout=5_000)
         return f"host log: {log}; console errors: {self.console_errors}; the view shows: {text[:1500]!r}"
 
-    def wait_until(self, condition: Callable[[], T | None], what: str) -> T:
-        """Poll a condition outside the page (the sandbox, the ledger) while the page keeps running: the browser
-        driver only serves the page's requests while it is waiting on something."""
-        for _ in range(WAIT_MS // 50):
-            found = condition()
-            if found:
-                return found
-            self.page.wait_for_timeout(50)
-        raise AssertionError(f"never saw {what}")
-
     def screenshot(self, name: str) -> Path:
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         path = SCREENSHOTS / f"{name}.png"
+        # The whole frame inside the viewport, painted: Chromium paints the view's frame (another process: an opaque
+        # origin) only where it is on screen, so a frame taller than the viewport is captured with an unpainted foot.
+        viewport = self.page.viewport_size
+        height = int(self.page.evaluate("() => document.documentElement.scrollHeight"))
+        if viewport and height > viewport["height"]:
+            self.page.set_viewport_size({"width": viewport["width"], "height": height})
+        two_frames = "() => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))"
+        self.view().locator(":root").evaluate(two_frames)
+        self.page.evaluate(two_frames)
         self.page.locator("#view").screenshot(path=str(path))
+        if viewport:
+            self.page.set_viewport_size(viewport)
         return path
