@@ -34,7 +34,11 @@ let moveFocus = false;
 function definition(metricId: number): Promise<MetricDefinition | null> {
   let known = definitions.get(metricId);
   if (!known) {
-    known = host.call("get_metric", { metric_id: metricId }).then((o) => (o.ok ? (o.data as unknown as MetricDefinition) : null));
+    known = host.call("get_metric", { metric_id: metricId }).then((o) => {
+      if (o.ok) return o.data as unknown as MetricDefinition;
+      definitions.delete(metricId); // a failed read is asked again next time; meanwhile the value is typed
+      return null;
+    });
     definitions.set(metricId, known);
   }
   return known;
