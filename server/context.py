@@ -66,6 +66,9 @@ async def open_context(settings: Settings, *, use_sandbox: bool = False, retry: 
         stack.push_async_callback(client.aclose)
         ledger = Ledger.for_backend(settings.data_dir, base_url, api_key.get_secret_value() if api_key else None,
                                     database_url=settings.database_url_value)
+        if ledger.dialect == "postgresql":
+            # A team's operators see which database and schema the processes share (the password masked).
+            log.info("ledger_opened", where=ledger.where, backend=ledger.backend)
         if sandbox_url is not None:
             # The embedded sandbox forgets everything when it stops (its key is new each start): so does its ledger.
             stack.callback(ledger.forget)

@@ -373,6 +373,13 @@ class Ledger:
     def dialect(self) -> str:
         return self._db.dialect
 
+    @property
+    def where(self) -> str:
+        """Where the ledger lives, fit to show: the file, or the database URL (password masked) and schema."""
+        if isinstance(self.location, PostgresLedger):
+            return f"{self.location.shown} (schema {self.location.namespace})"
+        return str(self.location)
+
     def _backend(self, api_url: str | None, api_key: str | None) -> str:
         """Which backend this ledger keeps (URL and key fingerprint), written once, shown in the spend log."""
         with self._db.write() as db:

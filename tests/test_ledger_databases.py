@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import sys
 import threading
 import time
 from pathlib import Path
@@ -193,6 +194,8 @@ async def test_the_database_password_never_leaves_the_server(postgres: PgCluster
         await call(client, "rerun_evaluation", {"agent_id": agent, "call_ids": [rows["results"][0]["id"]]})
         log = await call(client, "spend_log", {})
     assert [e["calls"] for e in log["entries"]] == [1]
+    # The operators are told where the ledger is, with the password masked.
+    assert f"127.0.0.1:{postgres.port}" in LOG_SINK.getvalue() and "***" in LOG_SINK.getvalue()
     ledger = Ledger(postgres_ledger(url, settings.api_url, "k"))
     shown = [repr(team), str(team), repr(ledger.location), ledger.backend, LOG_SINK.getvalue(), *TOOL_OUTPUTS]
     ledger.close()
@@ -269,3 +272,10 @@ def test_without_postgresql_its_tests_skip_unless_ci_requires_them(monkeypatch: 
     monkeypatch.setenv(pg_cluster.REQUIRE, "1")
     with pytest.raises(pytest.fail.Exception, match=f"{pg_cluster.REQUIRE} is set"):
         pg_cluster.cluster_or_skip()
+
+
+def test_a_database_url_without_the_driver_says_which_extra_to_install(monkeypatch: pytest.MonkeyPatch,
+                                                                        tmp_path: Path) -> None:
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # as if `cekura-labs-mcp[team]` were not installed
+    with pytest.raises(LabsError, match=r"PostgreSQL driver \(psycopg\) is not installed.*cekura-labs-mcp\[team\]"):
+        Ledger.for_backend(tmp_path, "http://x.invalid", "k", database_url="postgresql://u:secret@127.0.0.1:1/db")
