@@ -220,6 +220,9 @@ def test_review_card_works_from_the_keyboard_alone(host: HostPage, sandbox: Sand
     call = review["call"]
     keyboard = host.page.keyboard
     tab_to(host, view.get_by_test_id("btn-disagree"))
+    # Where the focus is shows: the focused button keeps an outline (the browser's or the view's, never removed).
+    outline = view.get_by_test_id("btn-disagree").evaluate("e => getComputedStyle(e).outlineStyle")
+    assert outline not in ("none", ""), outline
     keyboard.press("Enter")
     form = view.get_by_test_id("disagree-form")
     expected = form.get_by_test_id("expected-value")
@@ -328,6 +331,10 @@ def test_proposal_view_shows_the_change_and_apply_patches_the_metric(host: HostP
     expect(view.locator('[data-testid="diff-new"].add')).to_have_text(added)
     expect(view.locator('[data-testid="diff-old"].del')).to_have_text(diff_lines(proposal["diff"], "-"))
     host.screenshot("proposal")
+    host.set_theme("dark")
+    expect(view.locator(":root")).to_have_attribute("data-theme", "dark")
+    assert luminance(background(view)) < 0.3
+    host.screenshot("proposal-dark")
 
     view.get_by_test_id("btn-apply").click()
     applied = host.wait_for_tool_call("apply_proposal")
@@ -439,6 +446,10 @@ def test_report_view_shows_the_check_and_lists_the_judged_fresh_changes(host: Ho
         assert {cell: n for cell, n in shown.items() if n} == nonzero(fresh[key]["matrix"]), testid
     expect(view.get_by_test_id("report-status")).to_have_text(final["status"])
     host.screenshot("report")
+    host.set_theme("dark")
+    expect(view.locator(":root")).to_have_attribute("data-theme", "dark")
+    assert luminance(background(view)) < 0.3
+    host.screenshot("report-dark")
 
 
 def select_label(value: Any) -> str:
