@@ -40,7 +40,7 @@ APP_MIME = "text/html;profile=mcp-app"
 VIEW_CSP = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:; "
             "font-src data:")
 # A bound against a hang, never a timing the tests rely on (2 loaded cores: a tool call can take seconds).
-WAIT_MS = 30_000
+WAIT_MS = 60_000
 
 CHROMIUM_FLAGS = [
     # Root in a container has no user namespaces for Chromium's own sandbox, so it refuses to start as root
