@@ -79,21 +79,30 @@ def _npm(args: list[str], cwd: Path) -> None:
     env = {**os.environ, "npm_config_update_notifier": "false", "npm_config_fund": "false",
            "npm_config_audit": "false"}
     done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600, check=False)
-    assert done.returncode == 0, f"{' '.join(args)} failed:\n{done.stderr[-2000:]}"
+    assert done.returncode == 0, f"{' '.join(args)} failed:\n{(done.stdout + done.stderr)[-2000:]}"
 
 
-def test_committed_views_match_a_fresh_build(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def ui_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """ui/ ready to build: itself when its node_modules is what the lock pins, else a copy after `npm ci`."""
     _require_node()
     if _installed_matches_the_lock():
-        source = UI  # the build writes only to the output directory given, never into the tree
-    else:
-        source = tmp_path / "ui"
-        source.mkdir()
-        for name in ("package.json", "package-lock.json", "build.mjs", "tsconfig.json"):
-            shutil.copy2(UI / name, source / name)
-        shutil.copytree(UI / "src", source / "src")
-        _npm(["npm", "ci", "--prefer-offline"], source)
-    _npm(["node", "build.mjs", str(tmp_path / "out")], source)
+        return UI  # the build writes only to the output directory given, never into the tree
+    source = tmp_path_factory.mktemp("ui")
+    for name in ("package.json", "package-lock.json", "build.mjs", "tsconfig.json"):
+        shutil.copy2(UI / name, source / name)
+    shutil.copytree(UI / "src", source / "src")
+    _npm(["npm", "ci", "--prefer-offline"], source)
+    return source
+
+
+def test_the_view_sources_type_check(ui_project: Path) -> None:
+    """`tsc --strict` over ui/src, as `npm run build` runs it first (vite itself strips types unchecked)."""
+    _npm(["node", "node_modules/typescript/bin/tsc", "-p", "."], ui_project)
+
+
+def test_committed_views_match_a_fresh_build(ui_project: Path, tmp_path: Path) -> None:
+    _npm(["node", "build.mjs", str(tmp_path / "out")], ui_project)
     for view in VIEWS:
         fresh = (tmp_path / "out" / f"{view.name}.html").read_bytes()
         committed = (BUILT / f"{view.name}.html").read_bytes()
