@@ -52,6 +52,8 @@ def host(host_page: HostPage, settings: Settings) -> Iterator[HostPage]:
         try:
             yield host_page
             assert host_page.blocked == [], f"the page tried to reach the network: {host_page.blocked}"
+            # No script error and no request the view's Content-Security-Policy refused (a font, a fetch...).
+            assert host_page.console_errors == [], host_page.console_errors
         finally:
             host_page.stop()
 
@@ -290,9 +292,7 @@ def review_until_improved(host: HostPage, sandbox: SandboxAdmin) -> tuple[dict[s
         answer = person_from_truth(truth, review)
         recorded = host.mcp.structured("record_review", {**ids, "call_id": review["call"]["id"], **answer})
         if recorded.get("improvement"):
-            improvement = recorded["improvement"]
-            assert improvement["done"], improvement["message"]
-            return ids, improvement
+            return ids, recorded["improvement"]
         review = recorded["next"]
     raise AssertionError("auto-improve never ran")
 
@@ -312,6 +312,7 @@ def diff_lines(diff: str, sign: str) -> list[str]:
 
 def show_proposal(host: HostPage, sandbox: SandboxAdmin) -> tuple[Any, dict[str, int], dict[str, Any]]:
     ids, improvement = review_until_improved(host, sandbox)
+    assert improvement["done"], improvement["message"]
     view = host.show("poll_progress", {"progress_id": improvement["progress_id"], "metric_id": ids["metric_id"]})
     ready(view, "proposal-view")
     return view, ids, host.shown_result["structuredContent"]
@@ -357,9 +358,39 @@ def test_dismiss_leaves_the_metric_as_it_was(host: HostPage, sandbox: SandboxAdm
     expect(view.get_by_test_id("status")).to_have_text(dismissed["result"]["structuredContent"]["message"])
 
 
+def test_proposal_view_answers_the_question_a_paused_run_asks(host: HostPage, sandbox: SandboxAdmin) -> None:
+    """Cekura's documented auto-improve can pause with a question: the proposal view shows it, the person's answer
+    goes to Cekura through answer_improvement_question, and the view shows the finished proposal."""
+    if sandbox.info()["dialect"] != "documented":
+        pytest.skip("only the documented dialect's auto-improve pauses with a question")
+    sandbox.api("POST", "/_sandbox/auto-improve/questions", json={"count": 1})
+    ids, paused = review_until_improved(host, sandbox)
+    assert not paused["done"] and len(paused["questions"]) == 1, paused["message"]
+    question = paused["questions"][0]
+    view = host.show("poll_progress", {"progress_id": paused["progress_id"], "metric_id": ids["metric_id"]})
+    ready(view, "proposal-view")
+    asked = view.get_by_test_id("questions")
+    expect(asked).to_contain_text(question["text"])
+    expect(view.get_by_test_id("btn-apply")).to_have_count(0)
+    answer = "Only calls where the caller asked for an appointment count; questions about bills do not."
+    asked.get_by_test_id("answer").fill(answer)
+    host.screenshot("proposal-question")
+    asked.get_by_test_id("btn-answer").click()
+    answered = host.wait_for_tool_call("answer_improvement_question")
+    assert answered["arguments"] == {"progress_id": paused["progress_id"], "question_id": question["id"],
+                                     "answer": answer, "metric_id": ids["metric_id"]}
+    sent = sandbox.requests("POST", "process_feedbacks_answer")
+    assert len(sent) == 1 and answer in str(sent[0]["body"])
+    finished = answered["result"]["structuredContent"]
+    assert finished["done"], finished["message"]
+    expect(view.get_by_test_id("score-new")).to_have_text(score_text(finished["new_score"]))
+    expect(view.get_by_test_id("btn-apply")).to_be_enabled()
+
+
 def applied_and_checked(host: HostPage, sandbox: SandboxAdmin) -> tuple[dict[str, int], dict[str, Any]]:
     """The improvement applied and its regression check run (through the server): what the report view shows."""
     ids, improvement = review_until_improved(host, sandbox)
+    assert improvement["done"], improvement["message"]
     host.mcp.structured("apply_proposal", {"metric_id": ids["metric_id"], "progress_id": improvement["progress_id"],
                                            "decision": "apply", "confirm": True})
     check = host.mcp.structured("validate_metric", ids)
@@ -400,6 +431,16 @@ def test_report_view_shows_the_check_and_lists_the_judged_fresh_changes(host: Ho
     expect(fixed_links).to_have_count(len(reviewed["fixed"]))
     assert [int(link.get_attribute("data-call-id")) for link in fixed_links.all()] == \
         [c["call_id"] for c in reviewed["fixed"]]
+    # A listed call opens in place: the server's get_call for it, its transcript shown.
+    fixed_links.first.click()
+    opened = host.wait_for_tool_call("get_call")
+    assert opened["arguments"]["call_id"] == reviewed["fixed"][0]["call_id"]
+    detail = view.get_by_test_id("call-detail")
+    turns = opened["result"]["structuredContent"]["transcript"]["turns"]
+    expect(detail.get_by_test_id("turn")).to_have_count(len(turns))
+    expect(detail.get_by_test_id("turn").first).to_contain_text(turns[0]["text"])
+    view.get_by_test_id("btn-close-detail").click()
+    expect(detail).to_have_count(0)
 
     host.screenshot("report-judging")
 
