@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import itertools
+import json
 import logging
 import os
 import random
@@ -101,6 +102,7 @@ class LoadReport:
     disputed_calls: int = 0
     kappa: float | None = None
     lab_states: dict[str, int] = field(default_factory=dict)
+    server_ms: list[float] = field(default_factory=list)  # each tool call's time inside a server process
     evaluated_calls: int = 0
     problems: list[str] = field(default_factory=list)
 
@@ -128,7 +130,8 @@ class LoadReport:
             f"{'n/a' if self.kappa is None else f'{self.kappa:.2f}'}; skipped {self.tally.skipped}",
             f"ledger Lab states: {dict(sorted(self.lab_states.items()))}; writes to check by hand: "
             f"{len(self.tally.checks)}",
-            f"tool_latency_ms: p50 {self.latency(0.5):.0f}  p95 {self.latency(0.95):.0f}",
+            f"tool_latency_ms: p50 {self.latency(0.5):.0f}  p95 {self.latency(0.95):.0f}  (inside the server "
+            f"processes: p50 {_quantile(self.server_ms, 0.5):.0f}  p95 {_quantile(self.server_ms, 0.95):.0f})",
         ]
         for tool in sorted(self.tally.latencies):
             lines.append(f"  {tool}: n={len(self.tally.latencies[tool])} p50 {self.latency(0.5, tool):.0f} "
@@ -137,6 +140,22 @@ class LoadReport:
         lines += [f"  problem: {p}" for p in self.problems[:20]]
         lines += [f"  error: {e}" for e in self.tally.errors[:10]]
         return lines
+
+
+def _quantile(values: list[float], quantile: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(quantile * len(ordered)))] if ordered else 0.0
+
+
+def server_durations(scratch: Path, processes: int) -> list[float]:
+    """Each tool call's duration as the server processes logged it (`tool_call`, JSON logs)."""
+    found = []
+    for index in range(processes):
+        for line in (scratch / f"server-{index}.log").read_text(errors="replace").splitlines():
+            if '"tool_call"' in line:
+                with contextlib.suppress(ValueError, KeyError, TypeError):
+                    found.append(float(json.loads(line)["duration_ms"]))
+    return found
 
 
 # ---- the server processes ----------------------------------------------------------------------------
@@ -428,14 +447,15 @@ def run_team_load(config: LoadConfig, scratch: Path, database_url: str | None) -
     tokens = {f"reviewer{n:02d}": add_reviewer(path, f"reviewer{n:02d}") for n in range(config.reviewers)}
     data_dir = scratch / "data"
     with sandbox_process(seed=7) as admin:
-        extra = {"CEKURA_LABS_REVIEWERS_FILE": str(path), "CEKURA_LABS_LOG_LEVEL": "warning",
-                 "CEKURA_LABS_CONFIRM_THRESHOLD": str(THRESHOLD)}
+        extra = {"CEKURA_LABS_REVIEWERS_FILE": str(path), "CEKURA_LABS_LOG_LEVEL": "info",
+                 "CEKURA_LABS_LOG_FORMAT": "json", "CEKURA_LABS_CONFIRM_THRESHOLD": str(THRESHOLD)}
         if database_url:
             extra["CEKURA_LABS_DATABASE_URL"] = database_url
         env = server_env(admin.url, data_dir, **extra)
         with server_processes(config.processes, env, scratch) as ports:
             tally = anyio.run(run_reviewers, config, admin, ports, tokens)
         report = LoadReport(config, time.monotonic() - started, "PostgreSQL" if database_url else "SQLite", tally)
+        report.server_ms = server_durations(scratch, config.processes)
         metric = int(admin.metric(METRIC_HINT)["id"])
         agent = int(admin.info()["main_agent_id"])
         ledger = Ledger.for_backend(data_dir, admin.url, KEY, database_url=database_url)

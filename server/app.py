@@ -54,6 +54,8 @@ def build_server(settings: Settings, *, use_sandbox: bool = False, retry: RetryP
     async def lifespan(_server: MCPServer[RunContext]) -> AsyncIterator[RunContext]:
         async with open_context(settings, use_sandbox=use_sandbox, retry=retry, transport=transport,
                              clock=clock, check_key=check_key) as labs:
+            if isinstance(_server, ToolsetServer):
+                _server.toolset_store = labs.ledger  # remote reviewers' toolsets: any process lists them alike
             yield labs
 
     server: ToolsetServer[RunContext] = ToolsetServer(

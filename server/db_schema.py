@@ -128,6 +128,14 @@ MIGRATIONS: tuple[str, ...] = (
         UNIQUE (metric_id, call_id, reviewer)
     );
     """,
+    # Which toolsets each remote reviewer loaded (tools/toolsets.py): any process answers their next tools/list.
+    """
+    CREATE TABLE loaded_toolsets (
+        owner TEXT NOT NULL,
+        name TEXT NOT NULL,
+        PRIMARY KEY (owner, name)
+    );
+    """,
 )
 
 
@@ -242,6 +250,13 @@ POSTGRES_MIGRATIONS: tuple[str, ...] = (
         updated_at DOUBLE PRECISION NOT NULL,
         PRIMARY KEY (metric_id, call_id, slot),
         UNIQUE (metric_id, call_id, reviewer)
+    );
+    """,
+    """
+    CREATE TABLE loaded_toolsets (
+        owner TEXT NOT NULL,
+        name TEXT NOT NULL,
+        PRIMARY KEY (owner, name)
     );
     """,
 )
@@ -360,4 +375,10 @@ review_leases = Table(
     Column("expires_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
     UniqueConstraint("metric_id", "call_id", "reviewer"),
+)
+
+loaded_toolsets = Table(
+    "loaded_toolsets", metadata,
+    Column("owner", Text, primary_key=True),
+    Column("name", Text, primary_key=True),
 )

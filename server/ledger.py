@@ -43,6 +43,7 @@ from cekura_labs_mcp.server.db_schema import (
     backend,
     confirmation_tokens,
     improvements,
+    loaded_toolsets,
     metric_versions,
     review_leases,
     review_plans,
@@ -846,3 +847,19 @@ class Ledger:
             db.execute(update(reviews).where(reviews.c.id == review_id).values(
                 agreed=int(agreed), result_was=result_was, expected=json.dumps(expected), feedback=feedback,
                 vote_state="sending", lab_state="waiting", updated_at=time.time()))
+
+    # ---- toolsets a remote reviewer loaded (tools/toolsets.py) -------------------------------------
+
+    def toolsets_of(self, holder: str) -> set[str]:
+        with self._db.read() as db:
+            return {str(n) for n in db.execute(select(loaded_toolsets.c.name)
+                                               .where(loaded_toolsets.c.owner == holder)).scalars()}
+
+    def add_toolset(self, holder: str, name: str) -> bool:
+        """False when `holder` had it loaded already."""
+        with self._db.write() as db:
+            if db.execute(select(loaded_toolsets.c.name).where(loaded_toolsets.c.owner == holder,
+                                                               loaded_toolsets.c.name == name)).first():
+                return False
+            db.execute(insert(loaded_toolsets).values(owner=holder, name=name))
+            return True

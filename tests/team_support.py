@@ -51,9 +51,11 @@ class Team:
 
 
 @contextmanager
-def team_server(settings: Settings, scratch: Path, names: tuple[str, ...] = ("ana", "ben")) -> Iterator[Team]:
+def team_server(settings: Settings, scratch: Path, names: tuple[str, ...] = ("ana", "ben"),
+                tokens: dict[str, str] | None = None) -> Iterator[Team]:
+    """`tokens`: the reviewers another `team_server` on the same scratch folder made (a second process)."""
     path = scratch / "reviewers.json"
-    tokens = {name: add(path, name) for name in names}
+    tokens = tokens or {name: add(path, name) for name in names}
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = int(sock.getsockname()[1])

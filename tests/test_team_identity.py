@@ -102,3 +102,12 @@ async def test_the_ledger_records_which_reviewer_did_what(team: Team, sandbox: S
     for token in team.tokens.values():
         assert all(token not in text for text in everything)
     assert all(SANDBOX_KEY not in text for text in everything)
+
+
+@pytest.mark.anyio
+async def test_a_toolset_loaded_through_one_process_is_listed_by_another(team: Team, tmp_path: Path) -> None:
+    with team_server(team.settings, tmp_path, tokens=team.tokens) as other:
+        async with team.client("ana") as first, other.client("ana") as second, other.client("ben") as third:
+            await call(first, "load_toolset", {"name": "spend"})
+            assert "rerun_evaluation" in {t.name for t in (await second.list_tools()).tools}
+            assert "rerun_evaluation" not in {t.name for t in (await third.list_tools()).tools}, "Ana's, not Ben's"

@@ -4,12 +4,14 @@ client (`notifications/tools/list_changed`). A client that ignores the notificat
 names each added tool with its arguments, and every registered tool answers when called by name, listed or not.
 
 What a client has loaded is kept per client (`ledger.owner()`: one client over stdio, one per bearer token over
-HTTP), in memory: a restart starts from the core list again, which is what a new connection lists anyway."""
+HTTP). Over stdio it is kept in memory: a restart starts from the core list again, which is what a new connection
+lists anyway. A remote reviewer's is kept in the ledger (`toolset_store`), so that with several server processes
+whichever answers their next tools/list lists the same tools."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal, Protocol, get_args
 
 from cekura_labs_mcp.server.ledger import owner
 from cekura_labs_mcp.tools._common import tool_errors
@@ -41,6 +43,12 @@ assert {t.name for t in TOOLSETS} == set(get_args(ToolsetName)), "TOOLSETS and T
 LifespanT = TypeVar("LifespanT", default=Any)
 
 
+class ToolsetStore(Protocol):
+    def toolsets_of(self, holder: str) -> set[str]: ...
+
+    def add_toolset(self, holder: str, name: str) -> bool: ...
+
+
 class ToolsetServer(MCPServer[LifespanT]):
     """An MCPServer whose `tools/list` shows the core tools and the toolsets the asking client loaded. Calls are
     not filtered: a tool of a toolset not loaded answers when called by name (a client may not have refreshed)."""
@@ -49,6 +57,7 @@ class ToolsetServer(MCPServer[LifespanT]):
         super().__init__(*args, **kwargs)
         self.toolset_of: dict[str, str] = {}  # tool name -> its toolset; filled by register_tools
         self._loaded: dict[str, set[str]] = {}
+        self.toolset_store: ToolsetStore | None = None  # the ledger, set when the server starts
         # Handshake-era clients learn from the capability that the list can change (the SDK advertises
         # `tools.listChanged` only when asked to; 2026-07-28 clients learn it from `subscriptions/listen`).
         lowlevel = self._lowlevel_server
@@ -63,10 +72,14 @@ class ToolsetServer(MCPServer[LifespanT]):
         lowlevel.create_initialization_options = with_list_changed  # type: ignore[method-assign]
 
     def loaded_toolsets(self) -> frozenset[str]:
+        if owner() and self.toolset_store is not None:
+            return frozenset({CORE, *self.toolset_store.toolsets_of(owner())})
         return frozenset({CORE, *self._loaded.get(owner(), ())})
 
     def load_toolset(self, name: str) -> bool:
         """Adds `name` for the asking client; False when it was loaded already."""
+        if owner() and self.toolset_store is not None:
+            return self.toolset_store.add_toolset(owner(), name)
         loaded = self._loaded.setdefault(owner(), set())
         if name in loaded:
             return False
