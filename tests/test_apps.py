@@ -65,6 +65,7 @@ async def test_reading_a_view_returns_its_html_with_the_app_mime_type() -> None:
         for uri in EXPECTED:
             contents = (await client.read_resource(uri)).contents
             assert len(contents) == 1 and contents[0].mime_type == MIME_TYPE
+            assert contents[0].meta == {"ui": {"prefersBorder": True}}  # hosts read the view's _meta.ui here first
             html = contents[0].text  # type: ignore[union-attr]
             assert html.startswith("<!doctype html>") and "<script" in html
             assert READ_ONLY_MARK not in html

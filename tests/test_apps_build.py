@@ -6,11 +6,14 @@ comparison skips and says why; CI sets CEKURA_LABS_REQUIRE_NODE=1 (.ci/run), und
 
 from __future__ import annotations
 
+import atexit
+import functools
 import json
 import os
 import re
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -82,18 +85,23 @@ def _npm(args: list[str], cwd: Path) -> None:
     assert done.returncode == 0, f"{' '.join(args)} failed:\n{(done.stdout + done.stderr)[-2000:]}"
 
 
-@pytest.fixture(scope="module")
-def ui_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """ui/ ready to build: itself when its node_modules is what the lock pins, else a copy after `npm ci`."""
+@functools.cache
+def prepared_ui() -> Path:
+    """ui/ ready to build, once per test process (the views' and the browser host's build checks share it):
+    ui/ itself when its node_modules is what the lock pins, else a copy of it after one `npm ci`."""
     _require_node()
     if _installed_matches_the_lock():
-        return UI  # the build writes only to the output directory given, never into the tree
-    source = tmp_path_factory.mktemp("ui")
-    for name in ("package.json", "package-lock.json", "build.mjs", "tsconfig.json"):
-        shutil.copy2(UI / name, source / name)
-    shutil.copytree(UI / "src", source / "src")
+        return UI  # the builds write only to the output directory given, never into the tree
+    source = Path(tempfile.mkdtemp(prefix="cekura-ui-")) / "ui"
+    atexit.register(shutil.rmtree, source.parent, True)
+    shutil.copytree(UI, source, ignore=shutil.ignore_patterns("node_modules"))
     _npm(["npm", "ci", "--prefer-offline"], source)
     return source
+
+
+@pytest.fixture
+def ui_project() -> Path:
+    return prepared_ui()
 
 
 def test_the_view_sources_type_check(ui_project: Path) -> None:
