@@ -193,6 +193,9 @@ def test_disagree_with_a_reason_lands_a_vote_in_the_sandbox(host: HostPage, sand
     assert body["thumbs_up"] is False
     assert body["expected_value"] == (None if right == "N/A" else right == "TRUE")
     assert f"At {moment} {WHY_NOT_BOOKING}" in body["feedback"]
+    assert sandbox.stats()["votes"] == 1  # the sandbox kept it
+    # The ledger has the disagreement: the server's own progress counts it.
+    assert host.mcp.structured("next_review", review_ids(sandbox))["progress"]["disagreed"] == 1
     # The card moves on to the call the server picked next, and says what was recorded.
     answer = recorded["result"]["structuredContent"]
     expect(view.get_by_test_id("status")).to_have_text(answer["recorded"])
