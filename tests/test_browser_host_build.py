@@ -2,31 +2,23 @@
 `ui/` builds from test-host/host-bridge.ts and the views' lock file, so the host the tests use speaks the SDK version
 the views are built with, and no one edits the bundle by hand.
 
-Needs Node.js 20+ and npm, like the views' build check (tests/test_apps_build.py), whose Node check and lock
-comparison it shares: where Node is absent it skips and says why; under CEKURA_LABS_REQUIRE_NODE=1 (CI) it fails."""
+Needs Node.js 20+ and npm, like the views' build check (tests/test_apps_build.py), whose prepared ui/ (its Node
+check and its one `npm ci`) it shares: where Node is absent it skips and says why; under CEKURA_LABS_REQUIRE_NODE=1
+(CI) it fails."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
-from test_apps_build import UI, _installed_matches_the_lock, _npm, _require_node
+from test_apps_build import _npm, prepared_ui
 
 BUNDLE = Path(__file__).resolve().parent / "browser" / "host-bridge.js"
 REBUILD = "cd ui && npm ci && npm run build:test-host, then commit tests/browser/host-bridge.js"
 
 
 def test_the_host_bridge_is_what_ui_builds(tmp_path: Path) -> None:
-    _require_node()
-    if _installed_matches_the_lock():
-        source = UI  # the build writes only to the output directory given, never into the tree
-    else:
-        source = tmp_path / "ui"
-        source.mkdir()
-        for name in ("package.json", "package-lock.json", "build-test-host.mjs"):
-            shutil.copy2(UI / name, source / name)
-        shutil.copytree(UI / "test-host", source / "test-host")
-        _npm(["npm", "ci", "--prefer-offline"], source)
+    # ui/ ready to build, shared with the views' build check: one `npm ci` per test run at most.
+    source = prepared_ui()
     _npm(["node", "build-test-host.mjs", str(tmp_path / "out")], source)
     fresh = (tmp_path / "out" / "host-bridge.js").read_bytes()
     assert fresh == BUNDLE.read_bytes(), f"tests/browser/host-bridge.js is not what ui/ builds: {REBUILD}"
