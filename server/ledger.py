@@ -12,6 +12,7 @@ tool answers, so killing the server afterwards loses nothing.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -44,6 +45,7 @@ from cekura_labs_mcp.server.db_schema import (
     confirmation_tokens,
     improvements,
     loaded_toolsets,
+    metadata,
     metric_versions,
     review_leases,
     review_plans,
@@ -52,7 +54,20 @@ from cekura_labs_mcp.server.db_schema import (
     validations,
 )
 from cekura_labs_mcp.server.errors import LabsError
-from sqlalchemy import ColumnElement, Connection, Row, and_, bindparam, delete, func, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Row,
+    Table,
+    Update,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.exc import SQLAlchemyError
 
 __all__ = ["MIGRATIONS", "POSTGRES_MIGRATIONS", "PostgresLedger", "private_dir", "private_file"]
@@ -105,7 +120,7 @@ class SpendBook:
 
     def issue_token(self, digest: str, holder: str, fingerprint: str, expires_at: float) -> None:
         self._db.execute(delete(confirmation_tokens).where(confirmation_tokens.c.expires_at < expires_at - 86400))
-        self._db.execute(insert(confirmation_tokens).values(digest=digest, owner=holder, fingerprint=fingerprint,
+        self._db.execute(_INSERT[confirmation_tokens], dict(digest=digest, owner=holder, fingerprint=fingerprint,
                                                             expires_at=expires_at))
 
     def take_token(self, digest: str, holder: str) -> IssuedToken | None:
@@ -153,6 +168,25 @@ def _statements(script: str) -> Iterator[str]:
             pending = ""
 
 
+# Statements built once and executed with parameters: building one per call (and its cache key, column by column)
+# cost more CPU than SQLite's own work for the statement.
+_INSERT = {table: insert(table) for table in metadata.tables.values()}
+
+
+@functools.cache
+def _set_by_id(table: Table, columns: tuple[str, ...]) -> Update:
+    """UPDATE `table` SET `columns` WHERE id = :row_id, built once per table and column set."""
+    return update(table).where(table.c.id == bindparam("row_id")).values({c: bindparam(f"new_{c}") for c in columns})
+
+
+def _update_row(db: Connection, table: Table, row_id: int, **changes: Any) -> None:
+    db.execute(_set_by_id(table, tuple(changes)),
+               {"row_id": row_id, **{f"new_{column}": value for column, value in changes.items()}})
+
+
+_SESSION = select(review_sessions).where(review_sessions.c.id == bindparam("session_id"),
+                                         review_sessions.c.owner == bindparam("owner"))
+
 # Built once: the window is read on every spend and every estimate.
 _WINDOW = (select(func.coalesce(func.sum(audit.c.call_count), 0), func.coalesce(func.sum(audit.c.credits_estimated), 0))
            .where(audit.c.decision == "allowed", audit.c.outcome != "rejected", audit.c.at >= bindparam("since")))
@@ -166,7 +200,7 @@ def _window(db: Connection, since: float) -> Window:
 
 
 def _insert_spend(db: Connection, record: SpendRecord, at: float) -> int:
-    return _new_id(db.execute(insert(audit).values(
+    return _new_id(db.execute(_INSERT[audit], dict(
         at=at, operation=record.operation, agent_id=record.agent_id, project_id=record.project_id,
         call_count=len(record.call_ids), call_ids=json.dumps(list(record.call_ids)),
         metric_ids=json.dumps(list(record.metric_ids)), credits_estimated=record.credits_estimated,
@@ -328,6 +362,10 @@ _REVIEW_COLUMNS = (reviews.c.id, reviews.c.session_id, reviews.c.call_id, review
                    reviews.c.lab_state, reviews.c.test_set_id, reviews.c.updated_at)
 
 
+_SESSION_REVIEWS = (select(*_REVIEW_COLUMNS).where(reviews.c.session_id == bindparam("session_id"))
+                    .order_by(reviews.c.id))
+
+
 class Ledger:
     """`location`: a SQLite file, or a `PostgresLedger` (a database URL and this backend's schema)."""
 
@@ -386,7 +424,7 @@ class Ledger:
         with self._db.write() as db:
             row = db.execute(select(backend.c.api_url, backend.c.key_fingerprint)).first()
             if row is None and api_url is not None:
-                db.execute(insert(backend).values(api_url=api_url, key_fingerprint=key_fingerprint(api_key)))
+                db.execute(_INSERT[backend], dict(api_url=api_url, key_fingerprint=key_fingerprint(api_key)))
                 return f"{api_url} (key {key_fingerprint(api_key)})"
         return f"{row[0]} (key {row[1]})" if row is not None else ""
 
@@ -454,7 +492,7 @@ class Ledger:
 
     def set_spend_outcome(self, audit_id: int, outcome: str, detail: str = "") -> None:
         with self._db.write() as db:
-            db.execute(update(audit).where(audit.c.id == audit_id).values(outcome=outcome, detail=detail))
+            _update_row(db, audit, audit_id, outcome=outcome, detail=detail)
 
     def window_since(self, since: float) -> Window:
         with self._db.read() as db:
@@ -497,7 +535,7 @@ class Ledger:
         self, metric_id: int, reason: str, previous: dict[str, Any], applied: dict[str, Any]
     ) -> int:
         with self._db.write() as db:
-            return _new_id(db.execute(insert(metric_versions).values(
+            return _new_id(db.execute(_INSERT[metric_versions], dict(
                 at=time.time(), metric_id=metric_id, reason=reason, previous=json.dumps(previous),
                 applied=json.dumps(applied))).inserted_primary_key)
 
@@ -524,15 +562,14 @@ class Ledger:
                 .where(review_sessions.c.metric_id == metric_id, review_sessions.c.agent_id == agent_id,
                        review_sessions.c.state != "closed", review_sessions.c.owner == owner())
                 .order_by(review_sessions.c.id.desc()).limit(1)).scalar()
-            session_id = int(found) if found is not None else _new_id(db.execute(insert(review_sessions).values(
+            session_id = int(found) if found is not None else _new_id(db.execute(_INSERT[review_sessions], dict(
                 metric_id=metric_id, agent_id=agent_id, started_at=time.time(),
                 feedback_threshold=feedback_threshold, owner=owner())).inserted_primary_key)
         return self.session(session_id)
 
     def session(self, session_id: int) -> Session:
         with self._db.read() as db:
-            row = db.execute(select(review_sessions).where(review_sessions.c.id == session_id,
-                                                           review_sessions.c.owner == owner())).first()
+            row = db.execute(_SESSION, {"session_id": session_id, "owner": owner()}).first()
         if row is None:
             raise LabsError(f"Review session {session_id} does not exist.", "Start one with start_review.")
         return Session(int(row.id), int(row.metric_id), int(row.agent_id), float(row.started_at),
@@ -546,13 +583,13 @@ class Ledger:
             changes["state"] = state
         if changes:
             with self._db.write() as db:
-                db.execute(update(review_sessions).where(review_sessions.c.id == session_id).values(**changes))
+                _update_row(db, review_sessions, session_id, **changes)
 
     def begin_review(self, session_id: int, *, call_id: int, metric_id: int, agreed: bool, result_was: str | None,
                      expected: Any, feedback: str) -> int:
         now = time.time()
         with self._db.write() as db:
-            return _new_id(db.execute(insert(reviews).values(
+            return _new_id(db.execute(_INSERT[reviews], dict(
                 session_id=session_id, call_id=call_id, metric_id=metric_id, agreed=int(agreed),
                 result_was=result_was, expected=json.dumps(expected), feedback=feedback, vote_state="sending",
                 lab_state="waiting", created_at=now, updated_at=now)).inserted_primary_key)
@@ -563,7 +600,7 @@ class Ledger:
         Lab states are 'skipped' from the start, so nothing reconciles or resends it)."""
         now = time.time()
         with self._db.write() as db:
-            return _new_id(db.execute(insert(reviews).values(
+            return _new_id(db.execute(_INSERT[reviews], dict(
                 session_id=session_id, call_id=call_id, metric_id=metric_id, agreed=0, result_was=result_was,
                 expected="null", feedback=note, vote_state="skipped", lab_state="skipped", created_at=now,
                 updated_at=now)).inserted_primary_key)
@@ -576,15 +613,14 @@ class Ledger:
 
     def mark_vote(self, review_id: int, state: str, answer: str = "") -> None:
         with self._db.write() as db:
-            db.execute(update(reviews).where(reviews.c.id == review_id)
-                       .values(vote_state=state, vote_answer=answer, updated_at=time.time()))
+            _update_row(db, reviews, review_id, vote_state=state, vote_answer=answer, updated_at=time.time())
 
     def mark_lab(self, review_id: int, state: str, test_set_id: int | None = None, answer: str = "") -> None:
         changes: dict[str, Any] = {"lab_state": state, "lab_answer": answer, "updated_at": time.time()}
         if test_set_id is not None:
             changes["test_set_id"] = test_set_id
         with self._db.write() as db:
-            db.execute(update(reviews).where(reviews.c.id == review_id).values(**changes))
+            _update_row(db, reviews, review_id, **changes)
 
     def forget_review(self, review_id: int) -> None:
         """Only for a review whose vote provably never reached Cekura (refused before it landed)."""
@@ -594,8 +630,7 @@ class Ledger:
 
     def reviews(self, session_id: int) -> list[Review]:
         with self._db.read() as db:
-            rows = db.execute(select(*_REVIEW_COLUMNS).where(reviews.c.session_id == session_id)
-                              .order_by(reviews.c.id)).all()
+            rows = db.execute(_SESSION_REVIEWS, {"session_id": session_id}).all()
         return [_review(r) for r in rows]
 
     def metric_reviews(self, metric_id: int, *, agent_id: int | None = None, since: float = 0.0) -> list[Review]:
@@ -613,13 +648,13 @@ class Ledger:
 
     def add_improvement(self, session_id: int, progress_id: str, test_set_ids: Sequence[int]) -> int:
         with self._db.write() as db:
-            return _new_id(db.execute(insert(improvements).values(
+            return _new_id(db.execute(_INSERT[improvements], dict(
                 session_id=session_id, progress_id=progress_id, test_set_ids=json.dumps(list(test_set_ids)),
                 state="running", created_at=time.time())).inserted_primary_key)
 
     def set_improvement_progress(self, improvement_id: int, progress_id: str) -> None:
         with self._db.write() as db:
-            db.execute(update(improvements).where(improvements.c.id == improvement_id).values(progress_id=progress_id))
+            _update_row(db, improvements, improvement_id, progress_id=progress_id)
 
     def forget_improvement(self, improvement_id: int) -> None:
         """Only for a start that provably never reached Cekura (refused before it landed)."""
@@ -629,8 +664,8 @@ class Ledger:
 
     def finish_improvement(self, improvement_id: int, state: str, proposal: dict[str, Any] | None) -> None:
         with self._db.write() as db:
-            db.execute(update(improvements).where(improvements.c.id == improvement_id).values(
-                state=state, proposal=None if proposal is None else json.dumps(proposal)))
+            _update_row(db, improvements, improvement_id, state=state,
+                        proposal=None if proposal is None else json.dumps(proposal))
 
     def record_proposal(self, progress_id: str, state: str, proposal: dict[str, Any]) -> None:
         """A finished auto-improve run of a review session, however its result was fetched."""
@@ -653,7 +688,7 @@ class Ledger:
 
     def add_validation(self, session_id: int, report: dict[str, Any]) -> int:
         with self._db.write() as db:
-            return _new_id(db.execute(insert(validations).values(
+            return _new_id(db.execute(_INSERT[validations], dict(
                 session_id=session_id, created_at=time.time(), report=json.dumps(report))).inserted_primary_key)
 
     # A regression check is written before it spends and updated as its results arrive, so a check
@@ -661,7 +696,7 @@ class Ledger:
 
     def update_validation(self, validation_id: int, report: dict[str, Any]) -> None:
         with self._db.write() as db:
-            db.execute(update(validations).where(validations.c.id == validation_id).values(report=json.dumps(report)))
+            _update_row(db, validations, validation_id, report=json.dumps(report))
 
     def forget_validation(self, validation_id: int) -> None:
         """Only for a check whose spend provably never reached Cekura (refused, or not confirmed)."""
@@ -694,7 +729,7 @@ class Ledger:
             changed = db.execute(update(review_plans).where(review_plans.c.metric_id == metric_id)
                                  .values(agent_id=agent_id, overlap=overlap, set_by=owner(), set_at=now))
             if changed.rowcount == 0:
-                db.execute(insert(review_plans).values(metric_id=metric_id, agent_id=agent_id, overlap=overlap,
+                db.execute(_INSERT[review_plans], dict(metric_id=metric_id, agent_id=agent_id, overlap=overlap,
                                                        set_by=owner(), set_at=now))
 
     def overlap_of(self, metric_id: int) -> float:
@@ -738,7 +773,7 @@ class Ledger:
                                                            review_leases.c.slot == stale.slot)
                                .values(reviewer=reviewer, state="leased", expires_at=now + ttl, updated_at=now))
                 else:
-                    db.execute(insert(review_leases).values(
+                    db.execute(_INSERT[review_leases], dict(
                         metric_id=metric_id, call_id=call_id, slot=_free_slot(held), reviewer=reviewer,
                         state="leased", expires_at=now + ttl, updated_at=now))
                 return call_id
@@ -763,7 +798,7 @@ class Ledger:
             if changed.rowcount == 0:
                 held = db.execute(select(review_leases).where(review_leases.c.metric_id == metric_id,
                                                               review_leases.c.call_id == call_id)).all()
-                db.execute(insert(review_leases).values(metric_id=metric_id, call_id=call_id, slot=_free_slot(held),
+                db.execute(_INSERT[review_leases], dict(metric_id=metric_id, call_id=call_id, slot=_free_slot(held),
                                                         reviewer=reviewer, state="done", expires_at=now,
                                                         updated_at=now))
 
