@@ -167,6 +167,17 @@ def test_review_card_shows_the_call_under_review(host: HostPage, sandbox: Sandbo
     assert votes(sandbox) == []
     host.screenshot("review-card-light")
 
+    # The transcript is windowed around the cited moment; the whole call comes through the server's get_call.
+    assert call["transcript"]["total_turns"] > len(turns)
+    view.get_by_test_id("btn-whole-transcript").click()
+    whole = host.wait_for_tool_call("get_call")
+    assert whole["arguments"]["call_id"] == call["id"]
+    every = whole["result"]["structuredContent"]["transcript"]["turns"]
+    assert len(every) == call["transcript"]["total_turns"]
+    expect(shown).to_have_count(len(every))
+    expect(shown.last).to_contain_text(every[-1]["text"])
+    expect(cited).to_have_attribute("data-t", call["metric"]["moments"][0])
+
 
 def test_disagree_with_a_reason_lands_a_vote_in_the_sandbox(host: HostPage, sandbox: SandboxAdmin) -> None:
     view, review = open_review(host, sandbox)
