@@ -5,10 +5,9 @@ Each bearer token is a reviewer: `CEKURA_LABS_REVIEWERS_FILE` names them (name â
 `reviewers`); plain shared tokens in `CEKURA_LABS_HTTP_TOKEN` still work, named by a fingerprint. The gate names
 each request's reviewer (never the token), and the ledger keeps confirmation tokens, review sessions and regression
 checks per reviewer, and records who in the audit log (`spend_log` shows all of it, each entry naming who) and
-reviews. An MCP session
-(stateful, handshake-era transport) belongs to the reviewer that opened it. With `stateless` (and `--workers N`)
-no session is kept at all: every request carries its token, and any process on the same ledger answers it. The
-cost guard's window stays shared: it is the account's money."""
+reviews. An MCP session (stateful, handshake-era transport) belongs to the reviewer that opened it. With
+`stateless` (and `--workers N`) no session is kept at all: every request carries its token, and any process on the
+same ledger answers it. The cost guard's window stays shared: it is the account's money."""
 
 from __future__ import annotations
 
