@@ -3,6 +3,7 @@ read-only only if it never changes anything on Cekura; every tool is open-world 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +28,7 @@ from cekura_labs_mcp.tools.review import next_review, record_review, start_revie
 from cekura_labs_mcp.tools.toolsets import CORE, TOOLSETS, ToolsetServer, load_toolset, load_toolset_description
 from cekura_labs_mcp.tools.validate import add_regressions_to_lab, judge_change, validate_metric
 from mcp.server import MCPServer
+from mcp.server.mcpserver.tools import Tool
 from mcp.types import ToolAnnotations
 
 
@@ -206,13 +208,29 @@ def register_tools(server: ToolsetServer[Any], *, read_only: bool = False) -> No
     """`read_only`: a lockdown for exploring a real account - no tool that writes to or spends on Cekura is
     even offered, so no prompt can talk the assistant into one. The few read tools are all listed then (no
     toolsets). Otherwise the core tools are listed and the rest wait in their toolsets (load_toolset)."""
-    for spec in READ_TOOLS if read_only else ALL_TOOLS:
-        server.add_tool(compact_text(spec.fn), name=spec.name, title=spec.title,
-                        description=spec.description_for(read_only),
-                        annotations=spec.annotations(), structured_output=True, meta=tool_meta(spec.name))
-        _compact_schemas(server, spec.name)
+    for tool, toolset in _prepared_tools(read_only):
+        server._tool_manager._tools[tool.name] = tool  # what the SDK's add_tool does with the tool it builds
         if not read_only:
-            server.toolset_of[spec.name] = spec.toolset
+            server.toolset_of[tool.name] = toolset
+
+
+@functools.cache
+def _prepared_tools(read_only: bool) -> tuple[tuple[Tool, str], ...]:
+    """Each tool as the SDK registers it (argument model, schemas, compacted), with its toolset: built once per
+    process. Building them is most of a server's start (a quarter of a second of pydantic schema work), and
+    nothing in them depends on the server's settings: the run's state reaches a tool through its context. A
+    process that builds several servers (HTTP workers, the test suite) shares them; nothing mutates them."""
+    scratch: MCPServer[Any] = MCPServer(name="tool-preparation")
+    prepared: list[tuple[Tool, str]] = []
+    for spec in READ_TOOLS if read_only else ALL_TOOLS:
+        scratch.add_tool(compact_text(spec.fn), name=spec.name, title=spec.title,
+                         description=spec.description_for(read_only),
+                         annotations=spec.annotations(), structured_output=True, meta=tool_meta(spec.name))
+        _compact_schemas(scratch, spec.name)
+        tool = scratch._tool_manager.get_tool(spec.name)
+        assert tool is not None, spec.name
+        prepared.append((tool, spec.toolset))
+    return tuple(prepared)
 
 
 def _compact_schemas(server: MCPServer[Any], name: str) -> None:

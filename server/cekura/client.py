@@ -10,8 +10,10 @@ Retry policy (the official SDK retries every 5xx, POSTs included; we do better):
 
 from __future__ import annotations
 
+import functools
 import json
 import random
+import ssl
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -117,6 +119,14 @@ class _Request:
     permit: SpendPermit | None = None
 
 
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """httpx's default TLS context (certifi's CA bundle, or SSL_CERT_FILE / SSL_CERT_DIR), made once per process:
+    loading the CA bundle takes about 50 ms of CPU, which httpx would spend again for every client (one per
+    server; HTTP workers and the test suite build many). An SSLContext is safe to share between clients."""
+    return httpx.create_ssl_context()
+
+
 class CekuraClient:
     """One per server: a pooled `httpx.AsyncClient`, bounded concurrency, typed answers."""
 
@@ -140,6 +150,7 @@ class CekuraClient:
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
             limits=httpx.Limits(max_connections=max_concurrency, max_keepalive_connections=max_concurrency),
             transport=transport,
+            verify=tls_context(),
             follow_redirects=False,
         )
         self._retry = retry or RetryPolicy()
