@@ -16,7 +16,7 @@ from cekura_labs_mcp.server.sandbox.dialect import DIALECTS, Dialect, default_di
 # The throwaway PostgreSQL cluster, and the sqlite/postgresql parametrization of the ledger's tests.
 from pg_cluster import database_url, ledger_backend, ledger_location, ledger_settings, postgres  # noqa: F401
 from pydantic import SecretStr
-from support import LOG_SINK, ORG_KEY, SANDBOX_KEY, SandboxAdmin
+from support import LEAKS, LOG_SINK, ORG_KEY, SANDBOX_KEY, SandboxAdmin
 
 # A bound against a hang, not a timing any test relies on: the sandbox answers from a thread of the test process,
 # and on a loaded machine (2 cores, many processes) a read can take seconds. Tests that need a request to time
@@ -27,6 +27,16 @@ HTTP_TIMEOUT = 10.0
 @pytest.fixture(scope="session", autouse=True)
 def _capture_logs() -> None:
     configure_logging("json", "debug", stream=LOG_SINK)
+
+
+@pytest.fixture(autouse=True)
+def _no_key_in_logs_or_results() -> Iterator[None]:
+    """The API keys never reach a log line or a tool result: every line and result is checked as it is written
+    (support.LEAKS), and the test that wrote one fails here as it ends."""
+    seen = len(LEAKS)
+    yield
+    leaked = LEAKS[seen:]
+    assert not leaked, "\n".join(leaked)
 
 
 class _Sandboxes:

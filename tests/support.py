@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import anyio
 import httpx
 from cekura_labs_mcp.server.app import build_server
-from cekura_labs_mcp.server.cekura.client import RetryPolicy
+from cekura_labs_mcp.server.cekura.client import RetryPolicy, tls_context
 from cekura_labs_mcp.server.config import Settings
 from cekura_labs_mcp.server.guard import CostGuard, Endpoint, SpendPermit, SpendPlan
 from cekura_labs_mcp.server.ledger import Ledger
@@ -24,7 +24,27 @@ from mcp import Client
 SANDBOX_KEY = "sk-test-SECRET-4f9c2b7e1d"
 # An organisation-level key the test sandboxes also accept: it must name `project_id` where Cekura asks.
 ORG_KEY = "org-test-SECRET-8a1e5c3f"
-LOG_SINK = io.StringIO()
+SECRETS = (SANDBOX_KEY, ORG_KEY)
+# Where a test key was seen in a log line or a tool output, as it was written: conftest fails the test that wrote
+# it when the test ends. Checked as written, not at the end of the run, so every test is checked whichever worker
+# process (pytest-xdist) runs it and whatever order the tests run in.
+LEAKS: list[str] = []
+
+
+def note_leaks(where: str, text: str) -> None:
+    if any(secret in text for secret in SECRETS):
+        LEAKS.append(f"a test key in {where}: {text[:300]}")
+
+
+class _CheckedSink(io.StringIO):
+    """The log sink of the test process: every line is checked for the test keys as it is written."""
+
+    def write(self, text: str) -> int:
+        note_leaks("a log line", text)
+        return super().write(text)
+
+
+LOG_SINK: io.StringIO = _CheckedSink()
 FAST_RETRY = RetryPolicy(max_retries=3, max_retry_after=5.0, backoff_base=0.01, backoff_cap=0.05)
 TOOL_OUTPUTS: list[str] = []
 T = TypeVar("T")
@@ -35,7 +55,8 @@ class SandboxAdmin:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self._http = httpx.Client(base_url=url, timeout=10)
+        # The process's one TLS context: httpx would load the CA bundle again for each admin (one per test).
+        self._http = httpx.Client(base_url=url, timeout=10, verify=tls_context())
 
     def reset(self) -> None:
         self._http.post("/_sandbox/reset").raise_for_status()
@@ -120,7 +141,9 @@ async def call(client: Client, tool: str, args: dict[str, Any] | None = None, **
     """Call a tool; return its structured result, or raise ToolFailed with the error text."""
     result = await client.call_tool(tool, args or {}, **kwargs)
     text = "\n".join(getattr(block, "text", "") for block in result.content)
-    TOOL_OUTPUTS.append(text + json.dumps(result.structured_content or {}))
+    output = text + json.dumps(result.structured_content or {})
+    TOOL_OUTPUTS.append(output)
+    note_leaks(f"the result of {tool}", output)
     if result.is_error:
         raise ToolFailed(text)
     assert result.structured_content is not None, f"{tool} returned no structured content"

@@ -1,7 +1,8 @@
 """The API key never reaches a log line, a tool result, an error message or a file.
 
-Named to run last: besides its own scenario, it checks every log line and tool output that the
-earlier tests of this run produced (collected in `support`)."""
+Besides its own scenario: every log line and tool result of every test is checked for the keys as it is
+written (`support.note_leaks`), and conftest fails the test that wrote one; the last test here shows that check
+catching a key. (Checked per test, not by a test run last, so it holds in any order and in every worker.)"""
 
 from __future__ import annotations
 
@@ -11,7 +12,18 @@ import pytest
 from cekura_labs_mcp.server.config import Settings
 from cekura_labs_mcp.server.errors import LabsError
 from cekura_labs_mcp.server.logs import get_logger, register_secret, scrub
-from support import LOG_SINK, ORG_KEY, SANDBOX_KEY, TOOL_OUTPUTS, SandboxAdmin, ToolFailed, call, connect
+from support import (
+    LEAKS,
+    LOG_SINK,
+    ORG_KEY,
+    SANDBOX_KEY,
+    TOOL_OUTPUTS,
+    SandboxAdmin,
+    ToolFailed,
+    call,
+    connect,
+    note_leaks,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -34,7 +46,7 @@ async def test_no_secret_in_logs_results_errors_or_files(settings: Settings, san
     logs = LOG_SINK.getvalue()
     assert "cekura_request" in logs and "probe" in logs
     assert SANDBOX_KEY not in logs and ORG_KEY not in logs
-    assert len(TOOL_OUTPUTS) > 20, "earlier tests should have recorded their tool outputs"
+    assert len(TOOL_OUTPUTS) >= 2, "the tool outputs are recorded"
     assert not [out for out in TOOL_OUTPUTS if SANDBOX_KEY in out or ORG_KEY in out]
     for path in Path(settings.data_dir).rglob("*"):
         if path.is_file():
@@ -45,3 +57,15 @@ def test_scrub_removes_registered_and_shaped_secrets() -> None:
     register_secret("abcd-1234-secret")
     text = scrub('token abcd-1234-secret and Authorization: Bearer xyz.987 and "X-CEKURA-API-KEY": "k-1"')
     assert "abcd-1234-secret" not in text and "xyz.987" not in text and "k-1" not in text
+
+
+def test_a_key_in_a_log_line_or_a_tool_result_is_caught_as_it_is_written() -> None:
+    seen = len(LEAKS)
+    sink = type(LOG_SINK)()
+    sink.write(f'{{"event": "cekura_request", "headers": {{"X-CEKURA-API-KEY": "{SANDBOX_KEY}"}}}}\n')
+    sink.write('{"event": "cekura_request", "status": 200}\n')
+    note_leaks("the result of list_calls", f"org key {ORG_KEY}")
+    caught = LEAKS[seen:]
+    del LEAKS[seen:]  # caught on purpose here: conftest's check of this test must not count them
+    assert [line.split(":")[0] for line in caught] == ["a test key in a log line",
+                                                       "a test key in the result of list_calls"]
