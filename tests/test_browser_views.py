@@ -19,6 +19,7 @@ from cekura_labs_mcp.server.demo import person_from_truth
 from support import SandboxAdmin
 
 FIXTURE_VIEW = (ASSETS / "fixture-view.html").read_text()
+LOW_CONTRAST = (ASSETS / "low-contrast.js").read_text()
 # A binary LLM judge of the sandbox's front-desk agent: what a person reviews first in the demo's clinic.
 REVIEWED_METRIC = "Appointment Booked Correctly"
 # What the person says about the first call the card shows (an insurance question the judge failed for not
@@ -136,6 +137,11 @@ def tab_to(host: HostPage, target: Any, limit: int = 60) -> None:
 
 def background(view: Any) -> str:
     return str(view.locator("body").evaluate("e => getComputedStyle(e).backgroundColor"))
+
+
+def low_contrast(view: Any) -> list[str]:
+    """Text the view shows below WCAG 2's contrast minimum (tests/browser/low-contrast.js)."""
+    return list(view.locator(":root").evaluate(LOW_CONTRAST))
 
 
 def luminance(color: str) -> float:
@@ -276,13 +282,14 @@ def test_review_card_works_from_the_keyboard_alone(host: HostPage, sandbox: Sand
 
 def test_review_card_follows_the_host_theme(host: HostPage, sandbox: SandboxAdmin) -> None:
     """The host's theme wins over the system's: the browser says light while the host says dark, then the host
-    switches to light while the browser says dark."""
+    switches to light while the browser says dark. Readable in both: every text meets WCAG 2's contrast minimum."""
     host.page.emulate_media(color_scheme="light")
     view, _ = open_review(host, sandbox, theme="dark")
     html = view.locator(":root")
     expect(html).to_have_attribute("data-theme", "dark")
     dark = background(view)
     assert luminance(dark) < 0.3, dark
+    assert low_contrast(view) == []
     host.screenshot("review-card-dark")
 
     host.page.emulate_media(color_scheme="dark")
@@ -290,6 +297,7 @@ def test_review_card_follows_the_host_theme(host: HostPage, sandbox: SandboxAdmi
     expect(html).to_have_attribute("data-theme", "light")
     light = background(view)
     assert luminance(light) > 0.7, light
+    assert low_contrast(view) == []
 
 
 # ---- the proposal and the report -------------------------------------------------------------------
@@ -345,10 +353,12 @@ def test_proposal_view_shows_the_change_and_apply_patches_the_metric(host: HostP
     assert added, proposal["diff"]
     expect(view.locator('[data-testid="diff-new"].add')).to_have_text(added)
     expect(view.locator('[data-testid="diff-old"].del')).to_have_text(diff_lines(proposal["diff"], "-"))
+    assert low_contrast(view) == []
     host.screenshot("proposal")
     host.set_theme("dark")
     expect(view.locator(":root")).to_have_attribute("data-theme", "dark")
     assert luminance(background(view)) < 0.3
+    assert low_contrast(view) == []
     host.screenshot("proposal-dark")
 
     view.get_by_test_id("btn-apply").click()
@@ -500,10 +510,12 @@ def test_report_view_shows_the_check_and_lists_the_judged_fresh_changes(host: Ho
         shown = matrix_cells(view, "fresh", testid)
         assert {cell: n for cell, n in shown.items() if n} == nonzero(fresh[key]["matrix"]), testid
     expect(view.get_by_test_id("report-status")).to_have_text(final["status"])
+    assert low_contrast(view) == []
     host.screenshot("report")
     host.set_theme("dark")
     expect(view.locator(":root")).to_have_attribute("data-theme", "dark")
     assert luminance(background(view)) < 0.3
+    assert low_contrast(view) == []
     host.screenshot("report-dark")
 
 
