@@ -227,7 +227,8 @@ function transcriptSection(call: CallReview): HTMLElement {
         h("span", { class: "t" }, turn.t), h("span", { class: "who" }, turn.who), h("span", { class: "text" }, turn.text));
       return item;
     }));
-  const whole = !state.transcript && call.transcript.shown !== "all" && call.transcript.total_turns > turns.length;
+  const whole = host.canCall && !state.transcript && call.transcript.shown !== "all"
+    && call.transcript.total_turns > turns.length;
   return h("section", {},
     h("div", { class: "row spread" },
       h("h2", {}, "Transcript"),

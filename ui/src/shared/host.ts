@@ -22,6 +22,8 @@ export interface ViewHost {
   readonly readOnly: boolean;
   /** Why, in a sentence the view shows where the buttons would be. */
   readonly readOnlyNote: string;
+  /** The host forwards the view's tool calls (reads included): false hides what only a call could show. */
+  readonly canCall: boolean;
   /** The arguments the assistant called the view's tool with (agent_id, metric_id, ...). */
   input(): Json;
   /** Calls a server tool through the host; a refusal or failure comes back as `ok: false` with its one line. */
@@ -80,6 +82,9 @@ export function startView(name: string, render: (outcome: Outcome, host: ViewHos
     get readOnlyNote() {
       return serverReadOnly ? "Read-only server: nothing is recorded or changed from here."
         : "This host does not let the view call the server: answer in the conversation.";
+    },
+    get canCall() {
+      return !noTools();
     },
     input: () => input,
     tell(text) {
