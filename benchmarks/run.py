@@ -29,6 +29,7 @@ from cekura_labs_mcp.server.app import build_server
 from cekura_labs_mcp.server.config import Settings
 from cekura_labs_mcp.server.demo import person_from_truth as person
 from cekura_labs_mcp.server.logs import configure_logging
+from cekura_labs_mcp.tools.toolsets import TOOLSETS
 from mcp import Client, StdioServerParameters, stdio_client
 from pydantic import SecretStr
 
@@ -102,11 +103,25 @@ async def token_figures(admin: Admin, scratch: Path) -> list[Figure]:
         versus = f"OpenAPI-generated ({len(generated)} tools, no output schemas)"
         figures.append(emit(Figure(f"tokens_tools_list ({len(listed.tools)} tools, with output schemas)",
                                    tokens(ours), "tokens", baseline, versus)))
-        # What a model is shown of a tool (Anthropic's API takes name, description and input schema).
-        shown = compact({"tools": [{"name": t.name, "description": t.description, "inputSchema": t.input_schema}
-                                   for t in listed.tools]})
-        figures.append(emit(Figure("tokens_tools_list_model_facing (name, description, inputSchema)", tokens(shown),
+        # What a model is shown of a tool (Anthropic's API takes name, description and input schema): the core list
+        # a conversation starts with, then each toolset load_toolset adds, then everything loaded.
+        def shown(tools: list[Any]) -> int:
+            return tokens(compact({"tools": [{"name": t.name, "description": t.description,
+                                              "inputSchema": t.input_schema} for t in tools]}))
+
+        core = shown(listed.tools)
+        figures.append(emit(Figure(f"tokens_tools_list_model_facing (name, description, inputSchema; the "
+                                   f"{len(listed.tools)} core tools a conversation starts with)", core,
                                    "tokens", baseline, versus)))
+        for toolset in TOOLSETS:
+            added = await client.call_tool("load_toolset", {"name": toolset.name})
+            if added.is_error:
+                raise RuntimeError(result_text(added))
+            now = (await client.list_tools()).tools
+            print(f"# toolset {toolset.name} loaded: {len(now)} tools, {shown(now):,} tokens", flush=True)
+        every = (await client.list_tools()).tools
+        figures.append(emit(Figure(f"tokens_tools_list_model_facing_every_toolset_loaded ({len(every)} tools)",
+                                   shown(every), "tokens", baseline, versus)))
 
         page = await client.call_tool("list_calls", {"agent_id": agent, "metric_id": metric["id"],
                                                      "page_size": 50})
@@ -225,6 +240,53 @@ async def overhead_figures(admin: Admin, scratch: Path, rounds: int) -> list[Fig
     ]
 
 
+async def our_share_figures(admin: Admin, scratch: Path, rounds: int) -> list[Figure]:
+    """Issue 13's measure of what is ours: `get_call` against a bare MCPServer tool that makes the same GET with
+    httpx and returns the raw answer as text (no output schema, no structured content). Both run over stdio at
+    once and are called in turn (the order alternating), so the machine's load falls on both alike; the figures
+    are differences within one run. What remains is ours: the Cekura client, reading and presenting the call,
+    the compact structured result (and the SDK validating it against our output schema), logging, middleware."""
+    admin.reset()
+    agent = admin.info()["main_agent_id"]
+    call_id = admin.http.get(CALLS, params={"agent_id": agent, "page_size": 1}).json()["results"][0]["id"]
+    env = server_env(admin.url, scratch / "share")
+    marks = {"ours": f"ours-{os.getpid()}", "bare": f"bare-fetch-{os.getpid()}"}  # unique: others may bench too
+    ours = StdioServerParameters(command=SERVE[0], args=SERVE[1:], env={**env, "CEKURA_BENCH_CPU": marks["ours"]})
+    bare = StdioServerParameters(command=sys.executable, args=["-c", BARE_FETCH_SERVER],
+                                 env={**env, "CEKURA_BENCH_CPU": marks["bare"]})
+    args = {"call_id": call_id}
+    differences: list[float] = []
+    bare_ms: list[float] = []
+    with open(os.devnull, "w") as errlog:
+        async with Client(stdio_client(ours, errlog=errlog)) as a, Client(stdio_client(bare, errlog=errlog)) as b:
+            for _ in range(10):
+                await a.call_tool("get_call", args)
+                await b.call_tool("get_call", args)
+            ours_pid = _pid_with(f"CEKURA_BENCH_CPU={marks['ours']}")
+            bare_pid = _pid_with(f"CEKURA_BENCH_CPU={marks['bare']}")
+            ours_cpu, bare_cpu = _cpu_ms(ours_pid), _cpu_ms(bare_pid)
+            for i in range(rounds):
+                pair = (a, b) if i % 2 == 0 else (b, a)
+                spent: dict[int, float] = {}
+                for client in pair:
+                    started = time.perf_counter()
+                    result = await client.call_tool("get_call", args)
+                    spent[id(client)] = (time.perf_counter() - started) * 1000
+                    if result.is_error:
+                        raise RuntimeError(result_text(result))
+                differences.append(spent[id(a)] - spent[id(b)])
+                bare_ms.append(spent[id(b)])
+            ours_cpu, bare_cpu = _cpu_ms(ours_pid) - ours_cpu, _cpu_ms(bare_pid) - bare_cpu
+    return [
+        emit(Figure("ours_server_cpu_per_get_call (minus a bare MCPServer tool making the same GET)",
+                    (ours_cpu - bare_cpu) / rounds, "ms", bare_cpu / rounds,
+                    "that bare tool's CPU per call: the SDK's share and the request itself", 2)),
+        emit(Figure("ours_round_trip_per_get_call_median (paired with the bare tool's)",
+                    statistics.median(differences), "ms", statistics.median(bare_ms),
+                    "the bare tool's round trip", 2)),
+    ]
+
+
 async def server_cpu_per_call(params: StdioServerParameters, tool: str, args: dict[str, Any], rounds: int) -> float:
     """CPU milliseconds (user + system, from /proc) the stdio server process spends per call, warmed up."""
     marker = f"CEKURA_BENCH_CPU={os.getpid()}-{tool}"
@@ -263,6 +325,23 @@ server = MCPServer(name="bare")
 @server.tool()
 def ping() -> str:
     return "pong"
+server.run("stdio")
+"""
+
+
+# The SDK's own share of a tool call that reads one call from Cekura: the same GET, the raw answer as text.
+BARE_FETCH_SERVER = """
+import os
+import httpx
+from mcp.server import MCPServer
+server = MCPServer(name="bare-fetch", log_level="WARNING")  # no per-request log lines, as ours
+http = httpx.AsyncClient(base_url=os.environ["CEKURA_API_URL"],
+                         headers={"X-CEKURA-API-KEY": os.environ["CEKURA_API_KEY"]})
+@server.tool(structured_output=False)
+async def get_call(call_id: int) -> str:
+    response = await http.get(f"/observability/v1/call-logs-external/{call_id}/")
+    response.raise_for_status()
+    return response.text
 server.run("stdio")
 """
 
@@ -417,6 +496,7 @@ def main(argv: list[str] | None = None) -> int:
     steps: list[Callable[[Admin, Path], Any]] = [
         lambda admin, scratch: anyio.run(token_figures, admin, scratch),
         lambda admin, scratch: anyio.run(overhead_figures, admin, scratch, rounds),
+        lambda admin, scratch: anyio.run(our_share_figures, admin, scratch, rounds),
         lambda admin, scratch: startup_figures(admin, scratch, starts),
         lambda admin, scratch: anyio.run(fanout_figures, admin, scratch, sizes, 100),
     ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from cekura_labs_mcp.server.logs import scrub
+from cekura_labs_mcp.server.steps import Step
 
 MAX_PROBLEM_CHARS = 400
 
@@ -63,7 +64,7 @@ class NotFoundError(CekuraError):
     def __init__(self, what: str) -> None:
         super().__init__(
             f"{what} was not found on Cekura.",
-            "Check the id (list_calls / list_metrics show valid ids) and that your API key can see it.",
+            f"Check the id ({Step.LIST_CALLS} / {Step.LIST_METRICS} show valid ids) and that your API key can see it.",
         )
 
 

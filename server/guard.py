@@ -31,6 +31,7 @@ from typing import Literal
 
 from cekura_labs_mcp.server.errors import LabsError, OutcomeUnknownError
 from cekura_labs_mcp.server.ledger import Ledger, SpendBook, SpendRecord, Window, owner
+from cekura_labs_mcp.server.steps import Step
 
 Approval = Literal["not_asked", "accepted", "declined", "cancelled"]
 # The client methods that spend, each named after the Cekura endpoint it posts to.
@@ -244,7 +245,7 @@ class CostGuard:
             f"Not evaluated: {reason}. Nothing was spent.",
             "Call the tool again without a token to get the current count and a fresh confirmation."
             if "token" in reason
-            else "Check the call selection (list_calls shows what matches).",
+            else f"Check the call selection ({Step.LIST_CALLS} shows what matches).",
         )
 
     def _decide(self, book: SpendBook, plan: SpendPlan, token: str | None, approval: Approval,
@@ -372,7 +373,8 @@ class AutoImproveRuns:
             if found.progress_id is None:
                 raise GuardRefusal(
                     f"An auto-improve start for {subject} is being sent right now (by this or another session).",
-                    "Wait a moment and look at spend_log for its progress id, then poll_progress it.")
+                    f"Wait a moment and look at {Step.SPEND_LOG} for its progress id, then "
+                    f"{Step.WAIT_FOR_IMPROVEMENT} it.")
             if await running(found.progress_id):
                 return AutoImproveStart(found.progress_id, already_running=True)
             self.ledger.set_spend_outcome(found.audit_id, "finished", found.progress_id)

@@ -54,6 +54,7 @@ from cekura_labs_mcp.server.db_schema import (
     validations,
 )
 from cekura_labs_mcp.server.errors import LabsError
+from cekura_labs_mcp.server.steps import Step
 from sqlalchemy import (
     ColumnElement,
     Connection,
@@ -571,7 +572,7 @@ class Ledger:
         with self._db.read() as db:
             row = db.execute(_SESSION, {"session_id": session_id, "owner": owner()}).first()
         if row is None:
-            raise LabsError(f"Review session {session_id} does not exist.", "Start one with start_review.")
+            raise LabsError(f"Review session {session_id} does not exist.", f"Start one with {Step.OPEN_REVIEW}.")
         return Session(int(row.id), int(row.metric_id), int(row.agent_id), float(row.started_at),
                        bool(row.auto_improve), int(row.feedback_threshold), str(row.state))
 

@@ -15,6 +15,7 @@ REDACTED = "[redacted]"
 _SECRET_KEYS = re.compile(r"(api[_-]?key|authorization|token|secret|password|bearer)", re.IGNORECASE)
 _BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+")
 _HEADER_KEY = re.compile(r"(?i)(x-cekura-api-key[\"']?\s*[:=]\s*[\"']?)[^\s\"',}]+")
+_CREDENTIAL_WORDS = re.compile(r"(?i)bearer|x-cekura-api-key")  # what _BEARER and _HEADER_KEY both start from
 
 _known_secrets: set[str] = set()
 
@@ -30,12 +31,16 @@ def scrub(text: str) -> str:
     for secret in _known_secrets:
         if secret in text:
             text = text.replace(secret, REDACTED)
+    if _CREDENTIAL_WORDS.search(text) is None:  # one pass decides for both patterns (every log line comes here)
+        return text
     text = _BEARER.sub(lambda m: m.group(1) + REDACTED, text)
     return _HEADER_KEY.sub(lambda m: m.group(1) + REDACTED, text)
 
 
 def _scrub_value(key: str, value: Any) -> Any:
-    if _SECRET_KEYS.search(key) and value is not None and not isinstance(value, bool | int | float):
+    if value is None or isinstance(value, bool | int | float):  # most fields of an event; nothing to hide
+        return value
+    if _SECRET_KEYS.search(key):
         return REDACTED
     if isinstance(value, str):
         return scrub(value)

@@ -25,6 +25,7 @@ from cekura_labs_mcp.tools.improve import (
 from cekura_labs_mcp.tools.overview import metric_overview
 from cekura_labs_mcp.tools.python_metrics import convert_to_custom_code, test_custom_code
 from cekura_labs_mcp.tools.review import next_review, record_review, start_review, triage_failures
+from cekura_labs_mcp.tools.steps import TOOL_FOR_STEP, name_tools_in
 from cekura_labs_mcp.tools.toolsets import CORE, TOOLSETS, ToolsetServer, load_toolset, load_toolset_description
 from cekura_labs_mcp.tools.validate import add_regressions_to_lab, judge_change, validate_metric
 from mcp.server import MCPServer
@@ -202,6 +203,7 @@ BRIEFS["load_toolset"] = load_toolset_description(
     {toolset.name: [spec.name for spec in ALL_TOOLS if spec.toolset == toolset.name] for toolset in TOOLSETS})
 _KNOWN_TOOLSETS = {CORE, *(toolset.name for toolset in TOOLSETS)}
 assert all(spec.toolset in _KNOWN_TOOLSETS for spec in ALL_TOOLS), "every tool names a toolset of tools/toolsets.py"
+assert set(TOOL_FOR_STEP.values()) <= {spec.name for spec in ALL_TOOLS}, "every step is taken by a registered tool"
 
 
 def register_tools(server: ToolsetServer[Any], *, read_only: bool = False) -> None:
@@ -243,7 +245,9 @@ def _compact_schemas(server: MCPServer[Any], name: str) -> None:
         return
     tool.parameters = shared_definitions(lean_input_schema(compact_schema(tool.parameters)), name)
     if tool.fn_metadata.output_schema is not None:
-        tool.fn_metadata.output_schema = inline_refs(compact_schema(tool.fn_metadata.output_schema, output=True))
+        # Field descriptions written below the tool layer name steps, not tools (server/steps.py).
+        tool.fn_metadata.output_schema = name_tools_in(
+            inline_refs(compact_schema(tool.fn_metadata.output_schema, output=True)))
 
 
 _NOISE = frozenset({"title"})

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -12,6 +11,8 @@ from typing import Any, ParamSpec, TypeVar
 from cekura_labs_mcp.server.context import RunContext
 from cekura_labs_mcp.server.errors import InputError, LabsError
 from cekura_labs_mcp.server.logs import get_logger
+from cekura_labs_mcp.server.steps import MARK
+from cekura_labs_mcp.tools.steps import name_tools, name_tools_in
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, TextContent
@@ -55,7 +56,7 @@ def tool_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
                 raise inner from None
         except LabsError as exc:
             outcome = exc.code
-            raise ToolError(f"[{exc.code}] {exc.for_assistant()}") from None
+            raise ToolError(f"[{exc.code}] {name_tools(exc.for_assistant())}") from None
         except ToolError:
             outcome = "tool_error"
             raise
@@ -110,7 +111,11 @@ def compact_text(fn: Callable[P, Awaitable[Any]]) -> Callable[P, Awaitable[Any]]
         if not isinstance(result, BaseModel):
             return result
         data = result.model_dump(mode="json", by_alias=True)
-        text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+        # pydantic's own JSON (compact, UTF-8 as is): the same text as json.dumps(data, separators=(",", ":"),
+        # ensure_ascii=False), written in Rust in a quarter of the time.
+        text = result.model_dump_json(by_alias=True)
+        if MARK in text:  # a message from below names a step: write it as the tool's name (tools/steps.py)
+            text, data = name_tools(text), name_tools_in(data)
         return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=data)
 
     return wrapper

@@ -11,14 +11,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from cekura_labs_mcp.server.guard import Approval, SpendPlan
+from cekura_labs_mcp.server.guard import SpendPlan
 from cekura_labs_mcp.server.services.calls import CallFilter, CallStatus
 from cekura_labs_mcp.server.services.spend import CallSelection, SpendResult
 from cekura_labs_mcp.tools._common import run_context, tool_errors
+from cekura_labs_mcp.tools._spend import EstimateOnly, SpendConfirmation, Token, ask_spend, spend_approval
 from mcp.server.mcpserver import (
-    AcceptedElicitation,
     Context,
-    DeclinedElicitation,
     Elicit,
     ElicitationResult,
     Resolve,
@@ -28,21 +27,11 @@ from pydantic import BaseModel, Field
 CallIds = Annotated[list[int] | Literal["all"], Field(
     description='Call ids to evaluate, or "all" for every call matching the filters in the time window '
                 "(default: last 30 days). The server counts them before anything is spent.")]
-Token = Annotated[str | None, Field(
-    description="Only when a previous answer said confirmation is required AND the person said yes: the token "
-                "it gave.", max_length=100)]
 Success = Annotated[bool | None, Field(description='With "all": only successful/failed calls.')]
 Status = Annotated[CallStatus | None, Field(description='With "all": only calls with this status.')]
 Reviewed = Annotated[bool | None, Field(description='With "all": only reviewed (true) or unreviewed calls.')]
 TimeFrom = Annotated[str | None, Field(description="ISO 8601 start of the window.", max_length=40)]
 TimeTo = Annotated[str | None, Field(description="ISO 8601 end of the window.", max_length=40)]
-EstimateOnly = Annotated[bool, Field(
-    description="true: spend nothing; answer the exact calls counted, the metrics that will run, the credits and the "
-                "credits remaining. Show that to the person before any spend.")]
-
-
-class SpendConfirmation(BaseModel):
-    confirm: bool = Field(description="Yes, spend the credits for exactly these calls.")
 
 
 def _selection(call_ids: list[int] | Literal["all"], success: bool | None, status: CallStatus | None,
@@ -72,16 +61,6 @@ async def _evaluate_plan(
                                              chosen=chosen)
 
 
-def ask_spend(ctx: Context[Any, Any], plan: SpendPlan, estimate_only: bool = False) -> Elicit[SpendConfirmation] | str:
-    """The person's yes, asked directly where the client can (an estimate asks nothing: it spends nothing)."""
-    guard = run_context(ctx).guard
-    caps = ctx.client_capabilities
-    can_ask = caps is not None and caps.elicitation is not None
-    if not estimate_only and plan.call_count > 0 and can_ask and guard.needs_confirmation(plan):
-        return Elicit(guard.confirmation_question(plan), SpendConfirmation)
-    return "not_asked"
-
-
 async def _ask_rerun(
     ctx: Context[Any, Any], plan: Annotated[SpendPlan, Resolve(_rerun_plan)], estimate_only: bool = False,
 ) -> Elicit[SpendConfirmation] | str:
@@ -94,12 +73,6 @@ async def _ask_evaluate(
     return ask_spend(ctx, plan, estimate_only)
 
 
-def spend_approval(outcome: ElicitationResult[SpendConfirmation]) -> Approval:
-    if isinstance(outcome, AcceptedElicitation):
-        if isinstance(outcome.data, SpendConfirmation):
-            return "accepted" if outcome.data.confirm else "declined"
-        return "not_asked"
-    return "declined" if isinstance(outcome, DeclinedElicitation) else "cancelled"
 
 
 @tool_errors

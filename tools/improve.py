@@ -8,6 +8,7 @@ from cekura_labs_mcp.server.cekura.models import Metric, MetricPatch
 from cekura_labs_mcp.server.errors import LabsError
 from cekura_labs_mcp.server.services.improve import ImprovementResult, ImprovementStarted, PatchPreview
 from cekura_labs_mcp.tools._common import run_context, tool_errors
+from cekura_labs_mcp.tools.steps import name_tools
 from mcp.server.mcpserver import AcceptedElicitation, Context, Elicit, ElicitationResult, Resolve
 from pydantic import BaseModel, Field
 
@@ -153,7 +154,8 @@ async def _ask_proposal(ctx: Context[Any, Any], metric_id: int, progress_id: str
         return "not_asked"  # identical: nothing will be applied, so nothing to ask
     metric = await run_context(ctx).client.get_metric(metric_id)
     warning = await improve.score_drop_warning(progress_id)
-    return Elicit((warning + "\n\n" if warning else "") + _question(metric, preview.diff, "Apply this proposal to"),
+    return Elicit((name_tools(warning) + "\n\n" if warning else "") + _question(metric, preview.diff,
+                                                                                "Apply this proposal to"),
                   ApplyConfirmation)
 
 

@@ -17,7 +17,7 @@ from cekura_labs_mcp.server.services.python_metrics import (
     ConversionProposal,
 )
 from cekura_labs_mcp.tools._common import run_context, tool_errors
-from cekura_labs_mcp.tools.evaluate import EstimateOnly, SpendConfirmation, ask_spend, spend_approval
+from cekura_labs_mcp.tools._spend import EstimateOnly, SpendConfirmation, ask_spend, spend_approval
 from mcp.server.mcpserver import Context, Elicit, ElicitationResult, Resolve
 from pydantic import Field
 

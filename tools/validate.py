@@ -13,7 +13,7 @@ from cekura_labs_mcp.server.errors import LabsError
 from cekura_labs_mcp.server.guard import SpendPlan
 from cekura_labs_mcp.server.services.validation import LabProposal, RegressionCheck
 from cekura_labs_mcp.tools._common import run_context, tool_errors
-from cekura_labs_mcp.tools.evaluate import EstimateOnly, SpendConfirmation, Token, ask_spend, spend_approval
+from cekura_labs_mcp.tools._spend import EstimateOnly, SpendConfirmation, Token, ask_spend, spend_approval
 from mcp.server.mcpserver import AcceptedElicitation, Context, Elicit, ElicitationResult, Resolve
 from pydantic import BaseModel, Field
 

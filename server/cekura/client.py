@@ -55,6 +55,7 @@ from cekura_labs_mcp.server.errors import (
 )
 from cekura_labs_mcp.server.guard import ENDPOINTS, AutoImproveClaim, Endpoint, SpendPermit
 from cekura_labs_mcp.server.logs import get_logger
+from cekura_labs_mcp.server.steps import Step
 from pydantic import SecretStr
 
 log = get_logger("cekura.http")
@@ -315,7 +316,8 @@ class CekuraClient:
                 "feedback": feedback}
         data = await self._send(
             _Request("POST", f"{CALLS}{call_id}/mark_metric_vote/", f"The vote on call {call_id}", True,
-                  "Open the call in Cekura (or get_call) to see whether the vote was recorded before voting again.",
+                  f"Open the call in Cekura (or {Step.READ_CALL}) to see whether the vote was recorded before voting "
+                  "again.",
                   versions=VOTE),
             json_body=body, path_id=call_id,
         )
@@ -349,7 +351,7 @@ class CekuraClient:
         """Start auto-improve. Needs the auto-improve log's claim (`AutoImproveRuns.start`): every start is
         in the spend log, and none starts while the same metric and Lab set already run."""
         if not isinstance(claim, AutoImproveClaim):
-            raise TypeError("process_feedbacks needs an AutoImproveClaim from the auto-improve log")
+            raise TypeError("starting auto-improve needs an AutoImproveClaim from the auto-improve log")
         claim.use(metric_id, test_set_ids)
         body: dict[str, Any] = {"metric_id": metric_id}
         if test_set_ids:
@@ -377,7 +379,8 @@ class CekuraClient:
                             for qid, a in answers.items()}}
         await self._send(
             _Request("POST", f"{REVIEWS}process_feedbacks_answer/", f"Answering auto-improve run {progress_id}", True,
-                  "Poll the run (poll_progress): if it no longer asks the question, the answer arrived."),
+                  f"Poll the run ({Step.WAIT_FOR_IMPROVEMENT}): if it no longer asks the question, the answer "
+                  "arrived."),
             json_body=body,
         )
 
@@ -385,7 +388,7 @@ class CekuraClient:
         """Stop a running auto-improve (nothing it proposed is applied)."""
         await self._send(
             _Request("POST", f"{REVIEWS}process_feedbacks_cancel/", f"Cancelling auto-improve run {progress_id}", True,
-                  "Poll the run (poll_progress) to see whether it stopped."),
+                  f"Poll the run ({Step.WAIT_FOR_IMPROVEMENT}) to see whether it stopped."),
             json_body={"progress_id": progress_id},
         )
 
@@ -396,7 +399,7 @@ class CekuraClient:
         data = await self._send(
             _Request("POST", f"{METRICS_EXTERNAL}{metric_id}/apply_optimisation_proposal/",
                   f"Applying the proposal to metric {metric_id}", True,
-                  "Read the metric (get_metric) to see whether the proposal was applied."),
+                  f"Read the metric ({Step.READ_METRIC}) to see whether the proposal was applied."),
             json_body={},
         )
         if isinstance(data, dict) and "id" in data and "name" in data:
@@ -415,7 +418,7 @@ class CekuraClient:
         """Put a metric back to one of its history entries (`metric_history`)."""
         data = await self._send(
             _Request("POST", f"{METRICS_EXTERNAL}{metric_id}/restore/", f"Restoring metric {metric_id}", True,
-                  "Read the metric (get_metric) to see which version it has now."),
+                  f"Read the metric ({Step.READ_METRIC}) to see which version it has now."),
             json_body={"history_id": history_id},
         )
         merged = {"id": metric_id, "name": "", **(data if isinstance(data, dict) else {})}
@@ -424,7 +427,8 @@ class CekuraClient:
     async def patch_metric(self, metric_id: int, patch: MetricPatch) -> Metric:
         data = await self._send(
             _Request("PATCH", f"{METRICS}{metric_id}/", f"Updating metric {metric_id}", True,
-                  "Read the metric (get_metric / patch_metric without confirm) to see its current text."),
+                  f"Read the metric ({Step.READ_METRIC} / {Step.CHANGE_METRIC} without confirm) to see its current "
+                  "text."),
             json_body=patch.body(),
         )
         merged = {"id": metric_id, "name": "", **(data if isinstance(data, dict) else {})}

@@ -20,6 +20,7 @@ from cekura_labs_mcp.server.presenting import (
     transcript_from_text,
     transcript_view,
 )
+from cekura_labs_mcp.server.steps import Step
 from cekura_labs_mcp.server.values import display, expected_from_input, same_value
 from pydantic import BaseModel, Field
 
@@ -313,7 +314,7 @@ class CallsService:
 def require_scope(agent_id: int | None, project_id: int | None) -> None:
     if agent_id is None and project_id is None:
         raise InputError("agent_id", "neither agent_id nor project_id was given.",
-                         "Pass the agent's id (agent_id) or the project's (project_id); list_metrics or "
+                         f"Pass the agent's id (agent_id) or the project's (project_id); {Step.LIST_METRICS} or "
                          "the Cekura dashboard shows them.")
 
 
@@ -334,7 +335,7 @@ def review_view(
     result = call.metric(metric_id) if metric_id is not None else None
     if metric_id is not None and result is None:
         raise InputError("metric_id", f"metric {metric_id} has no result on call {call.id}.",
-                         "Call get_call without metric_id to see which metrics ran on this call.")
+                         f"Call {Step.READ_CALL} without metric_id to see which metrics ran on this call.")
     turns = call.transcript_object or transcript_from_text(call.transcript or "")
     times = [_moment(value) for value in around]
     others: dict[str, str | None] = {

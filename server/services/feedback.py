@@ -9,6 +9,7 @@ from cekura_labs_mcp.server.cekura.client import CekuraClient
 from cekura_labs_mcp.server.cekura.models import ExpectedValue, Metric, MetricFeedback
 from cekura_labs_mcp.server.cekura.results import Reading, read_result
 from cekura_labs_mcp.server.errors import InputError
+from cekura_labs_mcp.server.steps import Step
 from cekura_labs_mcp.server.values import agreed_value, display, expected_from_input
 from pydantic import BaseModel, Field
 
@@ -44,7 +45,7 @@ class FeedbackService:
         result = call.metric(metric_id)
         if result is None:
             raise InputError("metric_id", f"metric {metric_id} ({metric.name}) has no result on call {call_id}.",
-                             "Vote on a metric that ran on this call (get_call lists them).")
+                             f"Vote on a metric that ran on this call ({Step.READ_CALL} lists them).")
         reading = read_result(result, metric)
         expected = self._expected(metric, reading, thumbs_up, expected_value, expected_given)
         if not thumbs_up and not (feedback or "").strip():

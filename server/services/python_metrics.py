@@ -41,6 +41,7 @@ from cekura_labs_mcp.server.ledger import Ledger
 from cekura_labs_mcp.server.presenting import CODE_OUTPUT_NOTE, clip, one_line
 from cekura_labs_mcp.server.services.review import reviewed_calls
 from cekura_labs_mcp.server.services.spend import SpendEstimate, credits_remaining, estimate_of, metric_credits
+from cekura_labs_mcp.server.steps import Step
 from cekura_labs_mcp.server.values import display as show
 from cekura_labs_mcp.server.values import result_as_expected, same_value
 from pydantic import BaseModel, Field
@@ -230,7 +231,8 @@ class PythonMetricsService:
                         judge_calls_per_call: int | None) -> CodeTestPlan:
         ids = tuple(sorted(set(call_ids)))
         if not ids:
-            raise InputError("call_ids", "the list is empty.", "Pass the ids of one or more calls (list_calls).")
+            raise InputError("call_ids", "the list is empty.",
+                             f"Pass the ids of one or more calls ({Step.LIST_CALLS}).")
         if len(ids) > MAX_CALLS:
             raise InputError("call_ids", f"{len(ids)} calls is more than a local test needs (max {MAX_CALLS}).",
                              "Pick the reviewed calls, or a sample of up to 50.")
@@ -238,7 +240,7 @@ class PythonMetricsService:
         source = code if code is not None else (metric.custom_code or "")
         if not source.strip():
             raise InputError("code", f"metric {metric_id} has no custom_code and none was given.",
-                             "Pass the code to test, or draft it with convert_to_custom_code.")
+                             f"Pass the code to test, or draft it with {Step.DRAFT_CODE}.")
         compile_error = syntax_error(source)
         isolation = await anyio.to_thread.run_sync(lambda: self.runner.isolation)  # probed once, may take a second
         if isolation.kind == "refused":
@@ -390,17 +392,18 @@ class PythonMetricsService:
         metric = await self._client.get_metric(metric_id)
         if metric.type == "custom_code":
             raise InputError("metric_id", f"metric {metric_id} is already custom_code.",
-                             "Use test_custom_code to check its code on calls.")
+                             f"Use {Step.TEST_CODE} to check its code on calls.")
         if not metric.description.strip():
             raise InputError("metric_id", f"metric {metric_id} has no judge prompt to convert.",
-                             "Write and validate the prompt first (patch_metric, validate_metric).")
+                             f"Write and validate the prompt first ({Step.CHANGE_METRIC}, {Step.REGRESSION_CHECK}).")
         gate = await self._gate(metric, agent_id, gate_metric, gate_values) if gate_metric else None
         heads = tuple(h if h.lstrip().startswith("#") else f"## {h.strip()}" for h in sections or () if h.strip())
         expected = self._reviewed(metric_id, agent_id) if agent_id is not None else {}
         ids = sorted(set(call_ids or expected))
         if not ids:
             raise InputError("call_ids", "there are no reviewed calls of this metric to test the draft on.",
-                             "Pass call_ids, or review calls first (next_review / record_review) and pass agent_id.")
+                             "Pass call_ids, or review calls first "
+                             f"({Step.NEXT_CALL_TO_REVIEW} / {Step.RECORD_VERDICT}) and pass agent_id.")
         draft = draft_from_prompt(metric, gate=gate, sections=heads)
         test = await self.plan_test(metric_id=metric_id, call_ids=ids, code=draft.code, judge_calls_per_call=1)
         return ConversionPlan(test=test, draft=draft, expected={i: expected[i] for i in ids if i in expected})
@@ -487,11 +490,11 @@ def _gate_value(upstream: Metric, raw: str) -> object:
 def _next_step(metric: Metric, ready: bool, report: CodeTestReport) -> str:
     if not ready:
         return ("Not proposed: the draft did not run cleanly on every call (see rows[].errors). Fix the prompt or "
-                "edit the draft and check it with test_custom_code.")
+                f"edit the draft and check it with {Step.TEST_CODE}.")
     return (f"Show the person the draft and how its results compare ({report.matches_current}/{len(report.calls)} "
-            f"match the judge). Only if they approve: call patch_metric with metric_id={metric.id}, "
+            f"match the judge). Only if they approve: call {Step.CHANGE_METRIC} with metric_id={metric.id}, "
             "custom_code=<custom_code above> and type=\"custom_code\" (first without confirm, to show the diff; then "
-            "confirm=true), and validate it with validate_metric.")
+            f"confirm=true), and validate it with {Step.REGRESSION_CHECK}.")
 
 
 def _explanation(report: RunReport) -> list[str]:

@@ -26,6 +26,7 @@ from cekura_labs_mcp.server.services.improve import (
 )
 from cekura_labs_mcp.server.services.ranking import NUMERIC, Candidate, rank_candidates, score_all
 from cekura_labs_mcp.server.services.team import MAX_OVERLAP, TeamAgreement, describe, same, team_agreement
+from cekura_labs_mcp.server.steps import Step
 from cekura_labs_mcp.server.values import agreed_value, display, expected_from_input
 from pydantic import BaseModel, Field
 
@@ -125,12 +126,12 @@ class ReviewService:
         every = self._ledger.reviews(session.id)
         reviews = [r for r in every if r.vote_state == "sent"]
         checks = [f"call {r.call_id}: Lab entry outcome unknown" for r in every if r.lab_state == "unknown"]
-        checks += [f"call {r.call_id}: vote outcome not known yet (checked again by the next start_review or "
-                   "record_review)" for r in every if r.vote_state == "sending"]
+        checks += [f"call {r.call_id}: vote outcome not known yet (checked again by the next {Step.OPEN_REVIEW} or "
+                   f"{Step.RECORD_VERDICT})" for r in every if r.vote_state == "sending"]
         started = self._ledger.latest_improvement(session.id)
         if started is not None and not started.progress_id:
             checks.append("auto-improve: the start's outcome is unknown; look for a running improvement on the "
-                          "metric's Labs page before starting one with process_feedbacks")
+                          f"metric's Labs page before starting one with {Step.START_IMPROVEMENT}")
         skipped = sum(1 for r in every if r.vote_state == "skipped")
         return Progress(
             session_id=session.id, metric=f"{metric.id}: {metric.name}", reviewed=len(reviews), skipped=skipped,
@@ -228,18 +229,18 @@ class ReviewService:
                         if r.call_id == call_id and r.vote_state != "skipped"), None)
         if earlier is not None and earlier.vote_state == "sent" and earlier.lab_state != "held":
             raise InputError("call_id", f"call {call_id} is already reviewed in this session.",
-                             "Call next_review for the next call.")
+                             f"Call {Step.NEXT_CALL_TO_REVIEW} for the next call.")
         if earlier is not None and earlier.vote_state != "sent":
             wait = max(1, round(self._settling(earlier)))
             raise OutcomeUnknownError(
                 f"The earlier vote on call {call_id}", "Cekura does not show it yet, and it may still arrive",
-                f"Wait {wait} s and call record_review again: the server then checks once more and sends the "
+                f"Wait {wait} s and call {Step.RECORD_VERDICT} again: the server then checks once more and sends the "
                 "vote only if it never arrived.")
         call = await self._client.get_call(call_id)
         result = call.metric(metric_id)
         if result is None:
             raise InputError("metric_id", f"metric {metric_id} has no result on call {call_id}.",
-                             "Review a call the metric ran on (next_review picks one).")
+                             f"Review a call the metric ran on ({Step.NEXT_CALL_TO_REVIEW} picks one).")
         reading = read_result(result, metric)
         expected, feedback = self._feedback(metric, reading, agree, expected_value, reason, insist)
         self._ledger.forget_skip(session.id, call_id)
@@ -278,7 +279,7 @@ class ReviewService:
         reviews = self._ledger.reviews(session.id)
         if any(r.call_id == call_id and r.vote_state != "skipped" for r in reviews):
             raise InputError("call_id", f"call {call_id} is already reviewed in this session.",
-                             "Call next_review for the next call.")
+                             f"Call {Step.NEXT_CALL_TO_REVIEW} for the next call.")
         if not any(r.call_id == call_id for r in reviews):
             call = await self._client.get_call(call_id)
             result = call.metric(metric_id)
@@ -392,7 +393,7 @@ class ReviewService:
         except CekuraError as exc:
             return ImprovementResult(progress_id=started.progress_id, done=False, metric_id=metric.id,
                                      message=f"Auto-improve is running, but waiting for it failed: {exc.message} "
-                                             "Call poll_progress with this progress_id to resume.")
+                                             f"Call {Step.WAIT_FOR_IMPROVEMENT} with this progress_id to resume.")
         team = self._team(session)
         result.used = mix.describe() + (f"; {describe(team)}" if team is not None else "")
         if result.done:

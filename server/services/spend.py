@@ -31,6 +31,7 @@ from cekura_labs_mcp.server.guard import (
 from cekura_labs_mcp.server.ledger import Ledger
 from cekura_labs_mcp.server.services.calls import CallFilter, require_scope
 from cekura_labs_mcp.server.services.freshness import Mark, mark_of, read_calls, wait_for_fresh
+from cekura_labs_mcp.server.steps import Step
 from pydantic import BaseModel, Field
 
 Operation = Literal["rerun_evaluation", "evaluate_metrics"]
@@ -78,11 +79,12 @@ class SpendResult(BaseModel):
     estimate: SpendEstimate
     results: list[dict[str, str | int | None]] = Field(
         description="Per call and metric: the new value, read only after Cekura finished evaluating the call "
-                    "(compact). Use get_call for explanations.")
+                    f"(compact). Use {Step.READ_CALL} for explanations.")
     truncated: int = Field(default=0, description="Result rows left out to keep this answer short.")
     still_evaluating: list[int] = Field(
         default_factory=list, description="Calls Cekura had not finished evaluating when this answer was given: "
-                                          "read them later with list_calls(call_ids=...) or get_call; nothing "
+                                          f"read them later with {Step.LIST_CALLS}(call_ids=...) or {Step.READ_CALL}; "
+                                          "nothing "
                                           "needs to be spent again.")
 
 
@@ -135,7 +137,7 @@ class SpendService:
     def estimate_only(self, plan: SpendPlan) -> SpendResult:
         if plan.call_count == 0:
             raise LabsError("No calls matched, so there is nothing to evaluate (and nothing to estimate).",
-                            "Check the call selection (list_calls shows what matches).")
+                            f"Check the call selection ({Step.LIST_CALLS} shows what matches).")
         return SpendResult(operation=plan.operation, calls=plan.call_count, credits_estimated=plan.credits,
                            spent=False, confirmation="not_sent", estimate=self.estimate(plan), results=[])
 
@@ -154,7 +156,7 @@ class SpendService:
         metrics = await self._client.list_metrics(agent_id=agent_id, project_id=project_id)
         if not metrics:
             raise LabsError("No metrics are assigned, so the cost cannot be estimated and nothing would run.",
-                            "Check the agent_id/project_id (list_metrics shows the metrics).")
+                            f"Check the agent_id/project_id ({Step.LIST_METRICS} shows the metrics).")
         return await self.plan_over(operation, agent_id=agent_id, project_id=project_id, rows=rows,
                                     metrics=metrics)
 
@@ -246,7 +248,7 @@ class SpendService:
         if missing:
             raise InputError("call_ids", f"{len(missing)} call(s) are not calls of this "
                              f"{'agent' if agent_id is not None else 'project'}: {missing[:10]}.",
-                             "Remove them (list_calls shows valid ids); nothing was evaluated.")
+                             f"Remove them ({Step.LIST_CALLS} shows valid ids); nothing was evaluated.")
         return [found[i] for i in ids]
 
     async def _walk(
@@ -313,7 +315,8 @@ async def start_auto_improve(client: CekuraClient, ledger: Ledger, *, metric_id:
                 f"Could not check whether auto-improve run {progress_id} "
                 f"({auto_improve_subject(metric_id, test_set_ids)}) is still running ({exc.message}); nothing was "
                 "started.",
-                f"Poll it with poll_progress(progress_id=\"{progress_id}\"), or try again in a moment.") from None
+                f"Poll it with {Step.WAIT_FOR_IMPROVEMENT}(progress_id=\"{progress_id}\"), or try again in a "
+                "moment.") from None
 
     async def begin(claim: AutoImproveClaim) -> str:
         return await client.process_feedbacks(claim, metric_id=metric_id, test_set_ids=test_set_ids)

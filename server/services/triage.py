@@ -13,6 +13,7 @@ from cekura_labs_mcp.server.presenting import explanation_text, one_line
 from cekura_labs_mcp.server.services.analysis import cluster_explanations
 from cekura_labs_mcp.server.services.calls import CallFilter, find_calls
 from cekura_labs_mcp.server.services.ranking import NUMERIC, numeric, pass_mark
+from cekura_labs_mcp.server.steps import Step
 from pydantic import BaseModel, Field
 
 SAMPLE = 200
@@ -118,4 +119,5 @@ def _triage_advice(causes: Sequence[Cause], read: int) -> str:
         return (f"{top.count} of {read} failures share one cause. Read two of the example calls; if the judge is "
                 "wrong there, fix the prompt by hand first (SCOPE & FOCUS, a DO NOT FLAG clause, narrower "
                 "FAILURE CONDITIONS), patch, and re-run a 20–30 call sample before spending Lab iterations.")
-    return "Failures are spread over many causes: review calls one at a time (next_review) and use the Lab."
+    return (f"Failures are spread over many causes: review calls one at a time ({Step.NEXT_CALL_TO_REVIEW}) and "
+            "use the Lab.")

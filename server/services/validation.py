@@ -36,6 +36,7 @@ from cekura_labs_mcp.server.services.analysis import agreement, cluster_explanat
 from cekura_labs_mcp.server.services.freshness import Mark, is_fresh, is_reset, mark_of, read_calls
 from cekura_labs_mcp.server.services.review import reviewed_calls
 from cekura_labs_mcp.server.services.spend import CallSelection, SpendEstimate, SpendService, start_auto_improve
+from cekura_labs_mcp.server.steps import Step
 from cekura_labs_mcp.server.values import NA, display, expected_from_input
 from pydantic import BaseModel, Field
 
@@ -159,7 +160,7 @@ class RegressionCheck(BaseModel):
     check_id: int
     metric: str
     status: Literal["evaluating", "judging", "done", "estimate"] = Field(
-        description="evaluating: Cekura is still evaluating (call validate_metric with check_id to resume, "
+        description=f"evaluating: Cekura is still evaluating (call {Step.REGRESSION_CHECK} with check_id to resume, "
                     "nothing is spent again); judging: changed fresh results wait for the person; done; "
                     "estimate: estimate_only, nothing was run or spent.")
     message: str
@@ -208,7 +209,8 @@ class ValidationService:
         reviewed = self._reviewed_ids(session)
         if not reviewed:
             raise InputError("metric_id", "no call of this metric has been reviewed in the session yet.",
-                             "Review calls first (next_review / record_review); validation re-runs those.")
+                             f"Review calls first ({Step.NEXT_CALL_TO_REVIEW} / {Step.RECORD_VERDICT}); validation "
+                             "re-runs those.")
         fresh = await self._fresh_sample(session, metric, fresh_sample)
         chosen = CallSelection(call_ids=sorted(set(reviewed) | set(fresh)))
         return await self._spend.plan(OPERATION, agent_id=agent_id, project_id=None, chosen=chosen)
@@ -245,7 +247,7 @@ class ValidationService:
             return view
         if not plan.call_ids:
             raise InputError("check_id", "there is no check to resume and nothing to evaluate.",
-                             "Call validate_metric without check_id after a change to the metric.")
+                             f"Call {Step.REGRESSION_CHECK} without check_id after a change to the metric.")
         state = await self._baseline(session, metric, plan)
         new_id = self._ledger.add_validation(session.id, state.model_dump())
         try:
@@ -376,7 +378,8 @@ class ValidationService:
         rejected = {c.call_id: c for c in state.changed() if c.verdict == "regression"}
         if not rejected:
             raise InputError("check_id", f"check {check_id} has no regression the person rejected.",
-                             "Judge the changed results first (judge_change); only rejected ones go to the Lab.")
+                             f"Judge the changed results first ({Step.JUDGE_CHANGE}); only rejected ones go to the "
+                             "Lab.")
         groups = regression_groups(list(rejected.values()))
         chosen = list(call_ids) if call_ids else [i for g in groups for i in g.proposed]
         unknown = [i for i in chosen if i not in rejected]
@@ -389,7 +392,7 @@ class ValidationService:
             return LabProposal(check_id=check_id, applied=False, entries=entries,
                                message="Nothing was added. Show these entries (the optimizer's picks: one or two per "
                                        "failure mode) and every other rejected regression; only on the person's yes "
-                                       "call add_regressions_to_lab with their call_ids and confirm=true.")
+                                       f"call {Step.ADD_REGRESSIONS} with their call_ids and confirm=true.")
         added: list[dict[str, Any]] = []
         for entry in entries:
             item = rejected[entry["call_id"]]
@@ -413,7 +416,8 @@ class ValidationService:
         return LabProposal(
             check_id=check_id, applied=True, entries=added, progress_id=progress_id,
             message=f"Added {len(added)} regression(s) to the Lab."
-                    + (f' Re-optimising on the enlarged Lab: poll_progress with progress_id="{progress_id}" and '
+                    + (f" Re-optimising on the enlarged Lab: {Step.WAIT_FOR_IMPROVEMENT} with "
+                       f'progress_id="{progress_id}" and '
                        f"metric_id={state.metric_id}." if progress_id else " The current proposal stays in place."))
 
     # -- reading the ledger --
@@ -425,7 +429,7 @@ class ValidationService:
         found = self._ledger.validation(check_id)
         if found is None or "calls" not in found[1]:
             raise InputError("check_id", f"there is no regression check {check_id}.",
-                             "Use the check_id validate_metric returned.")
+                             f"Use the check_id {Step.REGRESSION_CHECK} returned.")
         return found[0], CheckState.model_validate(found[1])
 
     def _checks(self, session: Session) -> list[tuple[int, CheckState]]:
@@ -504,7 +508,7 @@ class ValidationService:
             return RegressionCheck(
                 **base, status="evaluating",
                 message=f"Cekura is still evaluating: {waiting} of {len(state.calls)} calls have no new result "
-                        f"yet. Nothing read so far is reported as 'after'.{unknown} Call validate_metric again "
+                        f"yet. Nothing read so far is reported as 'after'.{unknown} Call {Step.REGRESSION_CHECK} again "
                         f"with check_id={check_id} to keep waiting; nothing is spent again.")
         reviewed = _group_report(state.group("reviewed"))
         fresh = _fresh_report(state)
@@ -515,11 +519,11 @@ class ValidationService:
         verdict = _verdict(reviewed, fresh)
         if pending:
             message = (f"{len(pending)} fresh result(s) changed. Show next_change to the person (both explanations)"
-                       " and record their verdict with judge_change; the next one follows.")
+                       f" and record their verdict with {Step.JUDGE_CHANGE}; the next one follows.")
         elif groups:
             message = ("Every change is judged. The rejected regressions are grouped by failure mode with a "
                        "representative subset proposed for the Lab: show them; only on the person's yes call "
-                       "add_regressions_to_lab (with reoptimize=true to run auto-improve on the enlarged Lab).")
+                       f"{Step.ADD_REGRESSIONS} (with reoptimize=true to run auto-improve on the enlarged Lab).")
         else:
             message = "Every change is judged; no regression was found on calls the optimizer never saw."
         if state.not_evaluated:
@@ -528,7 +532,7 @@ class ValidationService:
                     "figure, never counted with their old result.")
             if len(state.not_evaluated) == len(state.calls):
                 lost = ("No new result arrived for any call, so there is nothing to report."
-                        + (" The spend's outcome was unknown: check spend_log before starting again with "
+                        + (f" The spend's outcome was unknown: check {Step.SPEND_LOG} before starting again with "
                            "restart=true." if state.outcome_unknown else " Start again with restart=true."))
             message = f"{lost} {message}" if reviewed or fresh else lost
         return RegressionCheck(**base, status=status, message=message, reviewed=reviewed, fresh=fresh,
