@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 from anyio.from_thread import BlockingPortal, start_blocking_portal
@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # @modelcontextprotocol/ext-apps (the views' version, from ui/'s lock file), bundled by `npm run build:test-host`
 # in ui/ into one script that sets window.ExtAppsHost (tests/test_browser_host_build.py keeps it fresh).
 ASSETS = Path(__file__).resolve().parent / "browser"
-# Screenshots land here (git-ignored; CI keeps the folder): the lead's closing note shows one of each view.
+# Screenshots of each view land here (git-ignored), for people to look at: nothing compares them.
 ARTIFACTS = Path(os.environ.get("CEKURA_LABS_ARTIFACTS_DIR") or ROOT / "test-artifacts")
 SCREENSHOTS = ARTIFACTS / "screenshots"
 # The host page's made-up origin: Playwright answers every request to it from the files above, so nothing
@@ -43,8 +43,9 @@ VIEW_CSP = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-i
 WAIT_MS = 60_000
 
 CHROMIUM_FLAGS = [
-    # Root in a container has no user namespaces for Chromium's own sandbox, so it refuses to start as root
-    # without this. The views are still isolated from the host page by the iframe sandbox (opaque origin).
+    # Chromium refuses to start as root with its own process sandbox ("Running as root without --no-sandbox is
+    # not supported"), and the tests run as root here and in CI. What the tests rely on stays: the view is isolated
+    # from the host page by the iframe's sandbox attribute (an opaque origin) and its CSP.
     "--no-sandbox",
     "--disable-gpu",
     # Nothing may try the network on this closed machine: no QUIC probes, no first-run or background fetches
@@ -70,7 +71,7 @@ def chromium_path() -> str | None:
     return None
 
 
-def browser_missing(reason: str) -> None:
+def browser_missing(reason: str) -> NoReturn:
     """Skip with the reason, or fail where the browser tests must run (CI sets CEKURA_LABS_REQUIRE_BROWSER=1)."""
     if os.environ.get("CEKURA_LABS_REQUIRE_BROWSER") == "1":
         pytest.fail(f"{reason} (CEKURA_LABS_REQUIRE_BROWSER=1: the browser tests must run here)")
@@ -79,8 +80,8 @@ def browser_missing(reason: str) -> None:
 
 @contextmanager
 def launch_chromium() -> Iterator[Any]:
-    """One headless Chromium shared by the browser tests (starting it costs seconds; each test gets a fresh
-    context, so cookies and storage never leak between tests)."""
+    """One headless Chromium shared by the browser tests (starting it costs seconds). Each test gets a fresh view
+    frame (an opaque origin: it keeps no storage), server, ledger and sandbox state."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
