@@ -236,8 +236,9 @@ def test_skip_moves_on_without_a_vote(host: HostPage, sandbox: SandboxAdmin) -> 
 
 
 def test_review_card_works_from_the_keyboard_alone(host: HostPage, sandbox: SandboxAdmin) -> None:
-    """No mouse: the shortcut keys, Tab and Enter through the disagree form, Ctrl+Enter to record, then 'a' to agree
-    with the next call and 's' to skip the one after."""
+    """No mouse: Tab and Enter to open the disagree form, Escape to close it and d to open it again, a letter to pick
+    the value, Tab and Enter on a moment, Ctrl+Enter to record; then 'a' agrees with the next call and 's' skips the
+    one after."""
     view, review = open_review(host, sandbox)
     call = review["call"]
     keyboard = host.page.keyboard
@@ -248,6 +249,11 @@ def test_review_card_works_from_the_keyboard_alone(host: HostPage, sandbox: Sand
     keyboard.press("Enter")
     form = view.get_by_test_id("disagree-form")
     expected = form.get_by_test_id("expected-value")
+    expect(expected).to_be_focused()
+    # Escape closes the form; the d key opens it again.
+    keyboard.press("Escape")
+    expect(form).to_have_count(0)
+    keyboard.press("d")
     expect(expected).to_be_focused()
     right = right_value(sandbox, call)
     keyboard.type(right[0])  # a select takes the first letter of an option, as in any form
