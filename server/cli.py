@@ -67,6 +67,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
         print(f"cekura-labs-mcp: invalid configuration: {scrub(problems)}", file=sys.stderr)
         return 2
+    if args.command == "reviewer":  # an admin's command: it prints a token once and logs nothing
+        return _reviewer(settings, args)
     # The demo talks to a person on the terminal: only warnings from the machinery underneath.
     configure_logging(settings.log_format, "warning" if args.command == "demo" else settings.log_level)
     register_secret(settings.api_key.get_secret_value() if settings.api_key else None)
@@ -74,8 +76,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         from cekura_labs_mcp.server.demo import main as demo_main
 
         return demo_main(args.seed)
-    if args.command == "reviewer":
-        return _reviewer(settings, args)
     if args.command == "sandbox":
         from cekura_labs_mcp.server.sandbox import serve_forever
 

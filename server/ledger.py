@@ -557,16 +557,22 @@ class Ledger:
     # as Cekura answers, so after a crash the ledger says exactly which writes may need checking.
 
     def open_session(self, metric_id: int, agent_id: int, feedback_threshold: int) -> Session:
-        with self._db.write() as db:
-            found = db.execute(
-                select(review_sessions.c.id)
-                .where(review_sessions.c.metric_id == metric_id, review_sessions.c.agent_id == agent_id,
-                       review_sessions.c.state != "closed", review_sessions.c.owner == owner())
-                .order_by(review_sessions.c.id.desc()).limit(1)).scalar()
-            session_id = int(found) if found is not None else _new_id(db.execute(_INSERT[review_sessions], dict(
-                metric_id=metric_id, agent_id=agent_id, started_at=time.time(),
-                feedback_threshold=feedback_threshold, owner=owner())).inserted_primary_key)
-        return self.session(session_id)
+        query = (select(review_sessions.c.id)
+                 .where(review_sessions.c.metric_id == metric_id, review_sessions.c.agent_id == agent_id,
+                        review_sessions.c.state != "closed", review_sessions.c.owner == owner())
+                 .order_by(review_sessions.c.id.desc()).limit(1))
+        # Nearly every call finds its session: a read, without the writers' lock (a team's processes all queue on
+        # it); only a new session takes the lock, and looks again under it.
+        with self._db.read() as db:
+            found = db.execute(query).scalar()
+        if found is None:
+            with self._db.write() as db:
+                found = db.execute(query).scalar()
+                if found is None:
+                    found = _new_id(db.execute(_INSERT[review_sessions], dict(
+                        metric_id=metric_id, agent_id=agent_id, started_at=time.time(),
+                        feedback_threshold=feedback_threshold, owner=owner())).inserted_primary_key)
+        return self.session(int(found))
 
     def session(self, session_id: int) -> Session:
         with self._db.read() as db:

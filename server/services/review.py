@@ -243,7 +243,8 @@ class ReviewService:
                              f"Review a call the metric ran on ({Step.NEXT_CALL_TO_REVIEW} picks one).")
         reading = read_result(result, metric)
         expected, feedback = self._feedback(metric, reading, agree, expected_value, reason, insist)
-        self._ledger.forget_skip(session.id, call_id)
+        if any(r.call_id == call_id and r.vote_state == "skipped" for r in self._ledger.reviews(session.id)):
+            self._ledger.forget_skip(session.id, call_id)
         if earlier is not None:
             # A shared call still held (waiting for, or disagreeing with, the other reviewer): the verdict is revised.
             self._ledger.revise_review(earlier.id, agreed=agree, result_was=reading.text, expected=expected,
@@ -342,10 +343,11 @@ class ReviewService:
                     "either of you records the call again with the agreed verdict.")
         if decision.state == "shared":
             return f"{decision.partner} agreed; their Lab entry covers this call."
-        note = await self._add_to_lab(review_id, call_id, metric_id, expected, feedback)
+        note = await self._add_to_lab(review_id, call_id, metric_id, expected, feedback, shared=True)
         return f"{decision.partner} agreed; {note}"
 
-    async def _add_to_lab(self, review_id: int, call_id: int, metric_id: int, expected: Any, feedback: str) -> str:
+    async def _add_to_lab(self, review_id: int, call_id: int, metric_id: int, expected: Any, feedback: str, *,
+                          shared: bool = False) -> str:
         self._ledger.mark_lab(review_id, "sending")
         try:
             test_set = await self._client.create_test_set_from_call(
@@ -358,7 +360,8 @@ class ReviewService:
             self._ledger.mark_lab(review_id, "failed", answer=exc.message)
             return f"the Lab entry was refused: {exc.message}"
         self._ledger.mark_lab(review_id, "added", test_set.id)
-        self._ledger.share_lab(review_id, test_set.id)  # the other reviewer's agreeing verdict on a shared call
+        if shared:
+            self._ledger.share_lab(review_id, test_set.id)  # the other reviewer's agreeing verdict names it too
         return f"added to the Lab (test set {test_set.id})."
 
     # ---- hands-free auto-improve ---------------------------------------------------------
