@@ -224,9 +224,10 @@ class HostPage:
             route.abort("blockedbyclient")
 
     def show(self, tool_name: str, arguments: dict[str, Any], *, theme: str = "light",
-             html: str | None = None) -> Any:
+             html: str | None = None, capabilities: dict[str, Any] | None = None) -> Any:
         """Call the tool, then show its view with that call's input and result, as a host does after a tool call
-        whose tool has a UI. `html` replaces the server's view (the harness's own fixture view). Returns the
+        whose tool has a UI. `html` replaces the server's view (the harness's own fixture view); `capabilities`
+        replaces the host's (serverTools, logging, openLinks). Returns the
         view's frame once the view told the host it is initialized and the result was sent."""
         if html is None:
             tool, html = self.mcp.view_of(tool_name)
@@ -235,7 +236,8 @@ class HostPage:
         result = self.mcp.call_tool(tool_name, arguments)
         assert not result.get("isError"), f"{tool_name} failed: {result['content']}"
         self.shown_result = result
-        spec = {"html": with_csp(html), "tool": tool, "toolInput": arguments, "toolResult": result, "theme": theme}
+        spec = {"html": with_csp(html), "tool": tool, "toolInput": arguments, "toolResult": result, "theme": theme,
+                "capabilities": capabilities}
         self.page.evaluate("spec => window.testHost.load(spec)", spec)
         self.page.wait_for_function("() => window.testHost.log.some(e => e.kind === 'tool-result-sent')",
                                     timeout=WAIT_MS)

@@ -588,3 +588,18 @@ def test_a_read_only_server_shows_views_without_write_buttons(host: HostPage, sa
         for button in ("btn-agree", "btn-disagree", "btn-skip"):
             expect(view.get_by_test_id(button)).to_have_count(0)
         host.screenshot("review-card-read-only")
+
+
+def test_a_host_that_cannot_forward_tool_calls_gets_views_without_buttons(host: HostPage,
+                                                                          sandbox: SandboxAdmin) -> None:
+    """A host whose capabilities lack serverTools cannot pass a view's tool call on: the card then offers nothing that
+    would need one (no verdict buttons, no whole-transcript button) and the person answers in the conversation."""
+    ids = review_ids(sandbox)
+    host.mcp.structured("start_review", {**ids, "auto_improve": False})
+    view = host.show("next_review", ids, capabilities={"logging": {}})
+    ready(view, "review-card")
+    call = host.shown_result["structuredContent"]["call"]
+    expect(view.get_by_test_id("metric-explanation")).to_have_text(call["metric"]["explanation"])
+    expect(view.get_by_test_id("turn")).to_have_count(len(call["transcript"]["turns"]))
+    for button in ("btn-agree", "btn-disagree", "btn-skip", "btn-whole-transcript"):
+        expect(view.get_by_test_id(button)).to_have_count(0)
