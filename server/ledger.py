@@ -838,10 +838,13 @@ class Ledger:
             rows = db.execute(query).all()
         return [TeamVerdict(int(r[0]), int(r[1]), str(r[2]), json.loads(r[3]), str(r[4])) for r in rows]
 
-    def settle_lab(self, review_id: int, agrees: Callable[[Any, Any], bool]) -> LabDecision:
+    def settle_lab(self, review_id: int, agrees: Callable[[Any, Any], bool], *, alone: bool = False) -> LabDecision:
         """Whether this verdict on a call of the overlap sample sends its Lab entry now: 'send' when the other
         reviewer's verdict is in and agrees (theirs becomes 'shared': one entry for the pair), 'shared' when theirs
-        was already sent, 'held' while the other verdict is missing or disagrees."""
+        was already sent, 'held' while the other verdict is missing or disagrees. `alone`: a call outside the
+        overlap sample, whose first verdict sends at once (partner None); a second person's verdict on it (their
+        lease expired and the call was handed on, or they recorded it by id) is settled like a pair, so two
+        people's contradicting verdicts never both reach the optimizer."""
         with self._db.write() as db:
             me = db.execute(select(reviews.c.metric_id, reviews.c.call_id, reviews.c.expected, reviews.c.lab_state,
                                    review_sessions.c.owner, review_sessions.c.agent_id)
@@ -859,6 +862,8 @@ class Ledger:
             name = None if partner is None else str(partner.owner)
             if me.lab_state == "shared":
                 return LabDecision("shared", name)
+            if partner is None and alone:
+                return LabDecision("send", None)
             now = time.time()
             if partner is None or not agrees(json.loads(me.expected), json.loads(partner.expected)):
                 db.execute(update(reviews).where(reviews.c.id == review_id).values(lab_state="held", updated_at=now))

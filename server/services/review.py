@@ -333,9 +333,12 @@ class ReviewService:
     async def _lab_entry(self, review_id: int, call_id: int, metric_id: int, expected: Any, feedback: str) -> str:
         """The Lab entry of a verdict: sent at once, except on a call of the overlap sample, where it is sent once
         both reviewers' verdicts are in and agree (by whichever verdict completes the pair), and held otherwise."""
-        if not in_overlap(metric_id, call_id, self._ledger.overlap_of(metric_id)):
+        # Outside the sample too, a second person's verdict on the call (handed on after a lease expired, or
+        # recorded by id) is settled against the first: contradicting entries must not both reach the optimizer.
+        alone = not in_overlap(metric_id, call_id, self._ledger.overlap_of(metric_id))
+        decision = self._ledger.settle_lab(review_id, same, alone=alone)
+        if decision.state == "send" and decision.partner is None:
             return await self._add_to_lab(review_id, call_id, metric_id, expected, feedback)
-        decision = self._ledger.settle_lab(review_id, same)
         if decision.state == "held" and decision.partner is None:
             return "the Lab entry is held until the second reviewer judges this call (overlap sample)."
         if decision.state == "held":
