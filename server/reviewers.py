@@ -98,7 +98,7 @@ def remove_reviewer(path: Path, name: str) -> bool:
 
 @dataclass(frozen=True)
 class _Loaded:
-    stamp: tuple[int, int]
+    stamp: bytes  # the file's content: a revocation may keep its size and (coarse, per kernel tick) mtime
     digests: tuple[tuple[bytes, str], ...]
 
 
@@ -132,11 +132,13 @@ class ReviewerDirectory:
     def _current(self) -> tuple[tuple[bytes, str], ...]:
         if self._path is None:
             return ()
+        # Compared by content, not (mtime, size): `reviewer add NAME --replace` writes a file of the same size, and
+        # two writes within one kernel tick share an mtime, which would keep a revoked token working. The file
+        # is a few hundred bytes; reading it costs microseconds a request.
         try:
-            stat = self._path.stat()
-            stamp = (stat.st_mtime_ns, stat.st_size)
+            stamp = self._path.read_bytes()
         except OSError:
-            stamp = (0, 0)
+            stamp = b""
         with self._lock:
             if self._loaded is None or self._loaded.stamp != stamp:
                 try:

@@ -3,6 +3,7 @@ away, a revoked reviewer token, a second process."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +11,9 @@ import pytest
 from cekura_labs_mcp.server.config import Settings
 from cekura_labs_mcp.server.demo import disagreement, person_from_truth
 from cekura_labs_mcp.server.ledger import in_overlap
+from cekura_labs_mcp.server.reviewers import ReviewerDirectory
 from support import SandboxAdmin, call
-from team_support import team_server
+from team_support import add, team_server
 
 pytestmark = pytest.mark.anyio
 
@@ -48,3 +50,19 @@ async def test_a_late_verdict_after_an_expired_lease_never_sends_a_contradicting
             answer = await call(ana, "record_review", {**ids, "call_id": call_id, **late})
     assert len(_lab_entries(sandbox, call_id)) == 1, "the two people's contradicting verdicts both reached the Lab"
     assert "ben judged this call differently" in answer["recorded"]
+
+
+def test_a_replaced_token_is_refused_even_when_the_file_keeps_its_size_and_time(tmp_path: Path) -> None:
+    """`reviewer add ana --replace` revokes a leaked token. The new file has the same size (one digest for another),
+    and on Linux a file's modification time advances by the kernel's coarse tick, so two writes within a few ms
+    carry the same time: a server that only compares (mtime, size) keeps accepting the revoked token forever."""
+    path = tmp_path / "reviewers.json"
+    leaked = add(path, "ana")
+    directory = ReviewerDirectory(path)
+    assert directory.reviewer_of(leaked) == "ana"
+    before = path.stat()
+    fresh = add(path, "ana", "--replace")
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))  # the same tick
+    assert path.stat().st_size == before.st_size
+    assert directory.reviewer_of(leaked) is None, "the revoked token still opens the server"
+    assert directory.reviewer_of(fresh) == "ana"
