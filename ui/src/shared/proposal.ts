@@ -76,7 +76,11 @@ export function drawProposal(root: HTMLElement, state: ProposalState, host: View
   const improved = (outcome: Extract<Outcome, { ok: true }>) => { state.result = outcome.data as unknown as ImprovementResult; };
   const parts: Child[] = [h("h1", {}, `Auto-improve proposal${metricId ? ` for metric ${metricId}` : ""}`)];
   if (!result.done) {
-    parts.push(h("section", { testid: "running" }, h("p", {}, result.message),
+    // The server's message tells the assistant which tool to call next; the person reads where the run stands.
+    const where = result.questions.length
+      ? "Auto-improve paused: it asks you about the Lab's feedback before it goes on."
+      : `Auto-improve is still running${result.status ? ` (${result.status})` : ""}: nothing is proposed yet.`;
+    parts.push(h("section", { testid: "running" }, h("p", {}, where),
       result.used ? h("p", { class: "muted" }, `Learning from ${result.used}.`) : null));
     if (result.questions.length) parts.push(questionsSection(state, host, act, improved, metricId));
     else parts.push(h("div", { class: "row" }, button("Keep waiting", "btn-poll", () =>
