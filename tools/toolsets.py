@@ -36,7 +36,7 @@ TOOLSETS: tuple[Toolset, ...] = (
     Toolset("undo"),
     Toolset("raw", "outside a review session"),
     Toolset("spend", "cost credits, guarded"),
-    Toolset("python", "custom_code"),
+    Toolset("python"),
 )
 assert {t.name for t in TOOLSETS} == set(get_args(ToolsetName)), "TOOLSETS and ToolsetName name the same sets"
 
