@@ -63,7 +63,7 @@ class LoadConfig:
     spend_calls: int = 30
     overlap: float = 0.25
     sloppy_every: int = 4  # every 4th reviewer says the opposite of the truth on some calls
-    max_seconds: float = 60.0
+    max_seconds: float = 45.0
     seed: int = 11
 
 
@@ -493,7 +493,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reviews-each", type=int, default=5)
     parser.add_argument("--spenders", type=int, default=6)
     parser.add_argument("--overlap", type=float, default=0.25)
-    parser.add_argument("--max-seconds", type=float, default=60.0, help="the reviewers stop after this")
+    parser.add_argument("--max-seconds", type=float, default=45.0, help="the reviewers stop after this")
     parser.add_argument("--sqlite", action="store_true", help="one shared SQLite ledger instead of PostgreSQL")
     parser.add_argument("--database-url", default=None, help="an existing PostgreSQL database to use")
     args = parser.parse_args(argv)
