@@ -13,7 +13,7 @@ from cekura_labs_mcp.server.cekura.client import RetryPolicy
 from cekura_labs_mcp.server.config import Settings
 from cekura_labs_mcp.server.context import RunContext, open_context
 from cekura_labs_mcp.server.guidance import register_guidance
-from cekura_labs_mcp.server.remote import ClientState
+from cekura_labs_mcp.server.remote import ClientState, request_state_security
 from cekura_labs_mcp.tools import ALL_TOOLS, READ_TOOLS, TOOLSET_TOOLS, WRITE_TOOLS, register_tools
 from cekura_labs_mcp.tools.instructions import INSTRUCTIONS, READ_ONLY_INSTRUCTIONS
 from cekura_labs_mcp.tools.toolsets import ToolsetServer
@@ -43,6 +43,9 @@ def build_server(settings: Settings, *, use_sandbox: bool = False, retry: RetryP
         lifespan=lifespan,
         log_level="WARNING",
         middleware=[ClientState(), ArgumentErrors()],
+        # One sealing key per deployment, bound to the reviewer: a question's answer survives a retry that reaches
+        # another process (stateless HTTP, --workers), and one reviewer's answer never opens another's call.
+        request_state_security=request_state_security(settings),
     )
     register_tools(server, read_only=settings.read_only)
     register_guidance(server, read_only=settings.read_only,

@@ -26,6 +26,7 @@ from cekura_labs_mcp.server.logs import register_secret
 from cekura_labs_mcp.server.reviewers import ReviewerDirectory
 from mcp.server import MCPServer
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
+from mcp.server.request_state import RequestStateSecurity
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -136,6 +137,29 @@ class ClientState:
             return await call_next(ctx)
         with acting_for(principal):
             return await call_next(ctx)
+
+
+def reviewer_principal(ctx: ServerRequestContext[Any, Any]) -> str | None:
+    """The reviewer the bearer gate named for this request (None over stdio, or without reviewers): what the
+    SDK's sealed request state (a 2026-07-28 client's answer to a question, such as the person's yes to a spend)
+    is bound to, so one reviewer's sealed answer never counts in another's request."""
+    scope = getattr(ctx.request, "scope", None)
+    state = scope.get("state") if isinstance(scope, dict) else None
+    principal = state.get(PRINCIPAL) if isinstance(state, dict) else None
+    return principal if isinstance(principal, str) else None
+
+
+def request_state_security(settings: Settings) -> RequestStateSecurity:
+    """How the SDK seals the request state a 2026-07-28 client carries between the rounds of one tool call (the
+    spend question and the person's answer). Its default key is made per process, so a retry that a load balancer
+    (or `--workers`) sends to another process is refused and the person's yes is lost. Every process of a
+    deployment shares the Cekura key, so the sealing key is derived from it (whoever holds the Cekura key can spend
+    on Cekura directly anyway: the derived key grants nothing more). Without a key the process runs its own
+    sandbox, and a key of its own is right."""
+    api_key = settings.api_key.get_secret_value() if settings.api_key else ""
+    secret = (hashlib.sha256(b"cekura-labs-mcp request state\n" + api_key.encode()).hexdigest().encode()
+              if api_key else secrets.token_bytes(32))
+    return RequestStateSecurity(keys=[secret], bind_principal=reviewer_principal)
 
 
 def http_app(server: MCPServer[Any], settings: Settings, host: str, port: int, *, stateless: bool = False) -> ASGIApp:

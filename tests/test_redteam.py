@@ -7,11 +7,15 @@ import os
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import pytest
 from cekura_labs_mcp.server.config import Settings
 from cekura_labs_mcp.server.demo import disagreement, person_from_truth
 from cekura_labs_mcp.server.ledger import in_overlap
 from cekura_labs_mcp.server.reviewers import ReviewerDirectory
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.types import ElicitRequestParams, ElicitResult
 from support import SandboxAdmin, call
 from team_support import add, team_server
 
@@ -66,3 +70,47 @@ def test_a_replaced_token_is_refused_even_when_the_file_keeps_its_size_and_time(
     assert path.stat().st_size == before.st_size
     assert directory.reviewer_of(leaked) is None, "the revoked token still opens the server"
     assert directory.reviewer_of(fresh) == "ana"
+
+
+def _calls_of(sandbox: SandboxAdmin, n: int) -> list[int]:
+    agent = sandbox.info()["main_agent_id"]
+    rows = sandbox.api("GET", "/observability/v1/call-logs-external/", params={"agent_id": agent, "page_size": 200})
+    ids = [int(r["id"]) for r in rows["results"]]
+    assert len(ids) >= n
+    return ids[:n]
+
+
+async def test_the_persons_yes_holds_when_the_retry_reaches_another_process(
+        settings: Settings, sandbox: SandboxAdmin, tmp_path: Path) -> None:
+    """Stateless processes behind a load balancer, a 2026-07-28 client: the spend question travels as an
+    input-required answer and the person's yes comes back in the retry, with the server's sealed request state.
+    The balancer sends that retry to the other process, which must be able to open what the first sealed (one
+    key for the deployment, not one per process), and must bind it to the reviewer who was asked."""
+    with team_server(settings, tmp_path, ("ana",)) as first, \
+            team_server(settings, tmp_path, tokens=first.tokens) as second:
+        ports = [httpx2.URL(first.url).port, httpx2.URL(second.url).port]
+        calls_seen = 0
+
+        async def balance(request: httpx2.Request) -> None:
+            nonlocal calls_seen
+            if request.method == "POST" and b'"tools/call"' in request.content:
+                port = ports[calls_seen % 2]
+                calls_seen += 1
+                request.url = request.url.copy_with(port=port)
+                request.headers["host"] = f"127.0.0.1:{port}"
+
+        asked: list[str] = []
+
+        async def person(_context: Any, params: ElicitRequestParams) -> ElicitResult:
+            asked.append(params.message)
+            return ElicitResult(action="accept", content={"confirm": True})
+
+        http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {first.tokens['ana']}"}, timeout=60,
+                                  event_hooks={"request": [balance]})
+        client = Client(streamable_http_client(first.url, http_client=http), mode="2026-07-28",
+                        elicitation_callback=person)
+        agent = sandbox.info()["main_agent_id"]
+        async with client:
+            result = await call(client, "rerun_evaluation", {"agent_id": agent, "call_ids": _calls_of(sandbox, 130)})
+    assert len(asked) == 1 and calls_seen >= 2
+    assert result["confirmation"] == "elicitation" and result["calls"] == 130
