@@ -821,19 +821,22 @@ class Ledger:
                               .order_by(review_leases.c.call_id, review_leases.c.slot)).all()
         return [Lease(int(r.call_id), int(r.slot), str(r.reviewer), str(r.state), float(r.expires_at)) for r in rows]
 
-    def reviewers_of(self, metric_id: int, agent_id: int) -> set[str]:
-        """Everyone with a review session on this metric."""
+    def reviewers_of(self, metric_id: int, agent_id: int | None) -> set[str]:
+        """Everyone with a review session on this metric (of one agent, if given)."""
+        query = select(review_sessions.c.owner).distinct().where(review_sessions.c.metric_id == metric_id)
+        if agent_id is not None:
+            query = query.where(review_sessions.c.agent_id == agent_id)
         with self._db.read() as db:
-            return {str(o) for o in db.execute(select(review_sessions.c.owner).distinct().where(
-                review_sessions.c.metric_id == metric_id, review_sessions.c.agent_id == agent_id)).scalars()}
+            return {str(o) for o in db.execute(query).scalars()}
 
-    def team_verdicts(self, metric_id: int, agent_id: int) -> list[TeamVerdict]:
+    def team_verdicts(self, metric_id: int, agent_id: int | None) -> list[TeamVerdict]:
         """Every reviewer's sent verdicts on the metric (all owners: the team's agreement is shared)."""
         query = (select(reviews.c.id, reviews.c.call_id, review_sessions.c.owner, reviews.c.expected,
                         reviews.c.lab_state)
                  .select_from(reviews.join(review_sessions, review_sessions.c.id == reviews.c.session_id))
-                 .where(reviews.c.metric_id == metric_id, review_sessions.c.agent_id == agent_id,
-                        reviews.c.vote_state == "sent").order_by(reviews.c.id))
+                 .where(reviews.c.metric_id == metric_id, reviews.c.vote_state == "sent").order_by(reviews.c.id))
+        if agent_id is not None:
+            query = query.where(review_sessions.c.agent_id == agent_id)
         with self._db.read() as db:
             rows = db.execute(query).all()
         return [TeamVerdict(int(r[0]), int(r[1]), str(r[2]), json.loads(r[3]), str(r[4])) for r in rows]

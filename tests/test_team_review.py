@@ -134,6 +134,9 @@ async def test_a_disagreement_is_held_from_the_lab_until_the_two_settle_it(team:
         # They talk it over; Ben records the call again with the verdict they settled on.
         settled = await call(ben, "record_review", {**ids, "call_id": call_id, **right})
         assert "ana agreed" in settled["recorded"] and settled["progress"]["team"]["to_settle"] == []
+        # Auto-improve started by hand says what the people agreed on before the optimizer learns from it.
+        started = await call(ben, "process_feedbacks", {"metric_id": ids["metric_id"]})
+        assert "reviewers agreed on 1 of 1 shared calls" in started["used"], started["used"]
     assert _lab_entries(sandbox, call_id) == 1
 
 

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from cekura_labs_mcp.server.cekura.models import Metric, MetricPatch
 from cekura_labs_mcp.server.errors import LabsError
 from cekura_labs_mcp.server.services.improve import ImprovementResult, ImprovementStarted, PatchPreview
+from cekura_labs_mcp.server.services.team import describe
 from cekura_labs_mcp.tools._common import run_context, tool_errors
 from cekura_labs_mcp.tools.steps import name_tools
 from mcp.server.mcpserver import AcceptedElicitation, Context, Elicit, ElicitationResult, Resolve
@@ -26,7 +27,12 @@ async def process_feedbacks(
     """Start Cekura's auto-improve (Labs) for a metric from the feedback in its Lab; best with 6+ feedback
     items, some of them disagreements. Returns a progress id at once; the run takes a while, so follow with
     poll_progress. Nothing is applied to the metric by this: a proposal only becomes live through apply_proposal."""
-    return await run_context(ctx).improve.start(metric_id=metric_id, test_set_ids=test_set_ids)
+    state = run_context(ctx)
+    started = await state.improve.start(metric_id=metric_id, test_set_ids=test_set_ids)
+    team = state.review.team(metric_id)
+    if team is not None:  # a team reviewed this metric: what the people agreed on, before the optimizer learns
+        started.used = f"{started.used}; {describe(team)}" if started.used else describe(team)
+    return started
 
 
 @tool_errors

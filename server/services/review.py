@@ -141,13 +141,16 @@ class ReviewService:
         )
 
     def _team(self, session: Session) -> TeamAgreement | None:
+        return self.team(session.metric_id, session.agent_id)
+
+    def team(self, metric_id: int, agent_id: int | None = None) -> TeamAgreement | None:
         """The team's agreement on this metric, when there is a team: an overlap sample, or another reviewer."""
-        overlap = self._ledger.overlap_of(session.metric_id)
-        reviewers = self._ledger.reviewers_of(session.metric_id, session.agent_id)
+        overlap = self._ledger.overlap_of(metric_id)
+        reviewers = self._ledger.reviewers_of(metric_id, agent_id)
         if overlap <= 0 and len(reviewers - {owner()}) == 0:
             return None
-        return team_agreement(self._ledger.team_verdicts(session.metric_id, session.agent_id), me=owner(),
-                              overlap=overlap, reviewers=len(reviewers | {owner()}))
+        return team_agreement(self._ledger.team_verdicts(metric_id, agent_id), me=owner(), overlap=overlap,
+                              reviewers=len(reviewers | {owner()}))
 
     # ---- queue ---------------------------------------------------------------------------
 
