@@ -4,7 +4,6 @@ services the tools call. Built once in the lifespan; tools reach it through the 
 from __future__ import annotations
 
 import secrets
-import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -77,7 +76,7 @@ async def open_context(settings: Settings, *, use_sandbox: bool = False, retry: 
         guard = CostGuard(ledger, threshold=settings.confirm_threshold,
                           window_seconds=settings.guard_window_seconds,
                           token_ttl_seconds=settings.confirmation_ttl_seconds,
-                          fallback_credits_per_call=settings.credits_per_judge_evaluation, clock=clock or time.time)
+                          fallback_credits_per_call=settings.credits_per_judge_evaluation, clock=clock)
         improve = ImproveService(client, ledger, settings.poll_interval_seconds)
         spend = SpendService(client, guard, settings.credits_per_judge_evaluation,
                          wait_seconds=settings.poll_timeout_seconds, poll_interval=settings.poll_interval_seconds)

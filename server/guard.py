@@ -190,10 +190,15 @@ class CostGuard:
     # The least a call is taken to cost when an agent's metrics say less (or nothing): the credit limit
     # is never below `threshold` LLM-judge evaluations at the configured price.
     fallback_credits_per_call: float = 0.2
-    clock: Callable[[], float] = time.time
+    # None: the ledger's clock, the database server's on PostgreSQL, so hosts whose clocks disagree still share one
+    # window (a test may set its own).
+    clock: Callable[[], float] | None = None
+
+    def now(self) -> float:
+        return self.clock() if self.clock is not None else self.ledger.now()
 
     def window(self) -> Window:
-        return self.ledger.window_since(self.clock() - self.window_seconds)
+        return self.ledger.window_since(self.now() - self.window_seconds)
 
     def window_total(self) -> int:
         return self.window().calls
@@ -232,8 +237,8 @@ class CostGuard:
         """Allow the plan (a permit) or raise. The window is read and the allowance (audit outcome
         `pending`) written in one transaction that holds the ledger's write lock, so no other process
         or task can decide in between."""
-        now = self.clock()
         with self.ledger.spend_transaction() as book:
+            now = self.clock() if self.clock is not None else book.now()
             verdict = self._decide(book, plan, token, approval, now)
         if verdict.allowed is not None:
             return verdict.allowed

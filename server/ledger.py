@@ -67,6 +67,7 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    text,
     update,
 )
 from sqlalchemy.exc import SQLAlchemyError
@@ -107,11 +108,27 @@ class IssuedToken:
     expires_at: float
 
 
+# The time every process and host of a PostgreSQL ledger agrees on: its server's clock (at the statement, not the
+# transaction's start, which may precede a wait for the writers' lock).
+_DATABASE_NOW = text("SELECT EXTRACT(EPOCH FROM clock_timestamp())")
+
+
+def _now(db: Connection) -> float:
+    """The ledger's clock: the database server's on PostgreSQL, where the hosts' own clocks may disagree (a host an
+    hour ahead would read the others' spends as out of the window); this machine's on SQLite (one machine)."""
+    if db.dialect.name == "postgresql":
+        return float(db.execute(_DATABASE_NOW).scalar_one())
+    return time.time()
+
+
 class SpendBook:
     """The guard's view of the ledger inside its one exclusive write transaction (`Ledger.spend_transaction`)."""
 
     def __init__(self, db: Connection) -> None:
         self._db = db
+
+    def now(self) -> float:
+        return _now(self._db)
 
     def window(self, since: float) -> Window:
         return _window(self._db, since)
@@ -494,6 +511,13 @@ class Ledger:
     def set_spend_outcome(self, audit_id: int, outcome: str, detail: str = "") -> None:
         with self._db.write() as db:
             _update_row(db, audit, audit_id, outcome=outcome, detail=detail)
+
+    def now(self) -> float:
+        """The ledger's clock (see `_now`): what the guard's window and tokens are timed by."""
+        if self._db.dialect == "sqlite":
+            return time.time()
+        with self._db.read() as db:
+            return _now(db)
 
     def window_since(self, since: float) -> Window:
         with self._db.read() as db:

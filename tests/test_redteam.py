@@ -4,6 +4,7 @@ away, a revoked reviewer token, a second process."""
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,8 @@ import httpx2
 import pytest
 from cekura_labs_mcp.server.config import Settings
 from cekura_labs_mcp.server.demo import disagreement, person_from_truth
-from cekura_labs_mcp.server.ledger import in_overlap
+from cekura_labs_mcp.server.guard import ConfirmationRequired, CostGuard, SpendPlan
+from cekura_labs_mcp.server.ledger import Ledger, PostgresLedger, in_overlap
 from cekura_labs_mcp.server.reviewers import ReviewerDirectory
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
@@ -114,3 +116,24 @@ async def test_the_persons_yes_holds_when_the_retry_reaches_another_process(
             result = await call(client, "rerun_evaluation", {"agent_id": agent, "call_ids": _calls_of(sandbox, 130)})
     assert len(asked) == 1 and calls_seen >= 2
     assert result["confirmation"] == "elicitation" and result["calls"] == 130
+
+
+async def test_a_host_whose_clock_runs_ahead_still_sees_the_organisations_window(
+        ledger_location: Path | PostgresLedger, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two hosts on one PostgreSQL ledger, one with its clock two hours ahead (a VM resumed from a snapshot, NTP
+    not yet caught up). If each decided the window by its own clock, the fast host would read the other's spends as
+    older than an hour and allow a second 100 calls. The window is the database's time on PostgreSQL; on SQLite every
+    process shares one machine's clock."""
+    calls = tuple(range(1, 81))
+    plan = SpendPlan(operation="rerun_evaluation", agent_id=1, project_id=None, call_ids=calls, judge_metric_ids=(1,),
+                     code_metric_ids=(), credits=round(0.2 * len(calls), 4), credits_per_call=0.2)
+    slow, fast = Ledger(ledger_location), Ledger(ledger_location)
+    try:
+        await CostGuard(slow).authorize(plan, token=None, approval="not_asked")
+        real = time.time
+        monkeypatch.setattr(time, "time", lambda: real() + (7200 if isinstance(ledger_location, PostgresLedger) else 0))
+        with pytest.raises(ConfirmationRequired, match="already evaluated 80 calls"):
+            await CostGuard(fast).authorize(plan, token=None, approval="not_asked")
+    finally:
+        slow.close()
+        fast.close()
