@@ -84,7 +84,8 @@ async def open_context(settings: Settings, *, use_sandbox: bool = False, retry: 
         yield RunContext(
             settings=settings, client=client, ledger=ledger, guard=guard,
             calls=CallsService(client), feedback=FeedbackService(client), improve=improve, spend=spend,
-            review=ReviewService(client, ledger, improve, settings), triage=TriageService(client),
+            review=ReviewService(client, ledger, improve, settings, clock=clock or time.time),
+            triage=TriageService(client),
             validation=ValidationService(client, ledger, spend, settings),
             python_metrics=PythonMetricsService(client, guard, ledger, settings),
             overview=OverviewService(client, ledger),

@@ -5,7 +5,7 @@ hands-free auto-improve when enough feedback is in. Triage lives in `triage`, th
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import anyio
@@ -66,11 +66,14 @@ class RecordedReview(BaseModel):
 
 
 class ReviewService:
-    def __init__(self, client: CekuraClient, ledger: Ledger, improve: ImproveService, settings: Settings) -> None:
+    def __init__(self, client: CekuraClient, ledger: Ledger, improve: ImproveService, settings: Settings,
+                 clock: Callable[[], float] = time.time) -> None:
         self._client = client
         self._ledger = ledger
         self._improve = improve
         self._settings = settings
+        # What the wait for an unanswered vote is measured by (a test moves it on instead of sleeping).
+        self._clock = clock
         self._samples: dict[int, tuple[float, list[CallRow]]] = {}
         self._sample_locks: dict[int, anyio.Lock] = {}
         self._scores: dict[tuple[int, int], tuple[tuple[float, str], list[Candidate]]] = {}
@@ -117,7 +120,7 @@ class ReviewService:
 
     def _settling(self, review: Review) -> float:
         """Seconds before an unanswered vote can be told apart from a lost one (twice the HTTP timeout)."""
-        return max(0.0, review.updated_at + 2 * self._settings.http_timeout_seconds - time.time())
+        return max(0.0, review.updated_at + 2 * self._settings.http_timeout_seconds - self._clock())
 
     def _session(self, agent_id: int, metric_id: int) -> Session:
         return self._ledger.open_session(metric_id, agent_id, self._settings.feedback_threshold)
