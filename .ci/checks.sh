@@ -34,6 +34,15 @@ install_node_tools() {
   if [[ -f "$stamp" && -x "$BIN/mcpb" && -x "$BIN/mcp-inspector" && -x "$BIN/claude" ]]; then
     return
   fi
+  # Two runs at once (the test suite's two workers) must not both wipe and fill the same directory: the second
+  # waits for the first, then finds the tools installed.
+  mkdir -p "$(dirname "$NODE_DIR")"
+  exec 9>"$NODE_DIR.lock"
+  flock 9
+  if [[ -f "$stamp" && -x "$BIN/mcpb" && -x "$BIN/mcp-inspector" && -x "$BIN/claude" ]]; then
+    exec 9>&-
+    return
+  fi
   local started=$SECONDS
   rm -rf "$NODE_DIR"
   mkdir -p "$NODE_DIR"
@@ -41,6 +50,7 @@ install_node_tools() {
     "@anthropic-ai/mcpb@$MCPB_VERSION" "@modelcontextprotocol/inspector@$INSPECTOR_VERSION" \
     "@anthropic-ai/claude-code@$CLAUDE_CODE_VERSION" >&2
   touch "$stamp"
+  exec 9>&-
   say "npm tools installed in $NODE_DIR ($((SECONDS - started)) s)"
 }
 

@@ -76,6 +76,27 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "both_dialects: run against the sandbox's `documented` and `spec` dialects")
 
 
+# The suite runs in two worker processes (pytest-xdist, `-n 2 --dist loadgroup` in pyproject's addopts); each
+# worker has its own sandboxes, ledgers and temporary directories, and picks free ports. These tests share one
+# worker: they share something costly to start twice, or state outside the process two workers would race for.
+_ONE_WORKER_MODULES = {
+    "test_browser_views.py": "browser",  # one Chromium for the module (module-scoped)
+    "test_custom_code_escapes.py": "escapes",  # one staged machine: an unprivileged user, a native module built
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        group = _ONE_WORKER_MODULES.get(item.path.name)
+        callspec = getattr(item, "callspec", None)
+        on_postgres = "postgres" in getattr(item, "fixturenames", ()) or (
+            callspec is not None and callspec.params.get("ledger_backend") == "postgresql")
+        if group is None and on_postgres:
+            group = "postgresql"  # one throwaway cluster (initdb, a server) instead of one per worker
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if metafunc.definition.get_closest_marker("both_dialects") and "sandbox_server" in metafunc.fixturenames:
         metafunc.parametrize("sandbox_server", list(DIALECTS), indirect=True, scope="session")

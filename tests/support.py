@@ -127,8 +127,11 @@ async def wait_until(condition: Callable[[], T | None], what: str, limit: float 
 
 
 @asynccontextmanager
-async def connect(settings: Settings, *, mode: str = "auto", **client_kwargs: Any) -> AsyncIterator[Client]:
-    server = build_server(settings, retry=FAST_RETRY)
+async def connect(settings: Settings, *, mode: str = "auto", clock: Callable[[], float] | None = None,
+                  **client_kwargs: Any) -> AsyncIterator[Client]:
+    """`clock`: the server's clock (the guard's window, the wait for an unanswered vote), for a test that moves
+    time on instead of sleeping."""
+    server = build_server(settings, retry=FAST_RETRY, clock=clock)
     async with Client(server, mode=mode, **client_kwargs) as client:  # type: ignore[arg-type]
         yield client
 
