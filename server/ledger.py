@@ -768,15 +768,17 @@ class Ledger:
             found = db.execute(select(review_plans.c.overlap).where(review_plans.c.metric_id == metric_id)).scalar()
         return float(found or 0.0)
 
-    def lease_call(self, metric_id: int, reviewer: str, candidates: Sequence[int], *, overlap: float, now: float,
-                   ttl: float) -> int | None:
+    def lease_call(self, metric_id: int, reviewer: str, candidates: Sequence[int], *, overlap: float,
+                   now: float | None = None, ttl: float) -> int | None:
         """The call to hand this reviewer: the first of `candidates` (best first) they already hold, else the first
         with a free slot (one per call; two in the overlap sample, never both to one reviewer), taking an expired
-        lease over. None when every candidate is in other hands."""
+        lease over. None when every candidate is in other hands. `now` None: the ledger's clock (the database
+        server's on PostgreSQL: a host whose clock runs ahead would take every other host's leases for expired)."""
         if not candidates:
             return None
         wanted = list(dict.fromkeys(candidates))
         with self._db.write() as db:
+            now = _now(db) if now is None else now
             rows = db.execute(select(review_leases).where(review_leases.c.metric_id == metric_id,
                                                           review_leases.c.call_id.in_(wanted))).all()
             taken: dict[int, list[Row[Any]]] = {}
@@ -818,10 +820,11 @@ class Ledger:
                                                    review_leases.c.reviewer == reviewer,
                                                    review_leases.c.state == "leased"))
 
-    def finish_lease(self, metric_id: int, call_id: int, reviewer: str, *, now: float) -> None:
+    def finish_lease(self, metric_id: int, call_id: int, reviewer: str, *, now: float | None = None) -> None:
         """A verdict makes the reviewer's hold on the call permanent (recorded even on a call the queue never
-        handed them, so the team's queue sees it judged)."""
+        handed them, so the team's queue sees it judged). `now` None: the ledger's clock."""
         with self._db.write() as db:
+            now = _now(db) if now is None else now
             changed = db.execute(update(review_leases).where(review_leases.c.metric_id == metric_id,
                                                              review_leases.c.call_id == call_id,
                                                              review_leases.c.reviewer == reviewer)

@@ -137,3 +137,18 @@ async def test_a_host_whose_clock_runs_ahead_still_sees_the_organisations_window
     finally:
         slow.close()
         fast.close()
+
+
+def test_a_host_whose_clock_runs_ahead_never_takes_a_live_lease_for_expired(
+        ledger_location: Path | PostgresLedger, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same two hosts, reviewing: Ana's lease (15 minutes) was taken on the slow host. On the fast host, by its
+    own clock, it expired long ago and the call would go to Ben too. Leases are timed by the ledger's clock."""
+    slow, fast = Ledger(ledger_location), Ledger(ledger_location)
+    try:
+        assert slow.lease_call(5, "ana", [11], overlap=0.0, ttl=900) == 11
+        real = time.time
+        monkeypatch.setattr(time, "time", lambda: real() + (7200 if isinstance(ledger_location, PostgresLedger) else 0))
+        assert fast.lease_call(5, "ben", [11], overlap=0.0, ttl=900) is None, "one call handed to two reviewers"
+    finally:
+        slow.close()
+        fast.close()

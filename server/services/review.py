@@ -178,7 +178,7 @@ class ReviewService:
             leased = ranked[0].row.id if ranked else None
         else:
             leased = self._ledger.lease_call(metric_id, owner(), [c.row.id for c in ranked], overlap=overlap,
-                                             now=time.time(), ttl=self._settings.review_lease_seconds)
+                                             ttl=self._settings.review_lease_seconds)  # on the ledger's clock
         progress = self._progress(session, metric)
         picked = next((c for c in ranked if c.row.id == leased), None)
         if picked is None:
@@ -260,7 +260,7 @@ class ReviewService:
             review_id = self._ledger.begin_review(session.id, call_id=call_id, metric_id=metric_id, agreed=agree,
                                                   result_was=reading.text, expected=expected, feedback=feedback)
         await self._send_vote(review_id, call_id, metric_id, agree, expected, feedback, revised=earlier is not None)
-        self._ledger.finish_lease(metric_id, call_id, owner(), now=time.time())
+        self._ledger.finish_lease(metric_id, call_id, owner())
         lab_note = await self._lab_entry(review_id, call_id, metric_id, expected, feedback)
         session = self._ledger.session(session.id)
         # The verdict is recorded: a failure from here on is reported with it, never instead of it.
