@@ -57,6 +57,7 @@ THRESHOLD = 100
 @dataclass
 class LoadConfig:
     processes: int = 3
+    workers: int = 1  # > 1: the last server is `serve --workers N` (N processes on one port), not one process
     reviewers: int = 20
     reviews_each: int = 5
     spenders: int = 6
@@ -116,7 +117,9 @@ class LoadReport:
         c = self.config
         calls = sum(len(v) for v in self.tally.latencies.values())
         lines = [
-            f"team_load: {c.processes} server processes on {self.backend}, {c.reviewers} reviewers, overlap "
+            f"team_load: {c.processes + max(0, c.workers - 1)} server processes"
+            f"{f' (the last {c.workers} as --workers {c.workers})' if c.workers > 1 else ''} on {self.backend}, "
+            f"{c.reviewers} reviewers, overlap "
             f"{c.overlap}, {calls} tool calls in {self.seconds:.1f} s",
             f"handed_twice_outside_overlap: {self.handed_twice_outside_overlap}",
             f"spends_past_window_unconfirmed: {self.spends_past_window_unconfirmed} "
@@ -168,8 +171,9 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def server_processes(count: int, env: dict[str, str], scratch: Path) -> Iterator[list[int]]:
-    """`count` stateless server processes on one ledger, each on its own port."""
+def server_processes(count: int, env: dict[str, str], scratch: Path, workers: int = 1) -> Iterator[list[int]]:
+    """`count` servers on one ledger, each on its own port: stateless processes (`serve --stateless`), the last one
+    `serve --workers N` (N processes on one port) when `workers` > 1."""
     ports = [free_port() for _ in range(count)]
     processes: list[subprocess.Popen[bytes]] = []
     logs = []
@@ -177,9 +181,10 @@ def server_processes(count: int, env: dict[str, str], scratch: Path) -> Iterator
         for index, port in enumerate(ports):
             log = open(scratch / f"server-{index}.log", "wb")  # noqa: SIM115 - closed below
             logs.append(log)
-            processes.append(subprocess.Popen([*SERVE, "--transport", "http", "--stateless", "--port", str(port)],
+            mode = ["--workers", str(workers)] if workers > 1 and index == count - 1 else ["--stateless"]
+            processes.append(subprocess.Popen([*SERVE, "--transport", "http", *mode, "--port", str(port)],
                                               env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log))
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 180
         for index, port in enumerate(ports):
             while True:
                 if processes[index].poll() is not None:
@@ -452,7 +457,7 @@ def run_team_load(config: LoadConfig, scratch: Path, database_url: str | None) -
         if database_url:
             extra["CEKURA_LABS_DATABASE_URL"] = database_url
         env = server_env(admin.url, data_dir, **extra)
-        with server_processes(config.processes, env, scratch) as ports:
+        with server_processes(config.processes, env, scratch, config.workers) as ports:
             tally = anyio.run(run_reviewers, config, admin, ports, tokens)
         report = LoadReport(config, time.monotonic() - started, "PostgreSQL" if database_url else "SQLite", tally)
         report.server_ms = server_durations(scratch, config.processes)
@@ -489,6 +494,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("client").setLevel(logging.ERROR)
     parser = argparse.ArgumentParser(prog="python -m benchmarks.team_load", description=__doc__.split("\n\n")[0])
     parser.add_argument("--processes", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=1, help="run the last server as `serve --workers N`")
     parser.add_argument("--reviewers", type=int, default=20)
     parser.add_argument("--reviews-each", type=int, default=5)
     parser.add_argument("--spenders", type=int, default=6)
@@ -497,7 +503,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sqlite", action="store_true", help="one shared SQLite ledger instead of PostgreSQL")
     parser.add_argument("--database-url", default=None, help="an existing PostgreSQL database to use")
     args = parser.parse_args(argv)
-    config = LoadConfig(processes=args.processes, reviewers=args.reviewers, reviews_each=args.reviews_each,
+    config = LoadConfig(processes=args.processes, workers=args.workers, reviewers=args.reviewers,
+                        reviews_each=args.reviews_each,
                         spenders=min(args.spenders, args.reviewers), overlap=args.overlap,
                         max_seconds=args.max_seconds)
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
