@@ -89,6 +89,12 @@ def postgres_url(raw: str) -> URL:
         raise LabsError(f"{DATABASE_URL_VARIABLE} is not a PostgreSQL URL.",
                         "Set it to postgresql://USER:PASSWORD@HOST:PORT/DATABASE, or unset it to keep the "
                         "ledger in a local SQLite file.")
+    if "password" in url.query:
+        # libpq also takes the password as a query parameter, which the masked rendering would show as it is:
+        # moved to where the URL keeps its password, it is masked and scrubbed like one given there.
+        given = url.query["password"]
+        url = url.difference_update_query(["password"]).set(
+            password=given if isinstance(given, str) else given[-1])
     if url.password is not None:
         register_secret(str(url.password))
     return url.set(drivername="postgresql+psycopg")

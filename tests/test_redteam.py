@@ -12,8 +12,10 @@ import httpx2
 import pytest
 from cekura_labs_mcp.server.config import Settings
 from cekura_labs_mcp.server.demo import disagreement, person_from_truth
+from cekura_labs_mcp.server.db import postgres_url
 from cekura_labs_mcp.server.guard import ConfirmationRequired, CostGuard, SpendPlan
 from cekura_labs_mcp.server.ledger import Ledger, PostgresLedger, in_overlap
+from cekura_labs_mcp.server.logs import scrub
 from cekura_labs_mcp.server.reviewers import ReviewerDirectory
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
@@ -152,3 +154,13 @@ def test_a_host_whose_clock_runs_ahead_never_takes_a_live_lease_for_expired(
     finally:
         slow.close()
         fast.close()
+
+
+def test_a_database_password_given_as_a_query_parameter_is_masked_and_scrubbed() -> None:
+    """libpq takes `?password=` as well as `user:password@`; the ledger's location (logged at start, named in its
+    errors) must not show it either way."""
+    url = postgres_url("postgresql://labs@db.internal:5432/labs?sslmode=require&password=qp-hunter2-secret")
+    shown = PostgresLedger(url, "ledger_x").shown
+    assert "qp-hunter2-secret" not in shown and "sslmode=require" in shown
+    assert url.password == "qp-hunter2-secret", "the driver still gets the password"
+    assert "qp-hunter2-secret" not in scrub("could not connect: qp-hunter2-secret")
