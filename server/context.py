@@ -4,6 +4,7 @@ services the tools call. Built once in the lifespan; tools reach it through the 
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
