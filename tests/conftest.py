@@ -82,6 +82,9 @@ def pytest_configure(config: pytest.Config) -> None:
 _ONE_WORKER_MODULES = {
     "test_browser_views.py": "browser",  # one Chromium for the module (module-scoped)
     "test_custom_code_escapes.py": "escapes",  # one staged machine: an unprivileged user, a native module built
+    # One prepared ui/ (test_apps_build.prepared_ui: in a fresh clone, one `npm ci`) for both Node builds.
+    "test_apps_build.py": "ui-build",
+    "test_browser_host_build.py": "ui-build",
 }
 
 
