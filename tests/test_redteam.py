@@ -11,8 +11,8 @@ from typing import Any
 import httpx2
 import pytest
 from cekura_labs_mcp.server.config import Settings
-from cekura_labs_mcp.server.demo import disagreement, person_from_truth
 from cekura_labs_mcp.server.db import postgres_url
+from cekura_labs_mcp.server.demo import disagreement, person_from_truth
 from cekura_labs_mcp.server.guard import ConfirmationRequired, CostGuard, SpendPlan
 from cekura_labs_mcp.server.ledger import Ledger, PostgresLedger, in_overlap
 from cekura_labs_mcp.server.logs import scrub
