@@ -64,7 +64,7 @@ def team_server(settings: Settings, scratch: Path, names: tuple[str, ...] = ("an
     server = uvicorn.Server(uvicorn.Config(app, log_config=None, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60  # a bound against a hang, never a timing
     while not server.started:
         assert time.monotonic() < deadline, "the HTTP server did not start"
         time.sleep(0.01)

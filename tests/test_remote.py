@@ -62,7 +62,7 @@ def remote(settings: Settings) -> Iterator[Remote]:
     server = uvicorn.Server(uvicorn.Config(app, log_config=None, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60  # a bound against a hang: two test workers on a loaded machine start slowly
     while not server.started:
         assert time.monotonic() < deadline, "the HTTP server did not start"
         time.sleep(0.01)
