@@ -24,7 +24,6 @@ import hashlib
 import json
 import secrets
 import threading
-import time
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -359,7 +358,7 @@ class AutoImproveRuns:
     the claim are one ledger transaction, so two processes cannot both start."""
 
     ledger: Ledger
-    clock: Callable[[], float] = time.time
+    clock: Callable[[], float] | None = None  # None: the ledger's clock (the database server's on PostgreSQL)
     # A start whose answer has not come back yet (another process is sending it) is trusted this long;
     # older, it is taken for a start that crashed before it was answered.
     in_flight_seconds: float = 120.0
@@ -371,7 +370,7 @@ class AutoImproveRuns:
         subject = auto_improve_subject(metric_id, test_set_ids)
         sets = tuple(sorted(set(test_set_ids or ())))
         for _ in range(3):
-            found = self.ledger.claim_run(subject, metric_id, sets, now=self.clock(),
+            found = self.ledger.claim_run(subject, metric_id, sets, now=self.clock() if self.clock else None,
                                           in_flight_seconds=self.in_flight_seconds)
             if found.progress_id is None and found.claimed:
                 break

@@ -523,11 +523,13 @@ class Ledger:
         with self._db.read() as db:
             return _window(db, since)
 
-    def claim_run(self, subject: str, metric_id: int, test_set_ids: Sequence[int], *, now: float,
+    def claim_run(self, subject: str, metric_id: int, test_set_ids: Sequence[int], *, now: float | None,
                   in_flight_seconds: float) -> RunClaim:
         """The auto-improve run logged for `subject` that may still be running, or, when there is none, a new
-        log row (outcome `pending`) that claims the start: looked up and written in one transaction."""
+        log row (outcome `pending`) that claims the start: looked up and written in one transaction. `now` None:
+        the ledger's clock (a host whose clock runs ahead must not take another's start in flight for a lost one)."""
         with self._db.write() as db:
+            now = _now(db) if now is None else now
             row = db.execute(
                 select(audit.c.id, audit.c.outcome, audit.c.detail, audit.c.at)
                 .where(audit.c.operation == "process_feedbacks", audit.c.subject == subject,

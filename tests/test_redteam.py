@@ -13,7 +13,7 @@ import pytest
 from cekura_labs_mcp.server.config import Settings
 from cekura_labs_mcp.server.db import postgres_url
 from cekura_labs_mcp.server.demo import disagreement, person_from_truth
-from cekura_labs_mcp.server.guard import ConfirmationRequired, CostGuard, SpendPlan
+from cekura_labs_mcp.server.guard import AutoImproveRuns, ConfirmationRequired, CostGuard, GuardRefusal, SpendPlan
 from cekura_labs_mcp.server.ledger import Ledger, PostgresLedger, in_overlap
 from cekura_labs_mcp.server.logs import scrub
 from cekura_labs_mcp.server.reviewers import ReviewerDirectory
@@ -164,3 +164,29 @@ def test_a_database_password_given_as_a_query_parameter_is_masked_and_scrubbed()
     assert "qp-hunter2-secret" not in shown and "sslmode=require" in shown
     assert url.password == "qp-hunter2-secret", "the driver still gets the password"
     assert "qp-hunter2-secret" not in scrub("could not connect: qp-hunter2-secret")
+
+
+async def test_a_host_whose_clock_runs_ahead_never_starts_a_second_auto_improve_beside_one_in_flight(
+        ledger_location: Path | PostgresLedger, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ana's process has claimed an auto-improve start and is sending it. A start asked for the same metric on a
+    host whose clock runs two hours ahead must see that start in flight, not take it for one lost in a crash."""
+    slow, fast = Ledger(ledger_location), Ledger(ledger_location)
+    try:
+        assert slow.claim_run("metric 5; lab all", 5, (), now=None, in_flight_seconds=120).claimed
+        real = time.time
+        monkeypatch.setattr(time, "time", lambda: real() + (7200 if isinstance(ledger_location, PostgresLedger) else 0))
+        started: list[str] = []
+
+        async def begin(_claim: object) -> str:
+            started.append("second run")
+            return "p-2"
+
+        async def running(_progress_id: str) -> bool:
+            return True
+
+        with pytest.raises(GuardRefusal, match="being sent right now"):
+            await AutoImproveRuns(fast).start(metric_id=5, test_set_ids=None, begin=begin, running=running)
+        assert started == []
+    finally:
+        slow.close()
+        fast.close()
