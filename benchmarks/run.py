@@ -474,9 +474,14 @@ async def fanout_figures(admin: Admin, scratch: Path, sizes: tuple[int, ...], la
 
 def sequential_reads(admin: Admin, agent: int, metric_id: int, size: int) -> float:
     """The same reads one after the other: the failing page, then each call's detail."""
-    selection = json.dumps({"field": "metric_value", "metric_id": metric_id, "op": "eq", "value": "FALSE"})
+    # The documented filters_v2 selection the server itself sends for the failing results (services/calls.py).
+    selection = json.dumps({"operator": "same_row", "conditions": [
+        {"field": "metric_evaluations.metric.id", "op": "eq", "value": metric_id},
+        {"field": "metric_evaluations.value", "op": "eq", "value": False}]})
     started = time.perf_counter()
-    page = admin.http.get(CALLS, params={"agent_id": agent, "page_size": size, "filters_v2": selection}).json()
+    response = admin.http.get(CALLS, params={"agent_id": agent, "page_size": size, "filters_v2": selection})
+    response.raise_for_status()  # a refused selection is a broken baseline, not an empty one
+    page = response.json()
     for row in page["results"][:size]:
         admin.http.get(f"{CALLS}{row['id']}/").raise_for_status()
     return time.perf_counter() - started
