@@ -99,7 +99,8 @@ class ReviewService:
         'sending' cannot be checked through the API, so it is flagged for the person, never re-sent; a Lab
         entry never attempted is sent now."""
         for review in self._ledger.reviews(session.id):
-            if review.vote_state == "sending":
+            vote_state = review.vote_state  # as it is now: a vote settled just below is sent, and so is its entry
+            if vote_state == "sending":
                 call = await self._client.get_call(review.call_id)
                 if call.is_reviewed:
                     self._ledger.mark_vote(review.id, "sent", "reconciled: the call is reviewed")
@@ -110,9 +111,10 @@ class ReviewService:
                 else:
                     await self._send_vote(review.id, review.call_id, review.metric_id, review.agreed,
                                           review.expected, review.feedback)
+                vote_state = "sent"  # either way (_send_vote raises when the vote did not land)
             if review.lab_state == "sending":
                 self._ledger.mark_lab(review.id, "unknown", answer="interrupted while adding to the Lab")
-            elif review.lab_state in ("waiting", "failed") and review.vote_state == "sent":
+            elif review.lab_state in ("waiting", "failed") and vote_state == "sent":
                 # Never attempted (the ledger marks 'sending' before the request), or refused in a way that
                 # proves it was not applied (429, 4xx, no connection): safe to send now (a shared call only once
                 # both reviewers agree).
