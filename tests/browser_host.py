@@ -17,11 +17,11 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
 
-import pytest
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 from cekura_labs_mcp.server.config import Settings
 from mcp import Client
 from support import connect
+from system_needs import missing
 
 ROOT = Path(__file__).resolve().parent.parent
 # host.html, the fixture view, and host-bridge.js: the official AppBridge + PostMessageTransport of
@@ -73,9 +73,7 @@ def chromium_path() -> str | None:
 
 def browser_missing(reason: str) -> NoReturn:
     """Skip with the reason, or fail where the browser tests must run (CI sets CEKURA_LABS_REQUIRE_BROWSER=1)."""
-    if os.environ.get("CEKURA_LABS_REQUIRE_BROWSER") == "1":
-        pytest.fail(f"{reason} (CEKURA_LABS_REQUIRE_BROWSER=1: the browser tests must run here)")
-    pytest.skip(reason)
+    missing(reason, "CEKURA_LABS_REQUIRE_BROWSER")
 
 
 @contextmanager

@@ -30,6 +30,7 @@ import pytest
 from cekura_labs_mcp.server.config import Settings
 from cekura_labs_mcp.server.ledger import Ledger, PostgresLedger, postgres_ledger
 from pydantic import SecretStr
+from system_needs import missing
 
 REQUIRE = "CEKURA_LABS_REQUIRE_POSTGRES"
 SERVICE_USER = "cekura-pg"
@@ -165,10 +166,7 @@ class PgCluster:
 def cluster_or_skip() -> Path:
     bindir = find_bindir()
     if bindir is None:
-        reason = f"PostgreSQL server binaries (initdb, pg_ctl) not found: {INSTALL_HINT}"
-        if os.environ.get(REQUIRE):
-            pytest.fail(f"{REQUIRE} is set and {reason}")
-        pytest.skip(reason)
+        missing(f"PostgreSQL server binaries (initdb, pg_ctl) not found: {INSTALL_HINT}", REQUIRE)
     return bindir
 
 

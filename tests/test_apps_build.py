@@ -18,33 +18,16 @@ from pathlib import Path
 
 import pytest
 from cekura_labs_mcp.server.apps import VIEWS
+from system_needs import require_node
 
 ROOT = Path(__file__).resolve().parent.parent
 UI = ROOT / "ui"
 BUILT = ROOT / "server" / "ui"
-REQUIRE_NODE = "CEKURA_LABS_REQUIRE_NODE"
 REBUILD = "cd ui && npm ci && npm run build, then commit server/ui/"
 
 
-def _node_problem() -> str | None:
-    missing = [tool for tool in ("node", "npm") if shutil.which(tool) is None]
-    if missing:
-        return f"{' and '.join(missing)} not found"
-    version = subprocess.run(["node", "--version"], capture_output=True, text=True, check=False).stdout.strip()
-    major = re.match(r"v(\d+)\.", version)
-    if major is None or int(major.group(1)) < 20:
-        return f"node {version or '(no version)'} is older than 20"
-    return None
-
-
 def _require_node() -> None:
-    problem = _node_problem()
-    if problem is None:
-        return
-    message = f"{problem}: rebuilding the MCP Apps views needs Node.js 20+ and npm (Debian: apt-get install nodejs npm)"
-    if os.environ.get(REQUIRE_NODE) == "1":
-        pytest.fail(f"{message}; {REQUIRE_NODE}=1 says it must run here")
-    pytest.skip(f"{message}; set {REQUIRE_NODE}=1 to make this a failure (CI does)")
+    require_node("rebuilding the MCP Apps views")
 
 
 def test_every_view_is_built_and_nothing_else_is_shipped() -> None:

@@ -24,6 +24,7 @@ from cekura_labs_mcp.server.guidance import PROMPTS
 from cekura_labs_mcp.tools import ALL_TOOLS
 from cekura_labs_mcp.tools.toolsets import CORE
 from mcp import Client, StdioServerParameters, stdio_client
+from system_needs import REQUIRE_NODE, require_node
 
 ROOT = Path(__file__).resolve().parent.parent
 CHECKS = ROOT / ".ci" / "checks.sh"
@@ -40,29 +41,9 @@ def _version() -> str:
     return str(tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["version"])
 
 
-REQUIRE_NODE = "CEKURA_LABS_REQUIRE_NODE"
-
-
-def _node_problem() -> str | None:
-    missing = [tool for tool in ("node", "npm") if shutil.which(tool) is None]
-    if missing:
-        return f"{' and '.join(missing)} not found"
-    version = subprocess.run(["node", "--version"], capture_output=True, text=True, check=False).stdout.strip()
-    major = re.match(r"v(\d+)\.", version)
-    if major is None or int(major.group(1)) < 20:
-        return f"node {version or '(no version)'} is older than 20"
-    return None
-
-
 def _require_node() -> None:
     """Skip (saying why) where Node.js is missing; fail instead where it must be there (CI)."""
-    problem = _node_problem()
-    if problem is None:
-        return
-    message = f"{problem}: the install checks need Node.js 20+ and npm (Debian: apt-get install nodejs npm)"
-    if os.environ.get(REQUIRE_NODE) == "1":
-        pytest.fail(f"{message}; {REQUIRE_NODE}=1 says they must run here")
-    pytest.skip(f"{message}; set {REQUIRE_NODE}=1 to make this a failure (CI does)")
+    require_node("the install checks")
 
 
 def _checks_env() -> dict[str, str]:
