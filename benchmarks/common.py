@@ -176,3 +176,21 @@ def failing_call(agent_id: int, n: int) -> dict[str, Any]:
         items.append({"role": role, "content": text, "start_time": start, "end_time": start + 4})
         start += 5
     return {"call_id": f"bench-{n}", "agent": agent_id, "transcript_object": items, "topic": "booking"}
+
+
+@contextmanager
+def throwaway_postgres(program: str, otherwise: str) -> Iterator[str]:
+    """A PostgreSQL cluster for this run only (initdb / pg_ctl, as the tests start one); the URL of a fresh
+    database in it. `otherwise` names the option that runs the benchmark without one."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from pg_cluster import PgCluster, find_bindir  # type: ignore[import-not-found]
+
+    bindir = find_bindir()
+    if bindir is None:
+        raise SystemExit(f"{program}: PostgreSQL's initdb/pg_ctl not found (apt-get install postgresql), or pass "
+                         f"{otherwise}")
+    cluster = PgCluster.start(bindir)
+    try:
+        yield str(cluster.fresh_database())
+    finally:
+        cluster.stop()

@@ -19,16 +19,17 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 
 import anyio
 from cekura_labs_mcp.server.guard import CostGuard, SpendPlan
 from cekura_labs_mcp.server.ledger import Ledger, PostgresLedger, postgres_ledger
+
+from benchmarks.common import throwaway_postgres
 
 OPERATIONS = ("guard_authorize", "window_read", "review_write", "reviews_read")
 
@@ -77,22 +78,6 @@ def measure(location: Path | PostgresLedger, rounds: int) -> dict[str, list[floa
     return times
 
 
-@contextmanager
-def throwaway_postgres() -> Iterator[str]:
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-    from pg_cluster import PgCluster, find_bindir  # type: ignore[import-not-found]
-
-    bindir = find_bindir()
-    if bindir is None:
-        raise SystemExit("ledger_latency: PostgreSQL's initdb/pg_ctl not found (apt-get install postgresql), or "
-                         "pass --database-url")
-    cluster = PgCluster.start(bindir)
-    try:
-        yield str(cluster.fresh_database())
-    finally:
-        cluster.stop()
-
-
 def _line(backend: str, name: str, values: list[float]) -> str:
     ordered = sorted(values)
     p95 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))]
@@ -106,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with ExitStack() as stack:
         scratch = Path(stack.enter_context(tempfile.TemporaryDirectory()))
-        url = args.database_url or stack.enter_context(throwaway_postgres())
+        url = args.database_url or stack.enter_context(throwaway_postgres("ledger_latency", "--database-url"))
         results = {"sqlite": measure(scratch / "ledger.sqlite3", args.rounds)}
         location = postgres_ledger(url, "http://bench.invalid", "bench")
         results["postgresql"] = measure(location, args.rounds)

@@ -30,7 +30,6 @@ import random
 import re
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
@@ -48,7 +47,16 @@ from cekura_labs_mcp.server.reviewers import add_reviewer
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from benchmarks.common import KEY, METRIC_HINT, SERVE, Admin, result_text, sandbox_process, server_env
+from benchmarks.common import (
+    KEY,
+    METRIC_HINT,
+    SERVE,
+    Admin,
+    result_text,
+    sandbox_process,
+    server_env,
+    throwaway_postgres,
+)
 
 VOTE = re.compile(r"/call-logs(?:-external)?/(\d+)/mark_metric_vote/?$")
 THRESHOLD = 100
@@ -471,24 +479,6 @@ def run_team_load(config: LoadConfig, scratch: Path, database_url: str | None) -
     return report
 
 
-@contextlib.contextmanager
-def throwaway_postgres() -> Iterator[str]:
-    """A PostgreSQL cluster for this run only (initdb / pg_ctl, as the tests start one)."""
-    root = Path(__file__).resolve().parent.parent
-    sys.path.insert(0, str(root / "tests"))
-    from pg_cluster import PgCluster, find_bindir  # type: ignore[import-not-found]
-
-    bindir = find_bindir()
-    if bindir is None:
-        raise SystemExit("team_load: PostgreSQL's initdb/pg_ctl not found (apt-get install postgresql), or pass "
-                         "--sqlite")
-    cluster = PgCluster.start(bindir)
-    try:
-        yield str(cluster.fresh_database())
-    finally:
-        cluster.stop()
-
-
 def main(argv: list[str] | None = None) -> int:
     # The reviewers call spending tools their toolset has not listed: the SDK says so once a call; not news here.
     logging.getLogger("client").setLevel(logging.ERROR)
@@ -508,7 +498,9 @@ def main(argv: list[str] | None = None) -> int:
                         spenders=min(args.spenders, args.reviewers), overlap=args.overlap,
                         max_seconds=args.max_seconds)
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
-        url = args.database_url or (None if args.sqlite else stack.enter_context(throwaway_postgres()))
+        url = args.database_url or None
+        if url is None and not args.sqlite:
+            url = stack.enter_context(throwaway_postgres("team_load", "--sqlite"))
         report = run_team_load(config, Path(tmp), url)
     for line in report.lines():
         print(line, flush=True)
