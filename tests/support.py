@@ -19,6 +19,7 @@ from cekura_labs_mcp.server.config import Settings
 from cekura_labs_mcp.server.guard import CostGuard, Endpoint, SpendPermit, SpendPlan
 from cekura_labs_mcp.server.ledger import Ledger
 from mcp import Client
+from mcp.client.session import ClientSession
 
 # A recognisable key: the secret-leak test searches every log line and tool result for it.
 SANDBOX_KEY = "sk-test-SECRET-4f9c2b7e1d"
@@ -45,6 +46,10 @@ class _CheckedSink(io.StringIO):
 
 
 LOG_SINK: io.StringIO = _CheckedSink()
+# One HTTP client for the tests' own requests to the sandboxes and servers they start. Each `httpx.get()` or
+# `httpx.Client()` without `verify=` loads the CA bundle again (about 0.1 s of CPU on this machine), and the suite
+# made hundreds of them. Plain HTTP on loopback; a test that needs a fresh connection makes its own client.
+HTTP = httpx.Client(timeout=10, verify=tls_context())
 FAST_RETRY = RetryPolicy(max_retries=3, max_retry_after=5.0, backoff_base=0.01, backoff_cap=0.05)
 TOOL_OUTPUTS: list[str] = []
 T = TypeVar("T")
@@ -172,3 +177,28 @@ def demo_transcript(seed: int = 7, width: int = 72) -> tuple[str, dict[str, Any]
     with tempfile.TemporaryDirectory() as scratch:
         report = anyio.run(run_demo, out, seed, Path(scratch), width)
     return out.getvalue(), report
+
+
+def _share_output_schema_validators() -> None:
+    """The MCP client compiles each tool's output schema once per session, checking it against the JSON Schema
+    metaschema first (about 0.1 s per tool); the suite opens hundreds of sessions on the same tools. A compiled
+    validator is immutable, so the test process keeps one per distinct schema and every session still validates
+    every structured result against it. The SDK method is private: if it is gone, this fails loudly."""
+    original = ClientSession._output_schema_validator
+    compiled: dict[str, Any] = {}
+
+    def shared(self: ClientSession, name: str, output_schema: dict[str, Any]) -> Any:
+        known = self._tool_output_validators.get(name)
+        if known is not None:
+            return known
+        key = json.dumps(output_schema, sort_keys=True)
+        validator = compiled.get(key)
+        if validator is None:
+            validator = compiled[key] = original(self, name, output_schema)
+        self._tool_output_validators[name] = validator
+        return validator
+
+    ClientSession._output_schema_validator = shared  # type: ignore[method-assign]
+
+
+_share_output_schema_validators()

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import inspect
 
-import httpx
 from cekura_labs_mcp.server import demo
 from cekura_labs_mcp.server.sandbox import SandboxServer
-from support import demo_transcript
+from support import HTTP, demo_transcript
 
 WIDTH = 72
 
@@ -38,7 +37,7 @@ def test_demo_runs_the_whole_session() -> None:
 
 def test_the_demo_names_no_metric_in_its_code() -> None:
     with SandboxServer(seed=3, api_key="k") as sandbox:
-        names = [m["name"] for m in httpx.get(f"{sandbox.url}/_sandbox/info").json()["metrics"]]
+        names = [m["name"] for m in HTTP.get(f"{sandbox.url}/_sandbox/info").json()["metrics"]]
     # The person's sentences may speak of empathy; the code that runs the session names no metric.
     code = inspect.getsource(demo).lower()
     for sentence in demo.PERSON_REASONS.values():

@@ -15,7 +15,7 @@ from cekura_labs_mcp.server.sandbox.dialect import DOCUMENTED
 from mcp import Client
 from mcp.types import ElicitRequestParams, ElicitResult
 from pydantic import SecretStr
-from support import FAST_RETRY, ORG_KEY, SandboxAdmin, ToolFailed, call, connect
+from support import FAST_RETRY, HTTP, ORG_KEY, SandboxAdmin, ToolFailed, call, connect
 
 pytestmark = pytest.mark.anyio
 
@@ -393,7 +393,7 @@ async def test_the_credits_remaining_are_in_the_estimate_and_the_question(
     a project key it answers 403, and the figures say the balance is unknown instead of guessing it."""
     info = sandbox.info()
     org = settings.model_copy(update={"api_key": SecretStr(ORG_KEY), "project_id": info["project_id"]})
-    httpx.post(f"{sandbox.url}/_sandbox/billing", json={"credits_remaining": 1234.5}, timeout=10).raise_for_status()
+    HTTP.post(f"{sandbox.url}/_sandbox/billing", json={"credits_remaining": 1234.5}, timeout=10).raise_for_status()
     ids = _agent_calls(sandbox, 120)
     asked: list[str] = []
     selection = {"agent_id": info["main_agent_id"], "call_ids": ids}

@@ -21,7 +21,7 @@ from cekura_labs_mcp.server.sandbox import SandboxServer
 from mcp import Client
 from mcp.types import ElicitRequestParams, ElicitResult
 from pydantic import SecretStr
-from support import FAST_RETRY, SANDBOX_KEY, SandboxAdmin, ToolFailed, call
+from support import FAST_RETRY, HTTP, SANDBOX_KEY, SandboxAdmin, ToolFailed, call
 
 pytestmark = pytest.mark.anyio
 
@@ -47,7 +47,7 @@ def docs_settings(tmp_path: Path, docs: SandboxAdmin) -> Settings:
 
 
 def _admin(docs: SandboxAdmin, path: str, body: dict[str, Any]) -> None:
-    httpx.post(docs.url + path, json=body, timeout=10).raise_for_status()
+    HTTP.post(docs.url + path, json=body, timeout=10).raise_for_status()
 
 
 class LowerScore(httpx.AsyncBaseTransport):

@@ -3,13 +3,12 @@ hidden truth, auto-improve triggered by the 6th feedback, patch, validation chec
 
 from __future__ import annotations
 
-import httpx
 import pytest
 from cekura_labs_mcp.server.config import Settings
 from cekura_labs_mcp.server.demo import person_from_truth as answer_from_truth
 from cekura_labs_mcp.server.ledger import MIGRATIONS, Ledger
 from cekura_labs_mcp.server.values import display
-from support import SandboxAdmin, ToolFailed, call, connect
+from support import HTTP, SandboxAdmin, ToolFailed, call, connect
 
 # Cekura answers in more than one shape: these run against both sandbox dialects (tests/conftest.py).
 pytestmark = [pytest.mark.anyio, pytest.mark.both_dialects]
@@ -27,7 +26,7 @@ async def test_whole_session_fixes_misjudged_calls(settings: Settings, sandbox: 
         await call(client, "start_review", {"agent_id": agent, "metric_id": metric["id"], "auto_improve": True})
         asks = sandbox.info()["dialect"] == "documented"
         if asks:  # Cekura's documented auto-improve can pause with a question: this run will ask one.
-            httpx.post(sandbox.url + "/_sandbox/auto-improve/questions", json={"count": 1},
+            HTTP.post(sandbox.url + "/_sandbox/auto-improve/questions", json={"count": 1},
                        timeout=10).raise_for_status()
         review = await call(client, "next_review", {"agent_id": agent, "metric_id": metric["id"]})
         picked: list[int] = []

@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from cekura_labs_mcp.server.cekura.client import CekuraClient
 from cekura_labs_mcp.server.cekura.models import CallRow, Metric
@@ -25,7 +24,7 @@ from cekura_labs_mcp.server.services.overview import (
     topic_outlier,
 )
 from pydantic import SecretStr
-from support import SANDBOX_KEY, SandboxAdmin, ToolFailed, call, connect
+from support import HTTP, SANDBOX_KEY, SandboxAdmin, ToolFailed, call, connect
 
 pytestmark = pytest.mark.anyio
 
@@ -60,7 +59,7 @@ def _misjudged(admin: SandboxAdmin, metric_ids: list[int]) -> tuple[set[int], se
     mistake, and metrics with none. A platform metric the sandbox keeps no truth for is in neither."""
     wrong, right = set(), set()
     for metric_id in metric_ids:
-        answer = httpx.get(f"{admin.url}/_sandbox/truth", params={"metric_id": metric_id})
+        answer = HTTP.get(f"{admin.url}/_sandbox/truth", params={"metric_id": metric_id})
         if answer.status_code == 404:
             continue
         patterns = {entry["pattern"] for entry in answer.json()["calls"].values()}

@@ -24,7 +24,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import ElicitRequestParams, ElicitResult
 from pydantic import SecretStr
-from support import FAST_RETRY, SANDBOX_KEY, TOOL_OUTPUTS, SandboxAdmin, ToolFailed, call
+from support import FAST_RETRY, HTTP, SANDBOX_KEY, TOOL_OUTPUTS, SandboxAdmin, ToolFailed, call
 
 TOKEN = "remote-bearer-9d1c7a55e0"
 OTHER = "remote-bearer-other-31b8e6f0c4"  # a second client's own token: state is kept per token
@@ -75,7 +75,7 @@ def remote(settings: Settings) -> Iterator[Remote]:
 
 
 def _post(remote: Remote, headers: dict[str, str]) -> httpx.Response:
-    response = httpx.post(remote.url, json=INIT, headers={**ACCEPT, **headers}, timeout=10)
+    response = HTTP.post(remote.url, json=INIT, headers={**ACCEPT, **headers}, timeout=10)
     remote.seen.append(f"{response.status_code} {dict(response.headers)} {response.text}")
     return response
 
@@ -107,10 +107,10 @@ def test_a_session_id_alone_opens_nothing(remote: Remote) -> None:
     opened = _post(remote, {"Authorization": f"Bearer {TOKEN}"})
     session = opened.headers["mcp-session-id"]
     listing = {"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {}}
-    stolen = httpx.post(remote.url, json=listing, headers={**ACCEPT, "mcp-session-id": session,
+    stolen = HTTP.post(remote.url, json=listing, headers={**ACCEPT, "mcp-session-id": session,
                                                            "mcp-protocol-version": "2025-06-18"}, timeout=10)
     assert stolen.status_code == 401
-    made_up = httpx.post(remote.url, json=listing, timeout=10,
+    made_up = HTTP.post(remote.url, json=listing, timeout=10,
                          headers={**ACCEPT, "Authorization": f"Bearer {TOKEN}", "mcp-session-id": "0" * 32,
                                   "mcp-protocol-version": "2025-06-18"})
     assert made_up.status_code in (400, 404) and TOKEN not in made_up.text
@@ -190,7 +190,7 @@ def test_an_mcp_session_belongs_to_the_token_that_opened_it(remote: Remote) -> N
     session = opened.headers["mcp-session-id"]
     listing = {"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {}}
     headers = {**ACCEPT, "mcp-session-id": session, "mcp-protocol-version": "2025-06-18"}
-    other = httpx.post(remote.url, json=listing, headers={**headers, "Authorization": f"Bearer {OTHER}"}, timeout=10)
+    other = HTTP.post(remote.url, json=listing, headers={**headers, "Authorization": f"Bearer {OTHER}"}, timeout=10)
     assert other.status_code == 401
 
 

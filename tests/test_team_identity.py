@@ -13,13 +13,12 @@ from collections.abc import Iterator
 from contextlib import redirect_stderr
 from pathlib import Path
 
-import httpx
 import pytest
 from cekura_labs_mcp.server.cli import main
 from cekura_labs_mcp.server.config import Settings
 from cekura_labs_mcp.server.errors import LabsError
 from cekura_labs_mcp.server.reviewers import ReviewerDirectory, digest_of, read_reviewers
-from support import LOG_SINK, SANDBOX_KEY, TOOL_OUTPUTS, SandboxAdmin, ToolFailed, call
+from support import HTTP, LOG_SINK, SANDBOX_KEY, TOOL_OUTPUTS, SandboxAdmin, ToolFailed, call
 from team_support import Team, add, team_server
 
 INIT = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
@@ -66,11 +65,11 @@ def team(settings: Settings, tmp_path: Path) -> Iterator[Team]:
 def test_a_wrong_token_gets_a_clear_401_that_echoes_nothing(team: Team) -> None:
     wrong = "clr_wrong-token-0b8f2c9e7a"
     for headers in ({}, {"Authorization": f"Bearer {wrong}"}, {"Authorization": f"Basic {team.tokens['ana']}"}):
-        refused = httpx.post(team.url, json=INIT, headers={**ACCEPT, **headers}, timeout=10)
+        refused = HTTP.post(team.url, json=INIT, headers={**ACCEPT, **headers}, timeout=10)
         assert refused.status_code == 401 and refused.headers["www-authenticate"].startswith("Bearer")
         assert "reviewer add" in refused.json()["error"]
         assert wrong not in refused.text and team.tokens["ana"] not in refused.text
-    right = httpx.post(team.url, json=INIT, headers={**ACCEPT, "Authorization": f"Bearer {team.tokens['ana']}"},
+    right = HTTP.post(team.url, json=INIT, headers={**ACCEPT, "Authorization": f"Bearer {team.tokens['ana']}"},
                        timeout=10)
     assert right.status_code == 200 and "mcp-session-id" not in right.headers, "stateless: no session to stick to"
 

@@ -25,7 +25,7 @@ from cekura_labs_mcp.server.sandbox import SandboxServer
 from cekura_labs_mcp.server.services.freshness import Mark, is_fresh, is_reset
 from mcp import Client
 from pydantic import SecretStr
-from support import FAST_RETRY, SANDBOX_KEY, SandboxAdmin, ToolFailed, call
+from support import FAST_RETRY, HTTP, SANDBOX_KEY, SandboxAdmin, ToolFailed, call
 
 pytestmark = pytest.mark.anyio
 LIST_PATHS = ("call-logs", "call-logs-external")
@@ -273,7 +273,7 @@ def docs_settings(tmp_path: Path, docs: SandboxAdmin) -> Settings:
 
 
 def _evaluation_delay(docs: SandboxAdmin, reads: int) -> None:
-    httpx.post(f"{docs.url}/_sandbox/evaluations", json={"reads": reads}, timeout=10).raise_for_status()
+    HTTP.post(f"{docs.url}/_sandbox/evaluations", json={"reads": reads}, timeout=10).raise_for_status()
 
 
 async def test_documented_after_waits_for_the_background_evaluation(
@@ -302,7 +302,7 @@ async def test_documented_check_left_evaluating_resumes_without_a_second_spend(
         agent, metric, _ = await _review_and_patch(client, docs)
         first = await call(client, "validate_metric", {"agent_id": agent, "metric_id": metric["id"]})
         assert first["status"] == "evaluating" and first["reviewed"] is None and first["fresh"] is None
-        httpx.post(f"{docs.url}/_sandbox/evaluations/finish", timeout=10).raise_for_status()
+        HTTP.post(f"{docs.url}/_sandbox/evaluations/finish", timeout=10).raise_for_status()
         spent = docs.credits()
         done = await call(client, "validate_metric", {"agent_id": agent, "metric_id": metric["id"]})
     assert done["check_id"] == first["check_id"] and done["status"] in ("judging", "done")

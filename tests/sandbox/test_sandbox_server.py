@@ -15,6 +15,7 @@ import httpx
 import pytest
 from cekura_labs_mcp.server.sandbox import SandboxServer, build_app
 from sandbox_helpers import BOOKING, CALLS, EXTERNAL, MAIN, ONE_QUESTION, Admin, main_calls
+from support import HTTP
 
 MISSING = {"detail": "Authentication credentials were not provided."}
 
@@ -31,12 +32,12 @@ def test_start_answers_and_stop_closes_the_port() -> None:
     sandbox = SandboxServer(seed=3).start()
     try:
         assert re.fullmatch(r"http://127\.0\.0\.1:\d+", sandbox.url) and sandbox.port > 0
-        assert httpx.get(sandbox.url + "/_sandbox/info").json()["seed"] == 3
+        assert HTTP.get(sandbox.url + "/_sandbox/info").json()["seed"] == 3
         assert sandbox.app.state.store.seed == 3
     finally:
         sandbox.stop()
     with pytest.raises(httpx.ConnectError):
-        httpx.get(sandbox.url + "/_sandbox/info")
+        HTTP.get(sandbox.url + "/_sandbox/info")
 
 
 def test_build_app_is_a_plain_starlette_app() -> None:
@@ -47,21 +48,21 @@ def test_build_app_is_a_plain_starlette_app() -> None:
 def test_auth_by_default_accepts_any_key(api: httpx.Client) -> None:
     url = f"{CALLS}/?agent_id={MAIN}&page_size=1"
     assert api.get(url, headers={"X-CEKURA-API-KEY": ""}).status_code == 401
-    bare = httpx.get(str(api.base_url) + url)
+    bare = HTTP.get(str(api.base_url) + url)
     assert bare.status_code == 401 and bare.json() == MISSING
-    assert httpx.get(str(api.base_url) + url, headers={"Authorization": "Bearer any-token"}).status_code == 200
-    assert httpx.get(str(api.base_url) + url, headers={"Authorization": "Basic abc"}).json() == MISSING
-    assert httpx.get(str(api.base_url) + "/_sandbox/info").status_code == 200
+    assert HTTP.get(str(api.base_url) + url, headers={"Authorization": "Bearer any-token"}).status_code == 200
+    assert HTTP.get(str(api.base_url) + url, headers={"Authorization": "Basic abc"}).json() == MISSING
+    assert HTTP.get(str(api.base_url) + "/_sandbox/info").status_code == 200
 
 
 def test_a_configured_key_is_the_only_one_accepted(keyed: SandboxServer) -> None:
     url = f"{keyed.url}{EXTERNAL}/?agent_id={MAIN}&page_size=1"
-    wrong = httpx.get(url, headers={"X-CEKURA-API-KEY": "wrong-key"})
+    wrong = HTTP.get(url, headers={"X-CEKURA-API-KEY": "wrong-key"})
     assert wrong.status_code == 401 and wrong.json() == {"detail": "Invalid API key."}
-    assert httpx.get(url, headers={"Authorization": "Bearer wrong-key"}).status_code == 401
-    assert httpx.get(url).json() == MISSING
-    assert httpx.get(url, headers={"X-CEKURA-API-KEY": "right-key"}).status_code == 200
-    assert httpx.get(url, headers={"Authorization": "Bearer right-key"}).status_code == 200
+    assert HTTP.get(url, headers={"Authorization": "Bearer wrong-key"}).status_code == 401
+    assert HTTP.get(url).json() == MISSING
+    assert HTTP.get(url, headers={"X-CEKURA-API-KEY": "right-key"}).status_code == 200
+    assert HTTP.get(url, headers={"Authorization": "Bearer right-key"}).status_code == 200
 
 
 def test_faults_of_every_kind(api: httpx.Client, admin: Admin) -> None:
@@ -187,8 +188,8 @@ def test_serve_forever_prints_its_url_on_stderr_only() -> None:
         line = process.stderr.readline()
         url = re.search(r"http://127\.0\.0\.1:\d+", line)
         assert url and "seed 5" in line, line
-        assert httpx.get(url.group(0) + "/_sandbox/info").json()["seed"] == 5
-        answer = httpx.get(url.group(0) + f"{CALLS}/", params={"agent_id": MAIN}, headers={"X-CEKURA-API-KEY": "k"})
+        assert HTTP.get(url.group(0) + "/_sandbox/info").json()["seed"] == 5
+        answer = HTTP.get(url.group(0) + f"{CALLS}/", params={"agent_id": MAIN}, headers={"X-CEKURA-API-KEY": "k"})
         assert answer.status_code == 200
     finally:
         process.terminate()
