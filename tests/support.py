@@ -98,6 +98,16 @@ class SandboxAdmin:
         self._http.post("/_sandbox/faults", json={"path": path, "kind": kind, "count": count, **extra}
                         ).raise_for_status()
 
+    def held(self) -> list[dict[str, Any]]:
+        """The requests a `hold` / `hold-drop` fault holds now: they reach the API only once released."""
+        return list(self._http.get("/_sandbox/faults/held").json())
+
+    def release(self) -> int:
+        """Let every held request reach the API; how many there were."""
+        answer = self._http.post("/_sandbox/faults/release", json={})
+        answer.raise_for_status()
+        return int(answer.json()["released"])
+
     def truth(self, metric_id: int) -> dict[str, Any]:
         return dict(self._http.get("/_sandbox/truth", params={"metric_id": metric_id}).json()["calls"])
 
