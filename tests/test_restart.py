@@ -16,13 +16,14 @@ from support import SANDBOX_KEY, SandboxAdmin, call, wait_until
 from test_labs_loop import answer_from_truth
 
 pytestmark = pytest.mark.anyio
-VOTE_HELD_MS = 4000
 
 
 def _params(data_dir: Path, sandbox: SandboxAdmin, database_url: str | None) -> StdioServerParameters:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CEKURA")}
+    # The timeout is a bound against a hang: the vote the server is killed over is held by the sandbox until the
+    # test lets it go, after the kill, so no request of this test has to beat a timeout.
     env.update({"CEKURA_API_KEY": SANDBOX_KEY, "CEKURA_API_URL": sandbox.url, "CEKURA_LABS_DATA_DIR": str(data_dir),
-                "CEKURA_LABS_HTTP_TIMEOUT": "5"})
+                "CEKURA_LABS_HTTP_TIMEOUT": "60"})
     if database_url:
         env["CEKURA_LABS_DATABASE_URL"] = database_url
     return StdioServerParameters(command=sys.executable, args=["-m", "cekura_labs_mcp.server.cli", "serve"], env=env)
@@ -69,22 +70,21 @@ async def test_kill_mid_session_then_resume(tmp_path: Path, sandbox: SandboxAdmi
             first.extend(await _review_some(client, agent, metric, truth, 2))
             review = await call(client, "next_review", {"agent_id": agent, "metric_id": metric})
             in_flight = review["call"]["id"]
-            # The vote lands on 'Cekura' but the server dies before it can record the answer: the sandbox
-            # holds it long enough for the kill to come first even on a loaded machine (checked below).
-            sandbox.fault(f"{sandbox.calls_path()}{in_flight}/mark_metric_vote", "delay",
-                          delay_ms=VOTE_HELD_MS)
+            # The vote reaches 'Cekura', which holds it unanswered until the test releases it: the server dies
+            # while it certainly waits for the answer, and the vote lands only after that.
+            sandbox.fault(f"{sandbox.calls_path()}{in_flight}/mark_metric_vote", "hold")
             await call(client, "record_review", {"agent_id": agent, "metric_id": metric, "call_id": in_flight,
                                                  **answer_from_truth(truth, review)})
 
     async with anyio.create_task_group() as group:
         group.start_soon(_swallow, doomed_session)
-        await wait_until(lambda: in_flight, "the call under review")
-        # Kill once the vote has reached 'Cekura' (not after a guessed time), and then wait for it to land.
-        await wait_until(lambda: sandbox.request_to("POST", f"/{in_flight}/mark_metric_vote"), "the vote arrive")
+        # Kill once the vote is held by 'Cekura' (not after a guessed time); release it once the server is gone.
+        await wait_until(sandbox.held, "the vote held by 'Cekura'")
         os.kill(_server_pid(data_dir), signal.SIGKILL)
         killed_at = time.time()
+    assert sandbox.release() == 1
     vote = await wait_until(lambda: (r := sandbox.request_to("POST", f"/{in_flight}/mark_metric_vote"))
-                            and r["ended"] and r, "the held vote land")
+                            and r["ended"] and r, "the released vote land")
     assert vote["status"] == 200 and vote["ended"] > killed_at, "the server died before the vote was answered"
 
     async with Client(stdio_client(_params(data_dir, sandbox, database_url), errlog=errlog)) as client:

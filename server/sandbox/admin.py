@@ -77,6 +77,20 @@ async def clear_faults(request: Request) -> JSONResponse:
     return JSONResponse({"cleared": _store(request).faults.clear()})
 
 
+async def held_requests(request: Request) -> JSONResponse:
+    """The requests a `hold` or `hold-drop` fault holds now (what a test waits for before it acts)."""
+    return JSONResponse([h.describe() for h in _store(request).faults.held_requests()])
+
+
+async def release_held(request: Request) -> JSONResponse:
+    """`{"id": N}` (a fault's id) or `{}` (all): the held requests reach the API now."""
+    body = await _json(request)
+    rule_id = body.get("id") if isinstance(body, dict) else None
+    if rule_id is not None and (isinstance(rule_id, bool) or not isinstance(rule_id, int)):
+        raise field_error("id", BAD_INT)
+    return JSONResponse({"released": _store(request).faults.release(rule_id)})
+
+
 async def latency(request: Request) -> JSONResponse:
     body = await _json(request)
     ms = body.get("ms") if isinstance(body, dict) else None

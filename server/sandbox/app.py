@@ -203,6 +203,8 @@ def admin_routes() -> list[BaseRoute]:
         Route("/_sandbox/faults", admin.add_fault, methods=["POST"]),
         Route("/_sandbox/faults", admin.list_faults, methods=["GET"]),
         Route("/_sandbox/faults", admin.clear_faults, methods=["DELETE"]),
+        Route("/_sandbox/faults/held", admin.held_requests, methods=["GET"]),
+        Route("/_sandbox/faults/release", admin.release_held, methods=["POST"]),
         Route("/_sandbox/latency", admin.latency, methods=["POST"]),
         Route("/_sandbox/truth", admin.truth, methods=["GET"]),
         Route("/_sandbox/reset", admin.reset, methods=["POST"]),

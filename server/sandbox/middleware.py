@@ -16,11 +16,13 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .errors import DJANGO_500_PAGE
-from .faults import FaultRule
+from .faults import HOLD_DROP, HOLDS, FaultRule, HeldRequest
 from .store import Store
 
 ADMIN_PREFIX = "/_sandbox"
 DROP_KEY = "cekura_sandbox.drop"
+# A `hold-drop` request: answered (dropped) at once, logged as ended only once it lands or is let go.
+PARKED_KEY = "cekura_sandbox.parked"
 ORG_KEY_FLAG = "cekura_sandbox.org_key"
 ORG_KEY_PREFIX = "org-"
 V2_PREFIX = "/observability/v2/"
@@ -82,6 +84,7 @@ class CekuraGate:
         self.store = store
         self.api_key = api_key
         self.org_api_key = org_api_key
+        self._parked: set[asyncio.Task[None]] = set()  # `hold-drop` requests waiting to land (a strong reference)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"].startswith(ADMIN_PREFIX):
@@ -110,18 +113,58 @@ class CekuraGate:
             entry["status"] = entry["status"] or 500
             raise
         finally:
-            with store.lock:
-                store.in_flight -= 1
-            entry["ended"] = time.time()
+            if not scope.get(PARKED_KEY):
+                self._finished(entry)
+
+    def _finished(self, entry: dict[str, Any]) -> None:
+        with self.store.lock:
+            self.store.in_flight -= 1
+        entry["ended"] = time.time()
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send, entry: dict[str, Any]) -> None:
         if self.store.latency_ms > 0:
             await asyncio.sleep(self.store.latency_ms / 1000)
         rule = self.store.faults.take(scope["method"], scope["path"])
-        # The log says which fault a request met: all but `delay` answer (or drop) without reaching the API.
+        # The log says which fault a request met: all but `delay` and the holds answer (or drop) without reaching
+        # the API.
         entry["fault"] = rule.kind if rule is not None else None
-        if rule is not None and await self._fault(rule, scope, receive, send):
+        if rule is not None and rule.kind in HOLDS:
+            held = self.store.faults.hold(rule, scope["method"], scope["path"])
+            if rule.kind == HOLD_DROP:
+                self._park(held, scope, receive, entry)
+                return
+            if not await held.released():
+                scope[DROP_KEY] = True  # let go (reset, cleared): closed unanswered, never reaching the API
+                return
+        elif rule is not None and await self._fault(rule, scope, receive, send):
             return
+        await self._pass_on(scope, receive, send)
+
+    def _park(self, held: HeldRequest, scope: Scope, receive: Receive, entry: dict[str, Any]) -> None:
+        """`hold-drop`: close the connection unanswered now; the request reaches the API when released."""
+        parked = dict(scope)
+        scope[DROP_KEY] = True
+        scope[PARKED_KEY] = True
+        task = asyncio.get_running_loop().create_task(self._land_when_released(held, parked, receive, entry))
+        self._parked.add(task)
+        task.add_done_callback(self._parked.discard)
+
+    async def _land_when_released(self, held: HeldRequest, scope: Scope, receive: Receive,
+                                  entry: dict[str, Any]) -> None:
+        async def nobody_listens(message: Message) -> None:  # the client's connection is long closed
+            if message["type"] == "http.response.start":
+                entry["status"] = message["status"]
+
+        try:
+            if await held.released():
+                await self._pass_on(scope, receive, nobody_listens)
+        except Exception:
+            entry["status"] = entry["status"] or 500
+        finally:
+            self._finished(entry)
+
+    async def _pass_on(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Past the faults: what the API itself answers (auth first)."""
         problem = self._auth_problem(scope)
         if problem is not None:
             response: Response = JSONResponse({"detail": problem}, status_code=401,

@@ -67,6 +67,9 @@ class Store:
             self._ids = {"test_set": 30001, "review": 70001, "job": 1, "metric": max(self.metrics) + 1,
                          "call": max(self.calls) + 1}
             self.evaluations = EvalCount()
+            previous: FaultBook | None = getattr(self, "faults", None)
+            if previous is not None:
+                previous.let_go()  # a request held across a reset never lands in the fresh data
             self.faults = FaultBook()
             self.latency_ms = 0
             self.requests: deque[dict[str, Any]] = deque(maxlen=REQUEST_LOG_LIMIT)

@@ -195,3 +195,70 @@ def test_serve_forever_prints_its_url_on_stderr_only() -> None:
         process.terminate()
         out, _ = process.communicate(timeout=10)
     assert out == ""
+
+
+def _wait_held(api: httpx.Client, count: int) -> list[dict[str, object]]:
+    """Until `count` requests are held: a bound against a hang, not a timing the test relies on."""
+    deadline = time.monotonic() + 60
+    while len(held := api.get("/_sandbox/faults/held").json()) < count:
+        assert time.monotonic() < deadline, "the request was never held"
+        time.sleep(0.01)
+    return list(held)
+
+
+def test_a_held_request_waits_for_its_release(api: httpx.Client, admin: Admin) -> None:
+    call_id = main_calls(api, page_size=1)[0]["id"]
+    vote = f"{CALLS}/{call_id}/mark_metric_vote"
+    rule = admin.fault(vote, "hold")
+    answers: list[int] = []
+    sender = threading.Thread(target=lambda: answers.append(
+        api.post(vote, json={"metric_id": ONE_QUESTION, "thumbs_up": True}).status_code))
+    sender.start()
+    assert _wait_held(api, 1) == [{"fault_id": rule["id"], "method": "POST", "path": vote}]
+    # Held: not answered, not applied, logged as in flight; however long the test takes meanwhile.
+    assert answers == [] and api.get(f"{EXTERNAL}/{call_id}").json()["is_reviewed"] is False
+    assert [r["ended"] for r in admin.stats()["requests"] if r["path"] == vote] == [None]
+    assert api.post("/_sandbox/faults/release", json={"id": rule["id"]}).json() == {"released": 1}
+    sender.join(timeout=60)
+    assert answers == [200] and api.get(f"{EXTERNAL}/{call_id}").json()["is_reviewed"] is True
+    assert api.get("/_sandbox/faults/held").json() == []
+    bad = api.post("/_sandbox/faults/release", json={"id": "one"})
+    assert bad.status_code == 400 and list(bad.json()) == ["id"]
+
+
+def test_a_hold_drop_loses_the_answer_and_lands_on_release(api: httpx.Client, admin: Admin) -> None:
+    call_id = main_calls(api, page_size=1)[0]["id"]
+    vote = f"{CALLS}/{call_id}/mark_metric_vote"
+    admin.fault(vote, "hold-drop")
+    with pytest.raises(httpx.RemoteProtocolError):  # the connection closes unanswered at once
+        api.post(vote, json={"metric_id": ONE_QUESTION, "thumbs_up": True})
+    assert len(_wait_held(api, 1)) == 1 and api.get(f"{EXTERNAL}/{call_id}").json()["is_reviewed"] is False
+    assert api.post("/_sandbox/faults/release", json={}).json() == {"released": 1}
+    deadline = time.monotonic() + 60
+    while not (logged := [r for r in admin.stats()["requests"] if r["path"] == vote])[0]["ended"]:
+        assert time.monotonic() < deadline, "the released request never landed"
+        time.sleep(0.01)
+    assert [(r["status"], r["fault"]) for r in logged] == [(200, "hold-drop")]
+    assert api.get(f"{EXTERNAL}/{call_id}").json()["is_reviewed"] is True
+
+
+def test_clearing_the_faults_lets_held_requests_go_without_reaching_the_api(api: httpx.Client,
+                                                                           admin: Admin) -> None:
+    call_id = main_calls(api, page_size=1)[0]["id"]
+    vote = f"{CALLS}/{call_id}/mark_metric_vote"
+    admin.fault(vote, "hold")
+    failures: list[type[Exception]] = []
+
+    def send() -> None:
+        try:
+            api.post(vote, json={"metric_id": ONE_QUESTION, "thumbs_up": True})
+        except httpx.HTTPError as exc:
+            failures.append(type(exc))
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    _wait_held(api, 1)
+    api.delete("/_sandbox/faults").raise_for_status()
+    sender.join(timeout=60)
+    assert failures == [httpx.RemoteProtocolError]
+    assert api.get(f"{EXTERNAL}/{call_id}").json()["is_reviewed"] is False
