@@ -161,6 +161,7 @@ class Sample:
 
     metric: Metric
     results: dict[int, MetricResult]
+    shown_as: dict[int, str]  # each call's result as shown, read once: reading a result is the costly part
     values: Counter[str]
     cluster_size: dict[int, int]
     failing_total: int
@@ -172,8 +173,9 @@ class Sample:
     @classmethod
     def of(cls, rows: Sequence[CallRow], metric: Metric) -> Sample:
         results = {row.id: r for row in rows if (r := row.metric(metric.id)) is not None}
-        values = Counter(value_key(shown(r, metric)) for r in results.values())
-        failing = [(cid, explanation_text(r)) for cid, r in results.items() if is_failing(metric, shown(r, metric))]
+        shown_as = {cid: shown(r, metric) for cid, r in results.items()}
+        values = Counter(value_key(text) for text in shown_as.values())
+        failing = [(cid, explanation_text(r)) for cid, r in results.items() if is_failing(metric, shown_as[cid])]
         clusters = cluster_explanations(failing)
         by_topic: dict[str, Counter[str]] = defaultdict(Counter)
         joint: dict[tuple[int, str], Counter[str]] = defaultdict(Counter)
@@ -182,7 +184,7 @@ class Sample:
         for row in rows:
             if row.id not in results:
                 continue
-            value = value_key(shown(results[row.id], metric))
+            value = value_key(shown_as[row.id])
             if row.topic:
                 by_topic[row.topic][value] += 1
             seen = {}
@@ -191,13 +193,13 @@ class Sample:
                 seen[other.id] = value_key(shown(other))
                 joint[(other.id, seen[other.id])][value] += 1
             others[row.id] = seen
-        return cls(metric, results, values, {cid: len(c.members) for c in clusters for cid in c.members},
+        return cls(metric, results, shown_as, values, {cid: len(c.members) for c in clusters for cid in c.members},
                    len(failing), by_topic, joint, others, names)
 
     def candidate(self, row: CallRow) -> Candidate:
         result = self.results[row.id]
-        value = value_key(shown(result, self.metric))
-        failing = is_failing(self.metric, shown(result, self.metric))
+        value = value_key(self.shown_as[row.id])
+        failing = is_failing(self.metric, self.shown_as[row.id])
         signs = [s for s in (
             self.recurring_cause(row.id, value, failing),
             self.topic_always_fails(row.topic, value, failing),
