@@ -86,13 +86,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
-    from cekura_labs_mcp.server.app import build_server
-
     if args.transport == "http" and args.workers > 1:
+        # The parent only starts the workers (and maybe one sandbox): the MCP server is built in each worker.
         from cekura_labs_mcp.server.remote import HttpOptions, run_http_workers
 
         return run_http_workers(settings, HttpOptions(host=args.host, port=args.port, workers=args.workers,
                                                       sandbox=args.sandbox, read_only=args.read_only))
+    from cekura_labs_mcp.server.app import build_server
+
     server = build_server(settings, use_sandbox=args.sandbox, read_only=args.read_only, check_key=True)
     if args.transport == "stdio":
         server.run("stdio")

@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Literal
 
 import platformdirs
-from cekura_labs_mcp.server.ledger import ledger_file
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -119,5 +118,9 @@ class Settings(BaseSettings):
     @property
     def ledger_path(self) -> Path:
         """The ledger of the configured backend (CEKURA_API_URL and CEKURA_API_KEY)."""
+        # Imported here: the ledger brings SQLAlchemy, which commands that never open a ledger (`reviewer`, `sandbox`,
+        # the parent of `serve --workers`) should not pay for at start-up.
+        from cekura_labs_mcp.server.ledger import ledger_file
+
         return ledger_file(self.data_dir, self.api_url, self.api_key.get_secret_value() if self.api_key else None)
 

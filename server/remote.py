@@ -18,17 +18,20 @@ import os
 import secrets
 import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cekura_labs_mcp.server.config import Settings
-from cekura_labs_mcp.server.ledger import acting_for
 from cekura_labs_mcp.server.logs import register_secret
 from cekura_labs_mcp.server.reviewers import ReviewerDirectory
-from mcp.server import MCPServer
-from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
-from mcp.server.request_state import RequestStateSecurity
-from mcp.server.transport_security import TransportSecuritySettings
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+if TYPE_CHECKING:
+    # The MCP SDK and the ledger are imported where they are used: the parent of `serve --workers` only starts
+    # uvicorn's worker processes (each imports them itself) and should not pay for them at start-up.
+    from mcp.server import MCPServer
+    from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
+    from mcp.server.request_state import RequestStateSecurity
+    from mcp.server.transport_security import TransportSecuritySettings
 
 PRINCIPAL = "cekura_labs_principal"
 SESSION_HEADER = b"mcp-session-id"
@@ -44,6 +47,8 @@ def is_loopback(host: str) -> bool:
 
 
 def transport_security(host: str, port: int) -> TransportSecuritySettings:
+    from mcp.server.transport_security import TransportSecuritySettings
+
     hosts = [f"{name}:{port}" for name in ("127.0.0.1", "localhost", "[::1]")]
     origins = [f"http://{name}:{port}" for name in ("127.0.0.1", "localhost", "[::1]")]
     if not is_loopback(host) and host not in ("0.0.0.0", "::"):
@@ -129,6 +134,8 @@ class ClientState:
     (locally, over stdio, there is one client and no name)."""
 
     async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        from cekura_labs_mcp.server.ledger import acting_for
+
         request = ctx.request
         scope = getattr(request, "scope", None)
         state = scope.get("state") if isinstance(scope, dict) else None
@@ -156,6 +163,8 @@ def request_state_security(settings: Settings) -> RequestStateSecurity:
     deployment shares the Cekura key, so the sealing key is derived from it (whoever holds the Cekura key can spend
     on Cekura directly anyway: the derived key grants nothing more). Without a key the process runs its own
     sandbox, and a key of its own is right."""
+    from mcp.server.request_state import RequestStateSecurity
+
     api_key = settings.api_key.get_secret_value() if settings.api_key else ""
     secret = (hashlib.sha256(b"cekura-labs-mcp request state\n" + api_key.encode()).hexdigest().encode()
               if api_key else secrets.token_bytes(32))

@@ -20,13 +20,36 @@ def _params(env: dict[str, str], *args: str) -> StdioServerParameters:
                                  env={**base, **env})
 
 
-async def test_serve_over_stdio_against_cekura_url(tmp_path: Path, sandbox: SandboxAdmin) -> None:
+async def test_serve_over_stdio_against_cekura_url_and_the_guard_elicits_on_both_protocols(
+    tmp_path: Path, sandbox: SandboxAdmin
+) -> None:
+    """One server process per protocol (starting one is most of the cost): the legacy one also shows what a session
+    over stdio logs, lists and keeps."""
+    from mcp.types import ElicitRequestParams, ElicitResult
+
+    asked: list[str] = []
+
+    async def person_says_yes(_context: object, params: ElicitRequestParams) -> ElicitResult:
+        asked.append(params.message)
+        return ElicitResult(action="accept", content={"confirm": True})
+
+    agent = sandbox.info()["main_agent_id"]
+    ids = [r["id"] for r in sandbox.api("GET", "/observability/v1/call-logs-external/",
+                                        params={"agent_id": agent, "page_size": 200})["results"]][:101]
+    env = {"CEKURA_API_KEY": SANDBOX_KEY, "CEKURA_API_URL": sandbox.url, "CEKURA_LABS_LOG_LEVEL": "debug"}
     errlog = (tmp_path / "stderr.log").open("w+")
-    env = {"CEKURA_API_KEY": SANDBOX_KEY, "CEKURA_API_URL": sandbox.url,
-           "CEKURA_LABS_DATA_DIR": str(tmp_path / "data"), "CEKURA_LABS_LOG_LEVEL": "debug"}
-    async with Client(stdio_client(_params(env), errlog=errlog)) as client:
-        tools = {t.name for t in (await client.list_tools()).tools}
-        page = await call(client, "list_calls", {"agent_id": sandbox.info()["main_agent_id"], "page_size": 5})
+    spent = []
+    for mode in ("legacy", "auto"):
+        env["CEKURA_LABS_DATA_DIR"] = str(tmp_path / mode)
+        async with Client(stdio_client(_params(env), errlog=errlog), mode=mode,
+                          elicitation_callback=person_says_yes) as client:
+            if mode == "legacy":
+                tools = {t.name for t in (await client.list_tools()).tools}
+                page = await call(client, "list_calls", {"agent_id": agent, "page_size": 5})
+                assert sandbox.requests("GET", "call-logs"), "the server did not reach the configured CEKURA_API_URL"
+            result = await call(client, "rerun_evaluation", {"agent_id": agent, "call_ids": ids})
+            assert result["confirmation"] == "elicitation"
+        spent.append(sandbox.landed_credits())
     errlog.seek(0)
     stderr = errlog.read()
     errlog.close()
@@ -36,8 +59,9 @@ async def test_serve_over_stdio_against_cekura_url(tmp_path: Path, sandbox: Sand
     assert "list_calls" in tools and "load_toolset" in tools
     assert "rerun_evaluation" not in tools  # in the "spend" toolset, listed once loaded
     assert len(page["calls"]) == 5
-    assert sandbox.requests("GET", "call-logs"), "the server did not reach the configured CEKURA_API_URL"
-    assert ledger_file(tmp_path / "data", sandbox.url, SANDBOX_KEY).exists()
+    assert ledger_file(tmp_path / "legacy", sandbox.url, SANDBOX_KEY).exists()
+    assert len(asked) == 2 and all("101 call(s)" in m for m in asked)
+    assert spent[1] == 2 * spent[0] > 0
 
 
 async def test_serve_without_key_uses_the_embedded_sandbox(tmp_path: Path, sandbox: SandboxAdmin) -> None:
@@ -52,27 +76,3 @@ async def test_serve_without_key_uses_the_embedded_sandbox(tmp_path: Path, sandb
     assert metrics["metrics"], "the embedded sandbox should serve the demo metrics"
     assert stderr.count("sandbox_started") == 1
     assert sandbox.requests() == [], "the embedded sandbox, not the test one, must have answered"
-
-
-async def test_guard_elicits_over_stdio_on_both_protocols(tmp_path: Path, sandbox: SandboxAdmin) -> None:
-    from mcp.types import ElicitRequestParams, ElicitResult
-
-    asked: list[str] = []
-
-    async def person_says_yes(_context: object, params: ElicitRequestParams) -> ElicitResult:
-        asked.append(params.message)
-        return ElicitResult(action="accept", content={"confirm": True})
-
-    agent = sandbox.info()["main_agent_id"]
-    ids = [r["id"] for r in sandbox.api("GET", "/observability/v1/call-logs-external/",
-                                        params={"agent_id": agent, "page_size": 200})["results"]][:101]
-    env = {"CEKURA_API_KEY": SANDBOX_KEY, "CEKURA_API_URL": sandbox.url}
-    spent = []
-    for mode in ("legacy", "auto"):
-        env["CEKURA_LABS_DATA_DIR"] = str(tmp_path / mode)
-        async with Client(stdio_client(_params(env)), mode=mode, elicitation_callback=person_says_yes) as client:
-            result = await call(client, "rerun_evaluation", {"agent_id": agent, "call_ids": ids})
-            assert result["confirmation"] == "elicitation"
-        spent.append(sandbox.landed_credits())
-    assert len(asked) == 2 and all("101 call(s)" in m for m in asked)
-    assert spent[1] == 2 * spent[0] > 0
