@@ -3,6 +3,7 @@ settings for an MCP server against it with its ledger in a temporary directory."
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -22,6 +23,10 @@ from support import LEAKS, LOG_SINK, ORG_KEY, SANDBOX_KEY, SandboxAdmin
 # and on a loaded machine (2 cores, many processes) a read can take seconds. Tests that need a request to time
 # out set their own short timeout against a longer injected delay.
 HTTP_TIMEOUT = 10.0
+
+# pytest keeps the assert-rewritten test modules as bytecode in tests/__pycache__ (git-ignored) unless bytecode is
+# switched off; where PYTHONDONTWRITEBYTECODE is set, every worker of every run rewrote and compiled all of them.
+sys.dont_write_bytecode = False
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -84,7 +89,9 @@ def _compile_the_package() -> None:
     up-to-date file is only checked; `__pycache__/` is git-ignored), by the controller before any worker starts."""
     import compileall
 
-    compileall.compile_dir(Path(__file__).resolve().parent.parent / "server", quiet=1)
+    root = Path(__file__).resolve().parent.parent
+    for package in ("server", "tools"):
+        compileall.compile_dir(root / package, quiet=1)
 
 
 # The suite runs in two worker processes (pytest-xdist, `-n 2 --dist loadgroup` in pyproject's addopts); each
