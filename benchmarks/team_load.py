@@ -452,26 +452,29 @@ def check(report: LoadReport, admin: Admin, ledger: Ledger, metric: int, agent: 
         report.problems.append("no verdict was recorded")
 
 
-def run_team_load(config: LoadConfig, scratch: Path, database_url: str | None) -> LoadReport:
+def run_team_load(config: LoadConfig, scratch: Path, database_url: str | None,
+                  sandbox: Admin | None = None) -> LoadReport:
     """The whole test against a sandbox process and `config.processes` server processes; `database_url`: the
-    team's PostgreSQL (None: one SQLite ledger file shared by the processes)."""
+    team's PostgreSQL (None: one SQLite ledger file shared by the processes); `sandbox`: a sandbox already running
+    (the test suite's, freshly reset) instead of one started in its own process."""
     started = time.monotonic()
     path = scratch / "reviewers.json"
     tokens = {f"reviewer{n:02d}": add_reviewer(path, f"reviewer{n:02d}") for n in range(config.reviewers)}
     data_dir = scratch / "data"
-    with sandbox_process(seed=7) as admin:
+    with contextlib.ExitStack() as stack:
+        admin = sandbox or stack.enter_context(sandbox_process(seed=7))
         extra = {"CEKURA_LABS_REVIEWERS_FILE": str(path), "CEKURA_LABS_LOG_LEVEL": "info",
                  "CEKURA_LABS_LOG_FORMAT": "json", "CEKURA_LABS_CONFIRM_THRESHOLD": str(THRESHOLD)}
         if database_url:
             extra["CEKURA_LABS_DATABASE_URL"] = database_url
-        env = server_env(admin.url, data_dir, **extra)
+        env = server_env(admin.url, data_dir, key=admin.key, **extra)
         with server_processes(config.processes, env, scratch, config.workers) as ports:
             tally = anyio.run(run_reviewers, config, admin, ports, tokens)
         report = LoadReport(config, time.monotonic() - started, "PostgreSQL" if database_url else "SQLite", tally)
         report.server_ms = server_durations(scratch, config.processes)
         metric = int(admin.metric(METRIC_HINT)["id"])
         agent = int(admin.info()["main_agent_id"])
-        ledger = Ledger.for_backend(data_dir, admin.url, KEY, database_url=database_url)
+        ledger = Ledger.for_backend(data_dir, admin.url, admin.key, database_url=database_url)
         try:
             check(report, admin, ledger, metric, agent)
         finally:
