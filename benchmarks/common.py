@@ -81,6 +81,15 @@ class Admin:
     def clear_faults(self) -> None:
         self.http.delete("/_sandbox/faults").raise_for_status()
 
+    def held(self) -> list[dict[str, Any]]:
+        """The requests a `hold` fault holds now (they reach the API only once released)."""
+        return list(self.http.get("/_sandbox/faults/held").json())
+
+    def release(self) -> int:
+        answer = self.http.post("/_sandbox/faults/release", json={})
+        answer.raise_for_status()
+        return int(answer.json()["released"])
+
     def truth(self, metric_id: int) -> dict[str, Any]:
         return dict(self.http.get("/_sandbox/truth", params={"metric_id": metric_id}).json()["calls"])
 

@@ -73,6 +73,7 @@ class RoundResult:
     checks: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     killed_during: str = ""
+    killed_mid_write: bool = False  # the kill came while that write was held at "Cekura"
     improve_flagged: bool = False
 
 
@@ -179,28 +180,41 @@ async def soak_round(admin: Admin, seed: int, scratch: Path, fault_rate: float) 
     target = rng.choice(["mark_metric_vote", "create_from_call_log"])
     result.killed_during = target
 
-    # Phase 1: review a few calls, then kill the server while a write is held up at "Cekura".
+    # Phase 1: review a few calls, then kill the server while a write is held at "Cekura" (until the test releases
+    # it, once the server is gone: no guessed time).
     async def doomed() -> None:
         async with Client(stdio_client(params, errlog=errlog)) as client:
             assistant = Assistant(client, admin, rng, result, fault_rate)
             await assistant.tool("start_review", {"agent_id": agent, "metric_id": metric, "auto_improve": True})
             await assistant.review_until(agent, metric, truth, kill_after)
             review = await assistant.tool("next_review", {"agent_id": agent, "metric_id": metric}, faults=False)
-            path = (f"/observability/v1/call-logs-external/{review['call']['id']}/mark_metric_vote"
-                    if target == "mark_metric_vote" else "/test_framework/test-sets/create_from_call_log")
+            call_id = review["call"]["id"]
+            paths = ([f"/observability/{v}/{call_id}/mark_metric_vote"  # the vote goes to v2 where it is served
+                      for v in ("v1/call-logs-external", "v2/call-logs")]
+                     if target == "mark_metric_vote" else ["/test_framework/test-sets/create_from_call_log"])
             admin.clear_faults()
-            admin.fault(path, "delay", delay_ms=700)
+            for path in paths:
+                admin.fault(path, "hold")
             armed.set()
             await client.call_tool("record_review", {"agent_id": agent, "metric_id": metric,
-                                                     "call_id": review["call"]["id"], **person(truth, review)})
+                                                     "call_id": call_id, **person(truth, review)})
+            unheld.set()  # the write never met the hold (none was needed): killed all the same, after it
 
-    armed = anyio.Event()
+    armed, unheld = anyio.Event(), anyio.Event()
     async with anyio.create_task_group() as group:
         group.start_soon(_until_killed, doomed)
-        with anyio.fail_after(120):
+        with anyio.fail_after(120):  # a bound against a hang, not a timing
             await armed.wait()
-        await anyio.sleep(0.35)  # the write is now held at the sandbox
+            while not (held := admin.held()) and not unheld.is_set():
+                await anyio.sleep(0.02)
         os.kill(_server_pid(data_dir), signal.SIGKILL)
+        result.killed_mid_write = bool(held)
+    # The held write lands now that its sender is dead; phase 2 starts once it has.
+    admin.release()
+    admin.clear_faults()
+    with anyio.fail_after(120):
+        while admin.stats()["in_flight"]:
+            await anyio.sleep(0.02)
 
     # Phase 2: restart on the same ledger, finish the session, apply the proposal, validate.
     async with Client(stdio_client(params, errlog=errlog)) as client:
@@ -235,9 +249,10 @@ async def _until_killed(fn: Any) -> None:
 
 def verify(admin: Admin, ledger_path: Path, result: RoundResult) -> None:
     log = admin.stats()["requests"]
-    # Landed: answered 2xx by the API itself (a `delay` fault still reaches it; other faults answer instead).
+    # Landed: answered 2xx by the API itself (a `delay` fault or a released hold still reaches it; other faults
+    # answer instead).
     landed = [r for r in log if r["method"] == "POST" and r["status"] is not None and 200 <= r["status"] < 300
-              and r.get("fault") in (None, "delay")]
+              and r.get("fault") in (None, "delay", "hold")]
     db = sqlite3.connect(ledger_path)
     try:
         reviews = db.execute("SELECT call_id, metric_id, vote_state, lab_state, test_set_id FROM reviews").fetchall()
@@ -319,7 +334,8 @@ class SoakReport:
         if self.verbose:
             problems += [f"round {r.seed} error: {e}" for r in self.rounds if r.problems for e in r.errors]
         return [
-            f"soak_rounds: {len(self.rounds)} ({self.seconds:.0f} s, one SIGKILL mid-write and restart each)",
+            f"soak_rounds: {len(self.rounds)} ({self.seconds:.0f} s, one SIGKILL and restart each, "
+            f"{sum(r.killed_mid_write for r in self.rounds)} of them mid-write)",
             f"soak_tool_calls: {sum(r.tool_calls for r in self.rounds)}",
             "soak_faults_injected: " + ", ".join(f"{k} {v}" for k, v in sorted(faults.items())),
             f"soak_errors_reported: {len(errors)} (" + ", ".join(f"{k} {v}" for k, v in codes.most_common()) + ")",

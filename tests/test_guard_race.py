@@ -14,13 +14,13 @@ more than its trials)."""
 from __future__ import annotations
 
 import functools
-import multiprocessing
 import queue
 import time
 from pathlib import Path
 from typing import Any
 
 import anyio
+from racing import racing_processes
 
 TRIALS = 12
 PROCESSES = 3
@@ -56,7 +56,7 @@ def _plan(calls: int) -> Any:
 
 
 def _contend(where: str, base: float, name: str, tokens: list[str], barrier: Any, results: Any) -> None:
-    """One racing process (runs in a spawned interpreter)."""
+    """One racing process (forked from the fork server: tests/racing.py)."""
     from cekura_labs_mcp.server.guard import ConfirmationRequired, CostGuard, GuardRefusal
     from cekura_labs_mcp.server.ledger import Ledger, SpendBook, Window
 
@@ -118,10 +118,10 @@ def test_processes_never_spend_past_the_window_nor_redeem_a_token_twice(tmp_path
     where = database_url or str(tmp_path)
     base = time.time()
     tokens = _confirmation_tokens(where, base)
-    spawn = multiprocessing.get_context("spawn")
-    barrier = spawn.Barrier(PROCESSES)
-    results = spawn.Queue()
-    workers = [spawn.Process(target=_contend, args=(where, base, f"p{i}", tokens, barrier, results))
+    racing = racing_processes()
+    barrier = racing.Barrier(PROCESSES)
+    results = racing.Queue()
+    workers = [racing.Process(target=_contend, args=(where, base, f"p{i}", tokens, barrier, results))
                for i in range(PROCESSES)]
     for worker in workers:
         worker.start()

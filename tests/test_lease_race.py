@@ -8,11 +8,12 @@ advisory lock)."""
 
 from __future__ import annotations
 
-import multiprocessing
 import queue
 import time
 from pathlib import Path
 from typing import Any
+
+from racing import racing_processes
 
 PROCESSES = 3
 CALLS = 40
@@ -30,7 +31,7 @@ def _location(where: str) -> Any:
 
 
 def _review_all(where: str, name: str, barrier: Any, results: Any) -> None:
-    """One reviewer's process (runs in a spawned interpreter): lease, judge, repeat."""
+    """One reviewer's process (forked from the fork server: tests/racing.py): lease, judge, repeat."""
     from cekura_labs_mcp.server.ledger import Ledger
 
     ledger = Ledger(_location(where))
@@ -53,10 +54,10 @@ def test_processes_never_hand_one_call_to_two_reviewers_outside_the_overlap(tmp_
 
     where = database_url or str(tmp_path)
     Ledger(_location(where)).close()  # created and migrated before the race
-    spawn = multiprocessing.get_context("spawn")
-    barrier = spawn.Barrier(PROCESSES)
-    results = spawn.Queue()
-    workers = [spawn.Process(target=_review_all, args=(where, f"r{i}", barrier, results)) for i in range(PROCESSES)]
+    racing = racing_processes()
+    barrier = racing.Barrier(PROCESSES)
+    results = racing.Queue()
+    workers = [racing.Process(target=_review_all, args=(where, f"r{i}", barrier, results)) for i in range(PROCESSES)]
     for worker in workers:
         worker.start()
     handed: dict[str, list[int]] = {}

@@ -54,6 +54,7 @@ async def test_short_soak_loses_nothing_and_repeats_nothing(tmp_path: Path, sand
     assert all(not r.problems for r in report.rounds), lines
     assert sum(sum(r.faults.values()) for r in report.rounds) > 0, "faults were injected"
     assert all(r.votes >= 6 and r.lab_entries >= 1 for r in report.rounds), lines
+    assert all(r.killed_mid_write for r in report.rounds), f"the kill came while a write was held\n{lines}"
 
 
 def test_the_request_log_names_the_fault_each_request_met(sandbox: SandboxAdmin) -> None:
