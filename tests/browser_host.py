@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -177,6 +178,8 @@ class HostPage:
         self.shown_result: dict[str, Any] = {}  # the CallToolResult the view was shown with
         self.blocked: list[str] = []  # requests that tried to leave the host page's files
         self.console_errors: list[str] = []
+        self.served: list[str] = []  # each tools/call the backend answered, how, and in how long
+        self.failures: list[str] = []  # tools/call requests the backend could not pass to the server
         page.on("console", self._console)
         page.on("pageerror", lambda error: self.console_errors.append(f"pageerror: {error}"))
         page.route("**/*", self._serve)
@@ -194,6 +197,8 @@ class HostPage:
         self.shown_result = {}
         self.blocked.clear()
         self.console_errors.clear()
+        self.served.clear()
+        self.failures.clear()
         self.page.emulate_media(color_scheme="light")
         self.page.evaluate("() => window.testHost.reset()")
 
@@ -213,13 +218,30 @@ class HostPage:
         elif url == f"{HOST}/host-bridge.js":
             route.fulfill(path=ASSETS / "host-bridge.js", content_type="text/javascript")
         elif url == f"{HOST}/mcp/tools/call" and request.method == "POST":
-            # The host's backend: the page posts the view's tools/call here and gets the server's CallToolResult.
-            asked = json.loads(request.post_data or "{}")
-            result = self.mcp.call_tool(asked["name"], asked.get("arguments") or {})
-            route.fulfill(status=200, content_type="application/json", body=json.dumps(result))
+            route.fulfill(status=200, content_type="application/json", body=json.dumps(self._backend(request)))
         else:
             self.blocked.append(url)
             route.abort("blockedbyclient")
+
+    def _backend(self, request: Any) -> dict[str, Any]:
+        """The host's backend: the page posts the view's tools/call here and gets the server's CallToolResult. It
+        always answers: a route left unanswered (the handler raised) would leave the page's fetch, and with it the
+        view's call, waiting forever, and the test would time out on an element that never came with no word of why.
+        A failure here answers the view with an error result it shows, and fails the test (`failures`)."""
+        started = time.monotonic()
+        name = "?"
+        try:
+            asked = json.loads(request.post_data or "{}")
+            name = str(asked["name"])
+            result = self.mcp.call_tool(name, asked.get("arguments") or {})
+        except Exception as error:
+            failure = f"the host's backend failed on {name} after {time.monotonic() - started:.1f} s: {error!r}"
+            self.failures.append(failure)
+            self.served.append(failure)
+            return {"content": [{"type": "text", "text": failure}], "isError": True}
+        outcome = "an error result" if result.get("isError") else "ok"
+        self.served.append(f"{name}: {outcome} in {time.monotonic() - started:.1f} s")
+        return result
 
     def show(self, tool_name: str, arguments: dict[str, Any], *, theme: str = "light",
              html: str | None = None, capabilities: dict[str, Any] | None = None) -> Any:
@@ -263,10 +285,25 @@ class HostPage:
         return self.tool_calls(name)[count - 1]
 
     def diagnosis(self) -> str:
-        """What the host saw and what the view shows, for a failure message."""
-        log = self.page.evaluate("() => JSON.stringify(window.testHost.log.map(e => ({...e, result: undefined})))")
-        text = self.page.frame_locator("#view").locator("body").inner_text(timeout=5_000)
-        return f"host log: {log}; console errors: {self.console_errors}; the view shows: {text[:1500]!r}"
+        """What the host saw and what the view shows, for a failure message. Never raises: it is called while a
+        test is failing, and must not hide why."""
+        try:
+            log = self.page.evaluate(
+                "() => JSON.stringify(window.testHost.log.map(e => ({...e, result: undefined})))")
+        except Exception as error:
+            log = f"(unreadable: {error!r})"
+        try:
+            frame = self.page.evaluate(
+                "() => JSON.stringify({scrollY, frame: document.getElementById('view')?.getBoundingClientRect()})")
+        except Exception as error:
+            frame = f"(unreadable: {error!r})"
+        try:
+            text = repr(self.view().locator("body").inner_text(timeout=5_000)[:1500])
+        except Exception as error:
+            text = f"(unreadable: {error!r})"
+        return (f"host log: {log}\nthe host's backend served: {self.served}\n"
+                f"console errors: {self.console_errors}\nthe host page's scroll and frame: {frame}\n"
+                f"the view shows: {text}")
 
     def screenshot(self, name: str) -> Path:
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)

@@ -8,9 +8,10 @@ they fail instead."""
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import pytest
 from browser_host import ASSETS, HostPage, expect, launch_chromium, mcp_session
@@ -52,6 +53,7 @@ def host(host_page: HostPage, settings: Settings) -> Iterator[HostPage]:
         host_page.start(mcp)
         try:
             yield host_page
+            assert host_page.failures == [], host_page.failures
             assert host_page.blocked == [], f"the page tried to reach the network: {host_page.blocked}"
             # No script error and no request the view's Content-Security-Policy refused (a font, a fetch...).
             assert host_page.console_errors == [], host_page.console_errors
@@ -59,11 +61,30 @@ def host(host_page: HostPage, settings: Settings) -> Iterator[HostPage]:
             host_page.stop()
 
 
+Test = TypeVar("Test", bound=Callable[..., None])
+
+
+def diagnosed(test: Test) -> Test:
+    """A failing test's message ends with what the host saw (its log, the backend's answers, console errors) and
+    what the view shows: a wait that ran out says more than which element never came."""
+
+    @functools.wraps(test)
+    def run(*args: Any, **kwargs: Any) -> None:
+        try:
+            test(*args, **kwargs)
+        except Exception as error:
+            error.add_note(kwargs["host"].diagnosis())
+            raise
+
+    return run  # type: ignore[return-value]
+
+
 def review_ids(sandbox: SandboxAdmin) -> dict[str, int]:
     metric = sandbox.metric_named(REVIEWED_METRIC)
     return {"agent_id": int(sandbox.info()["main_agent_id"]), "metric_id": int(metric["id"])}
 
 
+@diagnosed
 def test_host_page_speaks_the_protocol_to_a_hand_written_view(host: HostPage, sandbox: SandboxAdmin) -> None:
     """The harness itself, against a view written without the SDK: initialize, tool input and result, a
     tools/call forwarded to the server and its answer rendered in place."""
@@ -110,6 +131,12 @@ def open_review(host: HostPage, sandbox: SandboxAdmin, *, theme: str = "light") 
     return view, host.shown_result["structuredContent"]
 
 
+def expect_call_shown(view: Any, call_id: int) -> None:
+    """Wait until the card shows that call. The whole number: "Call 12" is also the start of "Call 123", and a
+    match on the call just judged would let the test act on the card before it moved on."""
+    expect(view.get_by_test_id("result")).to_contain_text(re.compile(rf"\bCall {call_id}(?!\d)"))
+
+
 def votes(sandbox: SandboxAdmin) -> list[dict[str, Any]]:
     return sandbox.requests("POST", "mark_metric_vote")
 
@@ -149,6 +176,7 @@ def luminance(color: str) -> float:
     return (0.2126 * red + 0.7152 * green + 0.0722 * blue) / 255
 
 
+@diagnosed
 def test_review_card_shows_the_call_under_review(host: HostPage, sandbox: SandboxAdmin) -> None:
     view, review = open_review(host, sandbox)
     call = review["call"]
@@ -185,6 +213,7 @@ def test_review_card_shows_the_call_under_review(host: HostPage, sandbox: Sandbo
     expect(cited).to_have_attribute("data-t", call["metric"]["moments"][0])
 
 
+@diagnosed
 def test_disagree_with_a_reason_lands_a_vote_in_the_sandbox(host: HostPage, sandbox: SandboxAdmin) -> None:
     view, review = open_review(host, sandbox)
     call = review["call"]
@@ -217,9 +246,10 @@ def test_disagree_with_a_reason_lands_a_vote_in_the_sandbox(host: HostPage, sand
     answer = recorded["result"]["structuredContent"]
     expect(view.get_by_test_id("status")).to_have_text(answer["recorded"])
     expect(view.get_by_test_id("progress")).to_have_text(f"1 / {answer['progress']['needed']} feedback")
-    expect(view.get_by_test_id("result")).to_contain_text(f"Call {answer['next']['call']['id']}")
+    expect_call_shown(view, answer["next"]["call"]["id"])
 
 
+@diagnosed
 def test_skip_moves_on_without_a_vote(host: HostPage, sandbox: SandboxAdmin) -> None:
     view, review = open_review(host, sandbox)
     first = review["call"]["id"]
@@ -228,13 +258,14 @@ def test_skip_moves_on_without_a_vote(host: HostPage, sandbox: SandboxAdmin) -> 
     assert skipped["arguments"]["skip"] is True and skipped["arguments"]["call_id"] == first
     following = skipped["result"]["structuredContent"]["next"]["call"]["id"]
     assert following != first
-    expect(view.get_by_test_id("result")).to_contain_text(f"Call {following}")
+    expect_call_shown(view, following)
     assert votes(sandbox) == []
     # The session kept the skip: the server's own next pick is the call shown, and the skip is counted.
     again = host.mcp.structured("next_review", review_ids(sandbox))
     assert again["call"]["id"] == following and again["progress"]["skipped"] == 1
 
 
+@diagnosed
 def test_review_card_works_from_the_keyboard_alone(host: HostPage, sandbox: SandboxAdmin) -> None:
     """No mouse: Tab and Enter to open the disagree form, Escape to close it and d to open it again, a letter to pick
     the value, Tab and Enter on a moment, Ctrl+Enter to record; then 'a' agrees with the next call and 's' skips the
@@ -272,20 +303,21 @@ def test_review_card_works_from_the_keyboard_alone(host: HostPage, sandbox: Sand
     assert [v["body"]["thumbs_up"] for v in votes(sandbox)] == [False]
 
     second = recorded["result"]["structuredContent"]["next"]["call"]
-    expect(view.get_by_test_id("result")).to_contain_text(f"Call {second['id']}")
+    expect_call_shown(view, second["id"])
     keyboard.press("a")
     agreed = host.wait_for_tool_call("record_review", 2)
     assert agreed["arguments"]["agree"] is True and agreed["arguments"]["call_id"] == second["id"]
     assert [v["body"]["thumbs_up"] for v in votes(sandbox)] == [False, True]
 
     third = agreed["result"]["structuredContent"]["next"]["call"]
-    expect(view.get_by_test_id("result")).to_contain_text(f"Call {third['id']}")
+    expect_call_shown(view, third["id"])
     keyboard.press("s")
     skipped = host.wait_for_tool_call("record_review", 3)
     assert skipped["arguments"]["skip"] is True and skipped["arguments"]["call_id"] == third["id"]
     assert len(votes(sandbox)) == 2
 
 
+@diagnosed
 def test_review_card_follows_the_host_theme(host: HostPage, sandbox: SandboxAdmin) -> None:
     """The host's theme wins over the system's: the browser says light while the host says dark, then the host
     switches to light while the browser says dark. Readable in both: every text meets WCAG 2's contrast minimum."""
@@ -346,6 +378,7 @@ def show_proposal(host: HostPage, sandbox: SandboxAdmin) -> tuple[Any, dict[str,
     return view, ids, host.shown_result["structuredContent"]
 
 
+@diagnosed
 def test_proposal_view_shows_the_change_and_apply_patches_the_metric(host: HostPage, sandbox: SandboxAdmin) -> None:
     view, ids, proposal = show_proposal(host, sandbox)
     before = metric_description(sandbox, ids["metric_id"])
@@ -376,6 +409,7 @@ def test_proposal_view_shows_the_change_and_apply_patches_the_metric(host: HostP
     expect(view.get_by_test_id("status")).to_have_text(applied["result"]["structuredContent"]["message"])
 
 
+@diagnosed
 def test_dismiss_leaves_the_metric_as_it_was(host: HostPage, sandbox: SandboxAdmin) -> None:
     view, ids, _ = show_proposal(host, sandbox)
     before = metric_description(sandbox, ids["metric_id"])
@@ -388,6 +422,7 @@ def test_dismiss_leaves_the_metric_as_it_was(host: HostPage, sandbox: SandboxAdm
     expect(view.get_by_test_id("status")).to_have_text(dismissed["result"]["structuredContent"]["message"])
 
 
+@diagnosed
 def test_proposal_view_answers_the_question_a_paused_run_asks(host: HostPage, sandbox: SandboxAdmin) -> None:
     """Cekura's documented auto-improve can pause with a question: the proposal view shows it, the person's answer
     goes to Cekura through answer_improvement_question, and the view shows the finished proposal."""
@@ -442,6 +477,7 @@ def nonzero(matrix: dict[str, dict[str, int]]) -> dict[tuple[str, str], int]:
     return {(row, col): n for row, cols in matrix.items() for col, n in cols.items() if n}
 
 
+@diagnosed
 def test_report_view_shows_the_check_and_lists_the_judged_fresh_changes(host: HostPage, sandbox: SandboxAdmin) -> None:
     ids, check = applied_and_checked(host, sandbox)
     view = host.show("validate_metric", {**ids, "check_id": check["check_id"]})
@@ -530,6 +566,7 @@ def select_label(value: Any) -> str:
     return "N/A" if value in (None, "N/A") else str(value).upper()
 
 
+@diagnosed
 def test_a_whole_review_in_the_card_ends_in_a_proposal_applied_from_it(host: HostPage, sandbox: SandboxAdmin) -> None:
     """The labs cycle's heart inside the conversation: every verdict given in the card (agree, or disagree with the
     right value and why, as the demo's careful person answers), until the feedback starts auto-improve; the card then
@@ -543,7 +580,7 @@ def test_a_whole_review_in_the_card_ends_in_a_proposal_applied_from_it(host: Hos
     before = metric_description(sandbox, ids["metric_id"])
     improvement = None
     for count in range(1, 20):
-        expect(view.get_by_test_id("result")).to_contain_text(f"Call {review['call']['id']}")
+        expect_call_shown(view, review["call"]["id"])
         answer = person_from_truth(truth, review)
         if answer["agree"]:
             view.get_by_test_id("btn-agree").click()
@@ -574,6 +611,7 @@ def test_a_whole_review_in_the_card_ends_in_a_proposal_applied_from_it(host: Hos
     expect(proposal.get_by_test_id("status")).to_have_text(applied["result"]["structuredContent"]["message"])
 
 
+@diagnosed
 def test_a_read_only_server_shows_views_without_write_buttons(host: HostPage, sandbox: SandboxAdmin,
                                                              settings: Settings) -> None:
     """`serve --read-only` offers no tool that writes, and its views offer no button that would call one."""
@@ -590,6 +628,7 @@ def test_a_read_only_server_shows_views_without_write_buttons(host: HostPage, sa
         host.screenshot("review-card-read-only")
 
 
+@diagnosed
 def test_a_host_that_cannot_forward_tool_calls_gets_views_without_buttons(host: HostPage,
                                                                           sandbox: SandboxAdmin) -> None:
     """A host whose capabilities lack serverTools cannot pass a view's tool call on: the card then offers nothing that
