@@ -2,7 +2,7 @@
 # Install checks that need Node.js: the Claude Desktop bundle's manifest validates with the official
 # mcpb tool, the Claude Code plugin manifest with Claude Code's own validator, and the server, started
 # as a client would start it (stdio, no API key, so the built-in sandbox), answers the MCP Inspector
-# CLI with our tools, prompts and skill resources.
+# (its CLI, then one session through the CLI's own client) with our tools, prompts and skill resources.
 #
 #   bash .ci/checks.sh             run every check (tests/test_installs.py runs this)
 #   bash .ci/checks.sh node-bin    only install the pinned npm tools (cached) and print their bin dir
@@ -105,24 +105,57 @@ exec "\$@" 2>>"$WORK/server.log"
 EOF
 chmod +x "$WORK/server.sh"
 
-inspect() {
-  local out="$1"
-  shift
-  if ! "$BIN/mcp-inspector" --cli "$WORK/server.sh" "${SERVER[@]}" serve "$@" >"$WORK/$out.json" 2>"$WORK/$out.err"; then
-    cat "$WORK/$out.json" "$WORK/$out.err" >&2
-    say "server stderr (last 40 lines):"
-    tail -n 40 "$WORK/server.log" >&2 || true
-    fail "MCP Inspector $*"
-  fi
+# Two server starts, not one per method (a start costs about 2.5 s of CPU, mostly importing mcp and pydantic):
+# the MCP Inspector CLI itself, exactly as a person runs it, lists the tools; then one session through the
+# Inspector CLI's own client (its transport, its Client and its calls, as `--method` uses them) lists the prompts
+# and resources, reads the labs skill and gets a prompt. Each answer lands in $WORK/<name>.json, as the CLI prints it.
+server_failed() {
+  say "server stderr (last 40 lines):"
+  tail -n 40 "$WORK/server.log" >&2 || true
+  fail "$1"
 }
 
-inspect tools --method tools/list
-inspect prompts --method prompts/list
-inspect resources --method resources/list
-grep -q '"skill://' "$WORK/resources.json" ||
-  fail "the server serves no skill:// resources: server/app.py must call register_guidance(server) from cekura_labs_mcp.server.guidance"
-inspect skill --method resources/read --uri skill://labs-metric-improvement/SKILL.md
-inspect prompt --method prompts/get --prompt-name improve_metric --prompt-args agent_id=12 metric_id=34
+"$BIN/mcp-inspector" --cli "$WORK/server.sh" "${SERVER[@]}" serve --method tools/list >"$WORK/tools.json" \
+  2>"$WORK/tools.err" || { cat "$WORK/tools.json" "$WORK/tools.err" >&2; server_failed "MCP Inspector --method tools/list"; }
+
+# The session script imports the Inspector's modules by name: it sits beside a link to the installed node_modules.
+ln -s "$NODE_DIR/node_modules" "$WORK/node_modules"
+cat >"$WORK/session.mjs" <<'JS'
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { connect, disconnect, getPrompt, listPrompts, listResources, readResource }
+  from "@modelcontextprotocol/inspector/cli/build/client/index.js";
+import { createTransport } from "@modelcontextprotocol/inspector/cli/build/transport.js";
+
+const [work, command, ...args] = process.argv.slice(2);
+const transport = createTransport({ transportType: "stdio", command, args });
+const client = new Client({ name: "inspector-cli", version: "0.5.1" }); // as the CLI names itself
+const save = (name, answer) => writeFileSync(join(work, `${name}.json`), JSON.stringify(answer, null, 2));
+let method = "connect";
+try {
+  await connect(client, transport);
+  method = "prompts/list";
+  save("prompts", await listPrompts(client));
+  method = "resources/list";
+  const resources = await listResources(client);
+  save("resources", resources);
+  if (!resources.resources.some((r) => r.uri.startsWith("skill://"))) {
+    throw new Error("the server serves no skill:// resources: server/app.py must call register_guidance(server) "
+      + "from cekura_labs_mcp.server.guidance");
+  }
+  method = "resources/read skill://labs-metric-improvement/SKILL.md";
+  save("skill", await readResource(client, "skill://labs-metric-improvement/SKILL.md"));
+  method = "prompts/get improve_metric agent_id=12 metric_id=34";
+  save("prompt", await getPrompt(client, "improve_metric", { agent_id: "12", metric_id: "34" }));
+  await disconnect(transport);
+} catch (error) {
+  console.error(`${method}: ${error instanceof Error ? error.message : String(error)}`);
+  process.exit(1);
+}
+JS
+node "$WORK/session.mjs" "$WORK" "$WORK/server.sh" "${SERVER[@]}" serve 2>"$WORK/session.err" ||
+  { cat "$WORK/session.err" >&2; server_failed "MCP Inspector client session: $(tail -n 1 "$WORK/session.err")"; }
 
 "$PYTHON" - "$WORK" "$ROOT/manifest.json" <<'PY' || fail "the server's answers do not match manifest.json and the skills"
 import json
@@ -173,5 +206,5 @@ print(f"checks.sh: {len(tools)} tools, {len(prompts)} prompts, {len(resources)} 
 sys.exit(1 if problems else 0)
 PY
 checks=$((checks + 5))
-say "ok: MCP Inspector tools/list, prompts/list, resources/list, resources/read, prompts/get"
+say "ok: MCP Inspector tools/list (CLI); prompts/list, resources/list, resources/read, prompts/get (one session)"
 say "all $checks install checks passed"
