@@ -118,6 +118,7 @@ class SandboxServer:
 
     def stop(self) -> None:
         if self._server is not None:
+            self.app.state.store.faults.let_go()  # a held request would keep the shutdown waiting for it
             self._server.should_exit = True
         if self._thread is not None:
             self._thread.join(timeout=5)
