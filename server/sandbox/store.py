@@ -73,8 +73,10 @@ class Store:
             self.faults = FaultBook()
             self.latency_ms = 0
             self.requests: deque[dict[str, Any]] = deque(maxlen=REQUEST_LOG_LIMIT)
-            self.in_flight = 0
-            self.max_in_flight = 0
+            # Requests still in flight (a delayed or held one from before the reset) finish after it: the count
+            # goes on, so it never drops below 0 and the peak counts them.
+            self.in_flight: int = getattr(self, "in_flight", 0)
+            self.max_in_flight = self.in_flight
             # documented dialect: evaluations waiting to land (call id → reads seen since requested).
             self.pending: dict[int, int] = {}
             self.evaluation_reads = self.initial_evaluation_reads
