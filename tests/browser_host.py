@@ -40,6 +40,14 @@ APP_MIME = "text/html;profile=mcp-app"
 # need none, so any fetch, font or image from outside is refused and shows in the page's console.
 VIEW_CSP = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:; "
             "font-src data:")
+# The host page's viewport: taller than any view the tests show (the report view, the tallest, is ~1800 px), so the
+# host page never scrolls. On a scrolled page the view moved under the pointer: after a redraw the view's frame
+# shrinks (its size-changed comes from the view's process some milliseconds after the new content shows), the
+# page's scroll is clamped, and the frame moves down by as much. A click whose press met the button and whose
+# release met the text above it clicks nothing, and Playwright reports it done (its hit-target check looks at the
+# first event only), so the test waited for what the click should have opened. A full frame also needs no resize
+# for a screenshot.
+VIEWPORT = {"width": 800, "height": 1900}
 # A bound against a hang, never a timing the tests rely on (2 loaded cores: a tool call can take seconds).
 WAIT_MS = 60_000
 
@@ -310,6 +318,7 @@ class HostPage:
         path = SCREENSHOTS / f"{name}.png"
         # The whole frame inside the viewport, painted: Chromium paints the view's frame (another process: an opaque
         # origin) only where it is on screen, so a frame taller than the viewport is captured with an unpainted foot.
+        # The viewport (VIEWPORT) is tall enough for every view the tests show, so this resize is only a fallback.
         viewport = self.page.viewport_size
         height = int(self.page.evaluate("() => document.documentElement.scrollHeight"))
         if viewport and height > viewport["height"]:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import pytest
-from browser_host import ASSETS, HostPage, expect, launch_chromium, mcp_session
+from browser_host import ASSETS, VIEWPORT, HostPage, expect, launch_chromium, mcp_session
 from cekura_labs_mcp.server.config import Settings
 from cekura_labs_mcp.server.demo import person_from_truth
 from support import SandboxAdmin
@@ -39,7 +39,7 @@ def chromium() -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def host_page(chromium: Any) -> Iterator[HostPage]:
-    context = chromium.new_context(viewport={"width": 800, "height": 960}, device_scale_factor=1)
+    context = chromium.new_context(viewport=VIEWPORT, device_scale_factor=1)
     try:
         yield HostPage(context.new_page())
     finally:
@@ -54,6 +54,8 @@ def host(host_page: HostPage, settings: Settings) -> Iterator[HostPage]:
         try:
             yield host_page
             assert host_page.failures == [], host_page.failures
+            # The premise of VIEWPORT: the host page never scrolled, so no click aimed at a button met it moved.
+            assert host_page.page.evaluate("() => scrollY") == 0, "the host page scrolled: VIEWPORT is too short"
             assert host_page.blocked == [], f"the page tried to reach the network: {host_page.blocked}"
             # No script error and no request the view's Content-Security-Policy refused (a font, a fetch...).
             assert host_page.console_errors == [], host_page.console_errors
