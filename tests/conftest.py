@@ -106,6 +106,9 @@ _ONE_WORKER_MODULES = {
 }
 
 
+# tryfirst: xdist's worker reads these marks in its own pytest_collection_modifyitems (to suffix each node id with
+# its group for --dist loadgroup), which otherwise ran before this one: no group was applied.
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         group = _ONE_WORKER_MODULES.get(item.path.name)
