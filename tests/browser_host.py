@@ -116,28 +116,6 @@ def expect(target: Any) -> Any:
     return playwright_expect(target)
 
 
-# The MCP client checks each tool result against the tool's output schema, compiling the schema (check_schema, then
-# a validator) once per session and tool: ~0.4 s for next_review's on a loaded machine, paid again by every test's
-# new session for the same schemas. Compiled once per distinct schema here, every result is still checked the same
-# way. Keyed by the schema's text, so a tool whose schema differs gets its own.
-_COMPILED_OUTPUT_SCHEMAS: dict[str, Any] = {}
-
-
-def share_compiled_output_schemas(client: Client) -> None:
-    session = client.session
-    compile_schema = getattr(session, "_output_schema_validator", None)
-    if compile_schema is None:  # another mcp version: each session compiles its own, only slower
-        return
-
-    def compiled(name: str, schema: dict[str, Any]) -> Any:
-        key = json.dumps(schema, sort_keys=True)
-        if key not in _COMPILED_OUTPUT_SCHEMAS:
-            _COMPILED_OUTPUT_SCHEMAS[key] = compile_schema(name, schema)
-        return _COMPILED_OUTPUT_SCHEMAS[key]
-
-    session._output_schema_validator = compiled  # type: ignore[method-assign]
-
-
 class McpSession:
     """An MCP client against the real server (in process, embedded sandbox), run on its own event loop in a
     thread so the synchronous browser driver can call it from the page's request handler."""
@@ -146,7 +124,6 @@ class McpSession:
         self._portal = portal
         self.client = client
         self._tools: dict[str, dict[str, Any]] | None = None
-        share_compiled_output_schemas(client)
 
     def run(self, function: Callable[..., Any], *args: Any) -> Any:
         return self._portal.call(function, *args)
