@@ -3,6 +3,7 @@ settings for an MCP server against it with its ledger in a temporary directory."
 
 from __future__ import annotations
 
+import gc
 import sys
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -75,6 +76,16 @@ def sandbox_server(request: pytest.FixtureRequest, _sandboxes: _Sandboxes) -> Sa
     shapes matter) run once against each; the two sandboxes are started once per session."""
     dialect: Dialect = getattr(request, "param", None) or default_dialect()
     return _sandboxes.get(dialect)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """What collection loaded (the SDK, pydantic's models, the test modules) lives as long as the worker; frozen, the
+    collector stops walking it on every full collection, and a larger first generation collects less often. A
+    test's garbage is still collected. Measured on three in-process test files run alternately, three times each:
+    19.9-27.0 s of CPU with this, 24.3-28.1 s without (the collector took 6.8 s of a 40 s run before)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 20, 20)
 
 
 def pytest_configure(config: pytest.Config) -> None:

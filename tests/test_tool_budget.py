@@ -12,7 +12,6 @@ from typing import Any
 
 import anyio
 import pytest
-from bpe_openai import get_encoding
 from cekura_labs_mcp.server.app import INSTRUCTIONS, build_server
 from cekura_labs_mcp.server.config import Settings
 from cekura_labs_mcp.tools import ALL_TOOLS, DEFINED_IN_INSTRUCTIONS, READ_TOOLS
@@ -31,6 +30,8 @@ INSTRUCTIONS_BUDGET = 320
 
 
 def _tokens(text: str) -> int:
+    from bpe_openai import get_encoding  # imported here: every worker collects this module, one counts (0.6 s)
+
     return len(get_encoding("cl100k_base").encode_ordinary(text))
 
 
