@@ -90,7 +90,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "both_dialects: run against the sandbox's `documented` and `spec` dialects")
-    _compile_the_package()
+    if not hasattr(config, "workerinput"):  # an xdist worker: the controller compiled it before starting this one
+        _compile_the_package()
 
 
 def _compile_the_package() -> None:
