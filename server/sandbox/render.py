@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
-from .models import Call, VoteValue
+from .models import Call, Turn, VoteValue
 
 RECORDING_HOST = "https://recordings.sandbox.cekura.invalid"
+# A call's turns never change once it exists (an immutable tuple, shared by the store's clones), and a call list
+# renders every call's transcript again on every page: the text and the JSON text of each tuple are made once.
+# Keyed by the tuple's identity; an entry holds its tuple, so the id cannot be reused while the entry lives.
+# Bounded: a test process builds many stores, and all of them are forgotten at once past the bound.
+_RENDERED_LIMIT = 4096
+_rendered: dict[int, tuple[tuple[Turn, ...], str, str]] = {}
 
 
 def iso(moment: datetime) -> str:
@@ -26,13 +33,32 @@ def clock(seconds: float) -> str:
 
 
 def transcript_text(call: Call) -> str:
-    return "\n".join(f"[{clock(t.start)}] {t.role}: {t.content}" for t in call.turns)
+    return _rendered_turns(call.turns)[1]
+
+
+def transcript_json(call: Call) -> str:
+    """`transcript_items` as the JSON text the list rows carry (`json.dumps`' default spelling)."""
+    return _rendered_turns(call.turns)[2]
+
+
+def _rendered_turns(turns: tuple[Turn, ...]) -> tuple[tuple[Turn, ...], str, str]:
+    entry = _rendered.get(id(turns))
+    if entry is None or entry[0] is not turns:
+        if len(_rendered) >= _RENDERED_LIMIT:
+            _rendered.clear()
+        text = "\n".join(f"[{clock(t.start)}] {t.role}: {t.content}" for t in turns)
+        entry = _rendered[id(turns)] = (turns, text, json.dumps(_items(turns)))
+    return entry
 
 
 def transcript_items(call: Call) -> list[dict[str, Any]]:
+    return _items(call.turns)
+
+
+def _items(turns: tuple[Turn, ...]) -> list[dict[str, Any]]:
     return [
         {"role": t.role, "content": t.content, "timestamp": t.start, "start_time": t.start, "end_time": t.end}
-        for t in call.turns
+        for t in turns
     ]
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from .engine import metric_cost, status_of
 from .models import Call, HistoryEntry, Metric, MetricResult, MetricReview, TestSet, Vote
-from .render import iso, mmss, recording_url, transcript_items, transcript_text, value_fields
+from .render import iso, mmss, recording_url, transcript_items, transcript_json, transcript_text, value_fields
 from .store import Store
 
 # documented dialect: how a binary metric's result row is labelled. Cekura's material shows two:
@@ -25,13 +25,22 @@ SKILLS_STYLE = "binary_qualitative"
 
 def metric_results(store: Store, call: Call, detailed: bool) -> list[dict[str, Any]]:
     """`CallLogListSerializerMetrics` rows, or the `...WithExplanation` ones of `evaluation.metrics`."""
+    return _result_rows(store, call, _ordered_results(store, call), detailed)
+
+
+def _ordered_results(store: Store, call: Call) -> list[tuple[Metric, MetricResult]]:
+    """The call's results of metrics that still exist, in the metrics' display order."""
+    found = [(metric, result) for result in call.results.values()
+             if (metric := store.metrics.get(result.metric_id)) is not None]
+    found.sort(key=lambda pair: (pair[0].display_order, pair[0].id))
+    return found
+
+
+def _result_rows(store: Store, call: Call, ordered: list[tuple[Metric, MetricResult]],
+                 detailed: bool) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
-    votes = {v.metric_id: v for v in store.votes if v.call_id == call.id}
-    ordered = sorted(call.results.values(), key=lambda r: _order(store, r.metric_id))
-    for result in ordered:
-        metric = store.metrics.get(result.metric_id)
-        if metric is None:
-            continue
+    votes = {v.metric_id: v for v in store.votes if v.call_id == call.id} if detailed else {}
+    for metric, result in ordered:
         if store.documented:
             row = documented_result(metric, result, detailed)
         else:
@@ -91,11 +100,6 @@ def documented_turns(call: Call) -> list[dict[str, Any]]:
             for item in transcript_items(call)]
 
 
-def _order(store: Store, metric_id: int) -> tuple[int, int]:
-    metric = store.metrics.get(metric_id)
-    return (metric.display_order if metric else 10_000, metric_id)
-
-
 def _agent_name(store: Store, call: Call) -> str:
     agent = store.agents.get(call.agent_id)
     return agent.name if agent else ""
@@ -104,16 +108,17 @@ def _agent_name(store: Store, call: Call) -> str:
 def call_row(store: Store, call: Call) -> dict[str, Any]:
     """A `CallLogList` row. The spec types `transcript_object` and `evaluation` as strings here, so they
     are JSON-encoded."""
+    ordered = _ordered_results(store, call)
     return {
         "id": call.id, "duration": mmss(call.duration_s), "success": call.success,
         "is_reviewed": call.is_reviewed, "status": status_of(call), "feedback": call.feedback,
-        "metrics": metric_results(store, call, detailed=False), "call_ended_reason": call.call_ended_reason,
+        "metrics": _result_rows(store, call, ordered, detailed=False), "call_ended_reason": call.call_ended_reason,
         "customer_number": call.customer_number, "agent": call.agent_id, "agent_name": _agent_name(store, call),
         "call_id": call.provider_call_id, "trace_id": "", "timestamp": iso(call.timestamp), "error_message": None,
         "dropoff_point": "", "topic": call.topic, "created_at": iso(call.created_at),
         "updated_at": iso(call.updated_at), "transcript": transcript_text(call),
-        "transcript_object": json.dumps(transcript_items(call)),
-        "evaluation": json.dumps({"metrics": metric_results(store, call, detailed=True)}),
+        "transcript_object": transcript_json(call),
+        "evaluation": json.dumps({"metrics": _result_rows(store, call, ordered, detailed=True)}),
     }
 
 
