@@ -39,6 +39,7 @@ from cekura_labs_mcp.server.cekura.models import (
     QuestionAnswer,
     SkipQuestion,
     TestSet,
+    parse_json,
 )
 from cekura_labs_mcp.server.errors import (
     AuthenticationError,
@@ -633,7 +634,7 @@ class CekuraClient:
         if status == 204 or not response.content:
             return {}
         try:
-            return response.json()
+            return parse_json(response.content)
         except ValueError:
             if request.is_write:
                 raise OutcomeUnknownError(request.operation, "the answer was not valid JSON",
@@ -715,7 +716,7 @@ def _messages(value: Any) -> list[str]:
 
 def _json_or_none(response: httpx.Response) -> Any:
     try:
-        return response.json()
+        return parse_json(response.content)
     except ValueError:
         return None
 
