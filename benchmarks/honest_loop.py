@@ -37,7 +37,7 @@ from cekura_labs_mcp.server.cekura.results import shown
 from cekura_labs_mcp.server.demo import disagreement, person_from_truth
 from cekura_labs_mcp.server.logs import configure_logging
 from cekura_labs_mcp.server.presenting import shorten
-from cekura_labs_mcp.server.services.ranking import NUMERIC, is_failing, rank_candidates, value_key
+from cekura_labs_mcp.server.services.ranking import NUMERIC, is_failing, rank_candidates, score_all, value_key
 from cekura_labs_mcp.server.values import display
 from pydantic import SecretStr
 
@@ -84,12 +84,14 @@ def truly_wrong(truth: dict[str, Any], row: CallRow, metric: Metric) -> bool:
 
 
 def queue_picks(rows: Sequence[CallRow], metric: Metric, k: int, *, balance: bool) -> list[CallRow]:
-    """The first k calls the queue puts before the person, one review at a time."""
+    """The first k calls the queue puts before the person, one review at a time. The sample is scored once, as
+    the review service does (`ReviewService._scored`): each pick only skips the calls picked before."""
     picked: list[CallRow] = []
+    scored = score_all(rows, metric)
     for _ in range(k):
         ranked = rank_candidates(rows, metric, skip={r.id for r in picked},
                                  reviewed_values=[value_on(r, metric) for r in picked],
-                                 balance=balance)
+                                 balance=balance, scored=scored)
         if not ranked:
             break
         picked.append(ranked[0].row)
