@@ -267,6 +267,20 @@ def _noted_document(text: str, note: str) -> str:
     return f"{head}\n> {note}\n\n{text[len(head):].lstrip(chr(10))}"
 
 
+@functools.cache
+def _prepared_prompts(note: str) -> tuple[Prompt, ...]:
+    """The prompts as the SDK registers them, built once per process and note, as the tools are
+    (`tools._prepared_tools`): each one's argument model is pydantic schema work (about 3 ms of CPU a prompt, most
+    of a server's guidance), and nothing in them depends on the server. A process that builds several servers (HTTP
+    workers, the test suite) shares them; nothing mutates them."""
+    prompts: list[Prompt] = []
+    for spec in PROMPTS:
+        fn = _with_note(spec.fn, note) if note else spec.fn
+        prompts.append(Prompt.from_function(fn, name=spec.name, title=spec.title, description=spec.description))
+        fn(1, 1)  # build once now: a missing section fails at start-up, not in the person's session
+    return tuple(prompts)
+
+
 def register_guidance(server: MCPServer[Any], *, read_only: bool = False, unavailable: Sequence[str] = ()) -> None:
     """Register the prompts and the skill resources on `server` (once; a second call does nothing). A
     read-only server serves the same guides under a note saying which of the tools they name it lacks."""
@@ -274,11 +288,8 @@ def register_guidance(server: MCPServer[Any], *, read_only: bool = False, unavai
         return
     note = read_only_note(unavailable) if read_only else ""
     documents = skill_documents()
-    for spec in PROMPTS:
-        fn = _with_note(spec.fn, note) if note else spec.fn
-        server.add_prompt(Prompt.from_function(fn, name=spec.name, title=spec.title,
-                                               description=spec.description))
-        fn(1, 1)  # build once now: a missing section fails at start-up, not in the person's session
+    for prompt in _prepared_prompts(note):
+        server.add_prompt(prompt)
     for document in documents:
         server.add_resource(TextResource(
             uri=document.uri, name=f"{document.skill}/{document.path}", title=document.title,
