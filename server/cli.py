@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from cekura_labs_mcp.server.config import Settings
-from cekura_labs_mcp.server.logs import configure_logging, register_secret, scrub
-from pydantic import ValidationError
+from cekura_labs_mcp.server.gc_pause import collector_paused
+
+if TYPE_CHECKING:
+    from cekura_labs_mcp.server.config import Settings
 
 LOOPBACK = "127.0.0.1"
 
@@ -61,46 +64,65 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # Everything up to the server's (or the command's) run is imported and built with the collector paused
+    # (server/gc_pause.py); an admin's `reviewer` command is short and may run inside another process (the tests).
+    with collector_paused(freeze=args.command != "reviewer"):
+        run = _prepare(args)
+    return run()
+
+
+def _prepare(args: argparse.Namespace) -> Callable[[], int]:
+    """What the command runs, with the settings read, logging configured and the server built."""
+    from cekura_labs_mcp.server.config import Settings
+    from cekura_labs_mcp.server.logs import configure_logging, register_secret, scrub
+    from pydantic import ValidationError
+
     try:
         settings = Settings()
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
         print(f"cekura-labs-mcp: invalid configuration: {scrub(problems)}", file=sys.stderr)
-        return 2
+        return lambda: 2
     if args.command == "reviewer":  # an admin's command: it prints a token once and logs nothing
-        return _reviewer(settings, args)
+        return functools.partial(_reviewer, settings, args)
     # The demo talks to a person on the terminal: only warnings from the machinery underneath.
     configure_logging(settings.log_format, "warning" if args.command == "demo" else settings.log_level)
     register_secret(settings.api_key.get_secret_value() if settings.api_key else None)
     if args.command == "demo":
         from cekura_labs_mcp.server.demo import main as demo_main
 
-        return demo_main(args.seed)
+        return functools.partial(demo_main, args.seed)
     if args.command == "sandbox":
         from cekura_labs_mcp.server.sandbox import serve_forever
 
-        serve_forever(args.host, args.port, args.seed, args.api_key, dialect=args.dialect,
-                      org_api_key=args.org_api_key)
-        return 0
-    return _serve(settings, args)
+        def sandbox() -> int:
+            serve_forever(args.host, args.port, args.seed, args.api_key, dialect=args.dialect,
+                          org_api_key=args.org_api_key)
+            return 0
+
+        return sandbox
+    return _prepare_serve(settings, args)
 
 
-def _serve(settings: Settings, args: argparse.Namespace) -> int:
+def _prepare_serve(settings: Settings, args: argparse.Namespace) -> Callable[[], int]:
     if args.transport == "http" and args.workers > 1:
         # The parent only starts the workers (and maybe one sandbox): the MCP server is built in each worker.
-        from cekura_labs_mcp.server.remote import HttpOptions, run_http_workers
+        from cekura_labs_mcp.server.remote import HttpOptions, prepare_http_workers
 
-        return run_http_workers(settings, HttpOptions(host=args.host, port=args.port, workers=args.workers,
-                                                      sandbox=args.sandbox, read_only=args.read_only))
+        return prepare_http_workers(settings, HttpOptions(host=args.host, port=args.port, workers=args.workers,
+                                                          sandbox=args.sandbox, read_only=args.read_only))
     from cekura_labs_mcp.server.app import build_server
 
     server = build_server(settings, use_sandbox=args.sandbox, read_only=args.read_only, check_key=True)
     if args.transport == "stdio":
-        server.run("stdio")
-        return 0
+        def stdio() -> int:
+            server.run("stdio")
+            return 0
+
+        return stdio
     from cekura_labs_mcp.server.remote import run_http
 
-    return run_http(server, settings, host=args.host, port=args.port, stateless=args.stateless)
+    return functools.partial(run_http, server, settings, host=args.host, port=args.port, stateless=args.stateless)
 
 
 def _reviewer(settings: Settings, args: argparse.Namespace) -> int:

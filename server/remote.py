@@ -17,10 +17,12 @@ import json
 import os
 import secrets
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from cekura_labs_mcp.server.config import Settings
+from cekura_labs_mcp.server.gc_pause import collector_paused
 from cekura_labs_mcp.server.logs import register_secret
 from cekura_labs_mcp.server.reviewers import ReviewerDirectory
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -207,12 +209,13 @@ def run_http(server: MCPServer[Any], settings: Settings, *, host: str, port: int
     return 0
 
 
-def run_http_workers(settings: Settings, options: HttpOptions) -> int:
+def prepare_http_workers(settings: Settings, options: HttpOptions) -> Callable[[], int]:
     """`serve --transport http --workers N`: N processes on one port, stateless (any of them answers any request),
     sharing the ledger (the data dir's SQLite file, or CEKURA_LABS_DATABASE_URL). Without a Cekura key one sandbox is
-    started here and every worker talks to it, so they all see one Cekura."""
+    started here and every worker talks to it, so they all see one Cekura. Returns the run (uvicorn's supervisor):
+    what is started here is started while the caller starts (server/gc_pause.py)."""
     if not _may_listen(settings, options.host):
-        return 2
+        return lambda: 2
     import uvicorn
 
     if settings.api_key is None or options.sandbox:
@@ -226,25 +229,31 @@ def run_http_workers(settings: Settings, options: HttpOptions) -> int:
               f"{sandbox.url}", file=sys.stderr)
     os.environ[WORKER_OPTIONS] = json.dumps({"host": options.host, "port": options.port,
                                              "read_only": options.read_only})
-    print(f"cekura-labs-mcp: streamable HTTP on http://{options.host}:{options.port}/mcp, {options.workers} "
-          "stateless worker processes", file=sys.stderr)
-    uvicorn.run("cekura_labs_mcp.server.remote:worker_app", factory=True, workers=options.workers,
-                host=options.host, port=options.port, log_level="warning")
-    return 0
+
+    def run() -> int:
+        print(f"cekura-labs-mcp: streamable HTTP on http://{options.host}:{options.port}/mcp, {options.workers} "
+              "stateless worker processes", file=sys.stderr)
+        uvicorn.run("cekura_labs_mcp.server.remote:worker_app", factory=True, workers=options.workers,
+                    host=options.host, port=options.port, log_level="warning")
+        return 0
+
+    return run
 
 
 def worker_app() -> ASGIApp:
-    """One worker of `run_http_workers` (uvicorn imports and calls this in each process)."""
-    from cekura_labs_mcp.server.app import build_server
-    from cekura_labs_mcp.server.logs import configure_logging
+    """One worker of `prepare_http_workers` (uvicorn imports and calls this in each process): built with the
+    collector paused, as `serve` builds its server (server/gc_pause.py)."""
+    with collector_paused():
+        from cekura_labs_mcp.server.app import build_server
+        from cekura_labs_mcp.server.logs import configure_logging
 
-    settings = Settings()
-    configure_logging(settings.log_format, settings.log_level)
-    register_secret(settings.api_key.get_secret_value() if settings.api_key else None)
-    options = json.loads(os.environ.get(WORKER_OPTIONS, "{}"))
-    host, port = str(options.get("host", "127.0.0.1")), int(options.get("port", 8765))
-    server = build_server(settings, read_only=bool(options.get("read_only", False)))
-    return http_app(server, settings, host, port, stateless=True)
+        settings = Settings()
+        configure_logging(settings.log_format, settings.log_level)
+        register_secret(settings.api_key.get_secret_value() if settings.api_key else None)
+        options = json.loads(os.environ.get(WORKER_OPTIONS, "{}"))
+        host, port = str(options.get("host", "127.0.0.1")), int(options.get("port", 8765))
+        server = build_server(settings, read_only=bool(options.get("read_only", False)))
+        return http_app(server, settings, host, port, stateless=True)
 
 
 def _may_listen(settings: Settings, host: str) -> bool:
