@@ -4,13 +4,16 @@
 // Node, TypeScript and Vite start once for the three instead of once each. A part that fails writes
 // <dir>/<part>.error (typecheck, views, test-host) and the others still run; the tests read those files.
 import { mkdir, writeFile } from "node:fs/promises";
+import { createRequire } from "node:module";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import ts from "typescript";
 import { buildTestHost } from "./build-test-host.mjs";
 import { buildViews } from "./build.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
+// TypeScript is one 9 MB CommonJS file: `import ts from "typescript"` has Node scan all of it for its named exports
+// (cjs-module-lexer) and sniff its format first, about 0.9 s of CPU more than require() (1.3 s against 0.4 s to load).
+const ts = createRequire(import.meta.url)("typescript");
 const outDir = process.argv[2];
 if (!outDir) {
   console.error("usage: node check.mjs <output dir>");
