@@ -174,6 +174,23 @@ def _adopt(legacy: Path, path: Path) -> None:
     os.replace(legacy, legacy.with_name(f"{LEGACY_LEDGER}.moved-to-{path.stem}"))
 
 
+@functools.cache
+def latest_sqlite_schema() -> tuple[str, ...]:
+    """The SQLite schema the migration chain ends in, as the statements that create it: the chain is applied once
+    per process to an in-memory database, and its tables and indexes are read back (SQLite keeps each table's
+    CREATE statement up to date with the columns added since). A new ledger runs these instead of the chain with
+    its ALTERs and a version bump per step; the chain stays what upgrades an existing file."""
+    scratch = sqlite3.connect(":memory:", isolation_level=None)
+    try:
+        for script in MIGRATIONS:
+            scratch.executescript(script)
+        rows = scratch.execute("SELECT sql FROM sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite_%' "
+                               "ORDER BY rowid").fetchall()
+    finally:
+        scratch.close()
+    return tuple(str(row[0]) for row in rows)
+
+
 def _statements(script: str) -> Iterator[str]:
     """The statements of a migration script, to run one by one inside the caller's transaction
     (`executescript` would commit it first)."""
@@ -392,8 +409,10 @@ class Ledger:
         self.location = location
         self._db: Database = open_postgres(location) if isinstance(location, PostgresLedger) else open_sqlite(location)
         try:
-            self._migrate()
-            self.backend = self._backend(api_url, api_key)
+            # One transaction: a new ledger is created, and says which backend it keeps, with one commit.
+            with self._db.write() as db:
+                self._migrate(db)
+                self.backend = self._backend(db, api_url, api_key)
         except SQLAlchemyError as exc:
             self._db.close()
             raise database_error(self._db.where, exc) from None
@@ -437,13 +456,12 @@ class Ledger:
             return f"{self.location.shown} (schema {self.location.namespace})"
         return str(self.location)
 
-    def _backend(self, api_url: str | None, api_key: str | None) -> str:
+    def _backend(self, db: Connection, api_url: str | None, api_key: str | None) -> str:
         """Which backend this ledger keeps (URL and key fingerprint), written once, shown in the spend log."""
-        with self._db.write() as db:
-            row = db.execute(select(backend.c.api_url, backend.c.key_fingerprint)).first()
-            if row is None and api_url is not None:
-                db.execute(_INSERT[backend], dict(api_url=api_url, key_fingerprint=key_fingerprint(api_key)))
-                return f"{api_url} (key {key_fingerprint(api_key)})"
+        row = db.execute(select(backend.c.api_url, backend.c.key_fingerprint)).first()
+        if row is None and api_url is not None:
+            db.execute(_INSERT[backend], dict(api_url=api_url, key_fingerprint=key_fingerprint(api_key)))
+            return f"{api_url} (key {key_fingerprint(api_key)})"
         return f"{row[0]} (key {row[1]})" if row is not None else ""
 
     def close(self) -> None:
@@ -477,22 +495,28 @@ class Ledger:
             db.exec_driver_sql(f"DELETE FROM {VERSION_TABLE}")
             db.exec_driver_sql(f"INSERT INTO {VERSION_TABLE} (version) VALUES ({int(version)})")
 
-    def _migrate(self) -> None:
-        # The version is read inside the exclusive transaction: two processes opening a new ledger at once
-        # (two sessions sharing a data dir, or a team's processes starting together) must not both apply the
-        # same migration.
+    def _migrate(self, db: Connection) -> None:
+        """Bring the schema to the latest version. `db` is the exclusive transaction: two processes opening a
+        new ledger at once (two sessions sharing a data dir, or a team's processes starting together) must not
+        both apply the same migration."""
         chain = MIGRATIONS if self._db.dialect == "sqlite" else POSTGRES_MIGRATIONS
-        with self._db.write() as db:
-            current = self._version(db)
-            if current > len(chain):
-                raise LabsError(
-                    f"The ledger at {self._db.where} was written by a newer version (schema {current}).",
-                    "Upgrade cekura-labs-mcp, or point CEKURA_LABS_DATA_DIR elsewhere.",
-                )
-            for version in range(current, len(chain)):
-                for statement in _statements(chain[version]):
-                    db.exec_driver_sql(statement)
-                self._set_version(db, version + 1)
+        current = self._version(db)
+        if current > len(chain):
+            raise LabsError(
+                f"The ledger at {self._db.where} was written by a newer version (schema {current}).",
+                "Upgrade cekura-labs-mcp, or point CEKURA_LABS_DATA_DIR elsewhere.",
+            )
+        if current == 0 and self._db.dialect == "sqlite":
+            # A new file: the tables the whole chain ends in, created directly (an earlier release's file is at
+            # version 1 or more, and upgrades through the chain below).
+            for statement in latest_sqlite_schema():
+                db.exec_driver_sql(statement)
+            self._set_version(db, len(chain))
+            return
+        for version in range(current, len(chain)):
+            for statement in _statements(chain[version]):
+                db.exec_driver_sql(statement)
+            self._set_version(db, version + 1)
 
     # ---- the guard's audit log -----------------------------------------------------------
 

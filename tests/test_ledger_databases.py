@@ -130,6 +130,34 @@ def test_a_sqlite_ledger_of_the_previous_release_upgrades_in_place(tmp_path: Pat
         ledger.close()
 
 
+def test_a_new_sqlite_ledger_is_created_as_the_whole_chain_would_build_it(tmp_path: Path) -> None:
+    """A new file gets the chain's final schema in one step; a file at the first version goes through every
+    migration after it. Both end in the same tables, columns, defaults and indexes, at the same version."""
+    created = Ledger(tmp_path / "new.sqlite3")
+    path = tmp_path / "first.sqlite3"
+    first = sqlite3.connect(path, isolation_level=None)
+    first.executescript(MIGRATIONS[0])
+    first.execute("PRAGMA user_version = 1")
+    first.close()
+    os.chmod(path, 0o600)
+    upgraded = Ledger(path)
+    try:
+        assert created.schema_version == upgraded.schema_version == len(MIGRATIONS)
+        assert _schema(created.path) == _schema(upgraded.path)
+        assert {row[1] for row in _schema(created.path) if row[0] == "table"} >= set(metadata.tables)
+    finally:
+        created.close()
+        upgraded.close()
+
+
+def _schema(path: Path) -> list[tuple[str, str, str]]:
+    found = sqlite3.connect(path)
+    try:
+        return sorted(found.execute("SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'"))
+    finally:
+        found.close()
+
+
 def test_a_ledger_from_a_newer_version_is_refused(ledger_location: Path | PostgresLedger) -> None:
     Ledger(ledger_location).close()
     ledger = Ledger(ledger_location)
