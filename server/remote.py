@@ -21,15 +21,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from cekura_labs_mcp.server.config import Settings
 from cekura_labs_mcp.server.gc_pause import collector_paused
-from cekura_labs_mcp.server.logs import register_secret
-from cekura_labs_mcp.server.reviewers import ReviewerDirectory
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 if TYPE_CHECKING:
     # The MCP SDK and the ledger are imported where they are used: the parent of `serve --workers` only starts
-    # uvicorn's worker processes (each imports them itself) and should not pay for them at start-up.
+    # uvicorn's worker processes (each imports them itself) and should not pay for them at start-up. The settings,
+    # logging and reviewers too: uvicorn imports this module in each worker before it calls `worker_app`, which
+    # imports them with the collector paused.
+    from cekura_labs_mcp.server.config import Settings
+    from cekura_labs_mcp.server.reviewers import ReviewerDirectory
     from mcp.server import MCPServer
     from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
     from mcp.server.request_state import RequestStateSecurity
@@ -73,6 +74,9 @@ def principal_of(token: str) -> str:
 
 def reviewer_directory(settings: Settings) -> ReviewerDirectory:
     """The reviewers file (each token a named reviewer) and any shared tokens."""
+    from cekura_labs_mcp.server.logs import register_secret
+    from cekura_labs_mcp.server.reviewers import ReviewerDirectory
+
     for token in bearer_tokens(settings):
         register_secret(token)
     return ReviewerDirectory(settings.reviewers_file, bearer_tokens(settings))
@@ -245,7 +249,8 @@ def worker_app() -> ASGIApp:
     collector paused, as `serve` builds its server (server/gc_pause.py)."""
     with collector_paused():
         from cekura_labs_mcp.server.app import build_server
-        from cekura_labs_mcp.server.logs import configure_logging
+        from cekura_labs_mcp.server.config import Settings
+        from cekura_labs_mcp.server.logs import configure_logging, register_secret
 
         settings = Settings()
         configure_logging(settings.log_format, settings.log_level)

@@ -17,7 +17,7 @@ import httpx2
 import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
-from support import call
+from support import HTTP, call
 from team_support import add
 
 pytestmark = pytest.mark.anyio
@@ -61,13 +61,15 @@ async def test_workers_share_one_ledger_and_one_sandbox(tmp_path: Path) -> None:
         while True:
             assert server.poll() is None and time.monotonic() < deadline, "the workers did not start"
             try:
-                if httpx.get(f"http://127.0.0.1:{port}/mcp", timeout=5).status_code == 401:
+                # support.HTTP: a bare httpx.get() loads the CA bundle again on each poll (~0.05 s of CPU, dozens
+                # of polls while the workers start on a loaded machine).
+                if HTTP.get(f"http://127.0.0.1:{port}/mcp", timeout=5).status_code == 401:
                     break
             except httpx.HTTPError:
                 pass
             time.sleep(0.2)
         assert len(_children(server.pid)) >= 2, "uvicorn runs the workers as child processes"
-        info = httpx.get(sandbox.group(0) + "/_sandbox/info", timeout=10).json()
+        info = HTTP.get(sandbox.group(0) + "/_sandbox/info", timeout=10).json()
         ids = {"agent_id": info["main_agent_id"],
                "metric_id": next(m["id"] for m in info["metrics"] if "one question" in m["name"].lower())}
         handed: dict[str, set[int]] = {"ana": set(), "ben": set()}
