@@ -43,12 +43,22 @@ def _has_backend() -> bool:
     return int(version.split(".")[0]) >= 77
 
 
+def _build_wheel(out: Path) -> None:
+    """The wheel of this checkout, from pyproject's build backend. With the backend installed (the test extra has it),
+    its PEP 517 hook is called directly, in a fresh interpreter, as `pip wheel --no-build-isolation` would call it,
+    without pip's own start and its hook runner (2.1 s of CPU against 0.8 s; the two wheels are byte for byte the
+    same); without it, pip builds in an isolated environment."""
+    if _has_backend():
+        backend = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["build-system"]["build-backend"]
+        build = f"import importlib; importlib.import_module({backend!r}).build_wheel({str(out)!r})"
+        subprocess.run([sys.executable, "-c", build], cwd=ROOT, check=True, capture_output=True)
+        return
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(ROOT)], check=True,
+                   capture_output=True)
+
+
 def test_wheel_installs_one_top_level_package(tmp_path: Path) -> None:
-    # With the build backend already installed (the test extra has it), pip builds in this environment
-    # instead of creating an isolated one first; the wheel is the same.
-    isolation = ["--no-build-isolation"] if _has_backend() else []
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", *isolation, "-w", str(tmp_path),
-                    str(ROOT)], check=True, capture_output=True)
+    _build_wheel(tmp_path)
     wheel = next(tmp_path.glob("cekura_labs_mcp-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
     tops = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
