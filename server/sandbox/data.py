@@ -325,13 +325,15 @@ def generate(seed: int, now: datetime, evaluator: Evaluator) -> Dataset:
 
 
 def clone(ds: Dataset) -> Dataset:
-    """A copy whose calls and metrics can be written to without touching `ds` (turns and truth are
-    immutable, so they are shared)."""
+    """A copy whose calls, metrics and truth tables can be written to without touching `ds` (turns, results and
+    truths are replaced, never changed in place, so they are shared). `ds` may be the seeded set of several stores
+    (`Store._seeded`)."""
     metrics = {i: replace(m, enum_values=list(m.enum_values), agents=list(m.agents),
                           configuration=dict(m.configuration)) for i, m in ds.metrics.items()}
     calls = {i: replace(c, results=dict(c.results), metadata=dict(c.metadata),
                         dynamic_variables=dict(c.dynamic_variables)) for i, c in ds.calls.items()}
-    return replace(ds, agents=dict(ds.agents), metrics=metrics, calls=calls)
+    truth = {i: dict(table) for i, table in ds.truth.items()}
+    return replace(ds, agents=dict(ds.agents), metrics=metrics, calls=calls, truth=truth)
 
 
 def snapshot(ds: Dataset) -> dict[str, Any]:
