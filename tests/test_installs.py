@@ -168,7 +168,7 @@ def _mcpb() -> str:
 def _mcpb_storing() -> str:
     """The pinned mcpb CLI, whose pack stores the files instead of deflating them at level 9 (tests/mcpb_stored/
     register.mjs says why: 7.5 s of CPU in JavaScript). The zip holds the same entries, paths, modes and bytes."""
-    return shlex.join(["node", "--import", str(STORED_ZIP), _mcpb()])
+    return shlex.join(["node", "--import", STORED_ZIP.as_uri(), _mcpb()])  # a URL: what --import takes everywhere
 
 
 @pytest.mark.anyio
