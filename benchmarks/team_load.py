@@ -41,6 +41,7 @@ from typing import Any
 import anyio
 import httpx
 import httpx2
+from cekura_labs_mcp.server.cekura.client import tls_context
 from cekura_labs_mcp.server.demo import disagreement, person_from_truth
 from cekura_labs_mcp.server.ledger import Ledger, in_overlap
 from cekura_labs_mcp.server.reviewers import add_reviewer
@@ -228,7 +229,7 @@ class RoundRobin(httpx2.AsyncBaseTransport):
 
     def __init__(self, ports: list[int]) -> None:
         self._ports = itertools.cycle(ports)
-        self._inner = httpx2.AsyncHTTPTransport()
+        self._inner = httpx2.AsyncHTTPTransport(verify=tls_context())  # the CA bundle loaded once per process
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         port = next(self._ports)

@@ -16,6 +16,7 @@ from typing import Any
 import httpx2
 import uvicorn
 from cekura_labs_mcp.server.app import build_server
+from cekura_labs_mcp.server.cekura.client import tls_context
 from cekura_labs_mcp.server.cli import main
 from cekura_labs_mcp.server.config import Settings
 from cekura_labs_mcp.server.remote import http_app
@@ -45,8 +46,9 @@ class Team:
             body = (await response.aread()).decode("utf-8", "replace")
             self.seen.append(f"{response.status_code} {dict(response.headers)} {body}")
 
+        # The process's one TLS context: without `verify`, each client loads the CA bundle again (~0.06 s of CPU).
         http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {self.tokens.get(name, name)}"}, timeout=60,
-                                  event_hooks={"response": [keep]})
+                                  event_hooks={"response": [keep]}, verify=tls_context())
         return Client(streamable_http_client(self.url, http_client=http), mode=mode, **kwargs)
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import httpx2
 import pytest
+from cekura_labs_mcp.server.cekura.client import tls_context
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from support import HTTP, call
@@ -74,7 +75,8 @@ async def test_workers_share_one_ledger_and_one_sandbox(tmp_path: Path) -> None:
                "metric_id": next(m["id"] for m in info["metrics"] if "one question" in m["name"].lower())}
         handed: dict[str, set[int]] = {"ana": set(), "ben": set()}
         for name in ("ana", "ben") * 3:  # a new connection each time: any worker may answer
-            http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {tokens[name]}"}, timeout=120)
+            http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {tokens[name]}"}, timeout=120,
+                                      verify=tls_context())  # the CA bundle loaded once, not per connection
             async with Client(streamable_http_client(f"http://127.0.0.1:{port}/mcp", http_client=http),
                               mode="legacy") as client:
                 handed[name].add((await call(client, "next_review", ids))["call"]["id"])
