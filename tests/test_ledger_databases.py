@@ -17,6 +17,7 @@ import psycopg
 import pytest
 from cekura_labs_mcp.server.app import build_server
 from cekura_labs_mcp.server.config import Settings
+from cekura_labs_mcp.server.db import SQLITE_STATEMENTS
 from cekura_labs_mcp.server.db_schema import MIGRATIONS, POSTGRES_MIGRATIONS, metadata
 from cekura_labs_mcp.server.errors import LabsError
 from cekura_labs_mcp.server.ledger import (
@@ -148,6 +149,24 @@ def test_a_new_sqlite_ledger_is_created_as_the_whole_chain_would_build_it(tmp_pa
     finally:
         created.close()
         upgraded.close()
+
+
+def test_sqlite_ledgers_share_their_compiled_statements_and_keep_their_own_data(tmp_path: Path) -> None:
+    """A statement compiled for one SQLite ledger is reused by the next one (SQLAlchemy would compile it again
+    for each new engine), and each ledger still reads only its own rows."""
+    first, second = Ledger(tmp_path / "first.sqlite3"), Ledger(tmp_path / "second.sqlite3")
+    try:
+        SQLITE_STATEMENTS.clear()
+        first.record_spend(_spend(7))
+        assert first.window_since(0).calls == 7
+        compiled = len(SQLITE_STATEMENTS)
+        assert compiled >= 2
+        second.record_spend(_spend(2))
+        assert second.window_since(0).calls == 2 and first.window_since(0).calls == 7
+        assert len(SQLITE_STATEMENTS) == compiled
+    finally:
+        first.close()
+        second.close()
 
 
 def _schema(path: Path) -> list[tuple[str, str, str]]:
