@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx2
 import pytest
+from cekura_labs_mcp.server.cekura.client import tls_context
 from cekura_labs_mcp.server.config import Settings
 from cekura_labs_mcp.server.db import postgres_url
 from cekura_labs_mcp.server.demo import disagreement, person_from_truth
@@ -110,7 +111,7 @@ async def test_the_persons_yes_holds_when_the_retry_reaches_another_process(
             return ElicitResult(action="accept", content={"confirm": True})
 
         http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {first.tokens['ana']}"}, timeout=60,
-                                  event_hooks={"request": [balance]})
+                                  event_hooks={"request": [balance]}, verify=tls_context())  # CA bundle loaded once
         client = Client(streamable_http_client(first.url, http_client=http), mode="2026-07-28",
                         elicitation_callback=person)
         agent = sandbox.info()["main_agent_id"]

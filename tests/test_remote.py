@@ -18,6 +18,7 @@ import httpx2
 import pytest
 import uvicorn
 from cekura_labs_mcp.server.app import build_server
+from cekura_labs_mcp.server.cekura.client import tls_context
 from cekura_labs_mcp.server.config import Settings
 from cekura_labs_mcp.server.remote import http_app, principal_of, run_http
 from mcp import Client
@@ -48,7 +49,7 @@ class Remote:
             self.seen.append(f"{response.status_code} {dict(response.headers)} {body}")
 
         http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=30,
-                                  event_hooks={"response": [keep]})
+                                  event_hooks={"response": [keep]}, verify=tls_context())  # CA bundle loaded once
         return Client(streamable_http_client(self.url, http_client=http), **kwargs)
 
 
