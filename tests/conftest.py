@@ -5,6 +5,11 @@ from __future__ import annotations
 
 import gc
 import sys
+
+# Collection (this module's imports included: the SDK, pydantic's models, the server) builds objects that live as
+# long as the worker and makes little garbage, so the cyclic collector would walk that growing heap again and again
+# for nothing: paused until collection ends (pytest_collection below), as `serve` does at its start.
+gc.disable()
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -76,6 +81,16 @@ def sandbox_server(request: pytest.FixtureRequest, _sandboxes: _Sandboxes) -> Sa
     shapes matter) run once against each; the two sandboxes are started once per session."""
     dialect: Dialect = getattr(request, "param", None) or default_dialect()
     return _sandboxes.get(dialect)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_collection(session: pytest.Session) -> object:
+    """The collector, paused since this module was imported, is on again once collection ends; in xdist's
+    controller too, which collects nothing."""
+    try:
+        return (yield)
+    finally:
+        gc.enable()
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
