@@ -1,5 +1,6 @@
 """Shared fixtures: one sandbox per test session over real loopback HTTP, reset between tests, and
 settings for an MCP server against it with its ledger in a temporary directory."""
+# ruff: noqa: E402 (the collector is paused before the imports below, which are most of collection's work)
 
 from __future__ import annotations
 
