@@ -20,6 +20,7 @@ Lab entries is worth having, but not at the price of showing calls little points
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections import Counter, defaultdict
@@ -52,6 +53,8 @@ _PRAISE = re.compile(
     r"relieved|sorted)\b", re.IGNORECASE)
 # Quoted words: 'single' (an apostrophe inside a word, as in "let's", does not end it), "double", “curly”.
 _QUOTE = re.compile(r"(?<!\w)'((?:[^']|(?<=\w)'(?=\w)){6,}?)'(?!\w)|\"([^\"]{6,})\"|“([^”]{6,})”")
+_PASS_MARK = re.compile(r"pass(?:es|ing)?(?: score| mark| threshold)?(?: is| at|:| of)?\s*(?:>=|≥)?\s*(\d+(?:\.\d+)?)",
+                        re.IGNORECASE)
 _GOOD_LABELS = ("positive", "pass", "good", "satisfied", "happy", "yes", "true")
 _BAD_LABELS = ("negative", "fail", "bad", "unsatisfied", "unhappy", "no", "false", "frustrated", "angry")
 
@@ -79,8 +82,13 @@ def numeric(value: str) -> float | None:
 def pass_mark(metric: Metric) -> float:
     """The score a numeric result needs to pass: `pass at N` / `passing score: N` in the description, else the
     middle of the 0–5 scale. Half points count: 2.5 fails a pass mark of 3."""
-    match = re.search(r"pass(?:es|ing)?(?: score| mark| threshold)?(?: is| at|:| of)?\s*(?:>=|≥)?\s*(\d+(?:\.\d+)?)",
-                      metric.description, re.IGNORECASE)
+    return _pass_mark_in(metric.description)
+
+
+@functools.lru_cache(maxsize=256)
+def _pass_mark_in(description: str) -> float:
+    # Read once per description: ranking a sample asks for every numeric result.
+    match = _PASS_MARK.search(description)
     return float(match.group(1)) if match else DEFAULT_NUMERIC_PASS
 
 
@@ -98,8 +106,10 @@ def is_failing(metric: Metric, value: str | None) -> bool:
     return number is not None and number < pass_mark(metric)
 
 
+@functools.lru_cache(maxsize=4096)
 def value_key(value: str | None) -> str:
-    """One spelling per value: "4" and "4.0" are the same score, "n/a" is N/A."""
+    """One spelling per value: "4" and "4.0" are the same score, "n/a" is N/A. (Cached: a sample has few distinct
+    values, and ranking spells each result several times.)"""
     text = (value or "").strip()
     if not text or text.upper() == NA:
         return NA
@@ -169,6 +179,7 @@ class Sample:
     joint: dict[tuple[int, str], Counter[str]]
     others: dict[int, dict[int, str]]
     names: dict[int, str]
+    _fails: dict[str, bool] = field(default_factory=dict)
 
     @classmethod
     def of(cls, rows: Sequence[CallRow], metric: Metric) -> Sample:
@@ -196,10 +207,17 @@ class Sample:
         return cls(metric, results, shown_as, values, {cid: len(c.members) for c in clusters for cid in c.members},
                    len(failing), by_topic, joint, others, names)
 
+    def fails(self, value: str) -> bool:
+        """`is_failing` for this sample's metric, once per distinct value (the signals ask for every call)."""
+        known = self._fails.get(value)
+        if known is None:
+            known = self._fails[value] = is_failing(self.metric, value)
+        return known
+
     def candidate(self, row: CallRow) -> Candidate:
         result = self.results[row.id]
         value = value_key(self.shown_as[row.id])
-        failing = is_failing(self.metric, self.shown_as[row.id])
+        failing = self.fails(self.shown_as[row.id])
         signs = [s for s in (
             self.recurring_cause(row.id, value, failing),
             self.topic_always_fails(row.topic, value, failing),
@@ -235,9 +253,9 @@ class Sample:
         if not failing or profile is None:
             return None
         size = sum(profile.values())
-        fails = sum(n for v, n in profile.items() if is_failing(self.metric, v))
-        passes_elsewhere = sum(n for v, n in self.values.items() if not is_failing(self.metric, v) and v != NA) \
-            - sum(n for v, n in profile.items() if not is_failing(self.metric, v) and v != NA)
+        fails = sum(n for v, n in profile.items() if self.fails(v))
+        passes_elsewhere = sum(n for v, n in self.values.items() if not self.fails(v) and v != NA) \
+            - sum(n for v, n in profile.items() if not self.fails(v) and v != NA)
         if size < 4 or fails < 0.9 * size or passes_elsewhere < 5 or self.mostly_failing():
             return None
         return 2.0, (f"every '{topic}' call fails ({fails} of {size}) while other calls pass: the metric may not "
@@ -347,5 +365,6 @@ def _words(found: Iterable[str]) -> list[str]:
 
 def _other_results(row: CallRow, metric_id: int) -> list[MetricResult]:
     listed = list(row.evaluation.metrics) if row.evaluation else []
-    listed += [m for m in row.metrics if all(m.id != seen.id for seen in listed)]
+    seen = {m.id for m in listed}
+    listed += [m for m in row.metrics if m.id not in seen]
     return [m for m in listed if m.id != metric_id]
