@@ -400,6 +400,21 @@ _REVIEW_COLUMNS = (reviews.c.id, reviews.c.session_id, reviews.c.call_id, review
 _SESSION_REVIEWS = (select(*_REVIEW_COLUMNS).where(reviews.c.session_id == bindparam("session_id"))
                     .order_by(reviews.c.id))
 
+# The reads of every review step, built once as the ones above (building a query and its cache key cost more CPU
+# than SQLite's work for it): the open session of a metric and agent, a session's latest improvement, a metric's
+# overlap, its leased calls and its reviewers.
+_OPEN_SESSION = (select(review_sessions.c.id)
+                 .where(review_sessions.c.metric_id == bindparam("metric_id"),
+                        review_sessions.c.agent_id == bindparam("agent_id"),
+                        review_sessions.c.state != "closed", review_sessions.c.owner == bindparam("owner"))
+                 .order_by(review_sessions.c.id.desc()).limit(1))
+_LATEST_IMPROVEMENT = (select(improvements).where(improvements.c.session_id == bindparam("session_id"))
+                       .order_by(improvements.c.id.desc()).limit(1))
+_OVERLAP = select(review_plans.c.overlap).where(review_plans.c.metric_id == bindparam("metric_id"))
+_LEASED_CALLS = select(review_leases.c.call_id).distinct().where(review_leases.c.metric_id == bindparam("metric_id"))
+_REVIEWERS = select(review_sessions.c.owner).distinct().where(review_sessions.c.metric_id == bindparam("metric_id"))
+_AGENT_REVIEWERS = _REVIEWERS.where(review_sessions.c.agent_id == bindparam("agent_id"))
+
 
 class Ledger:
     """`location`: a SQLite file, or a `PostgresLedger` (a database URL and this backend's schema)."""
@@ -607,17 +622,14 @@ class Ledger:
     # as Cekura answers, so after a crash the ledger says exactly which writes may need checking.
 
     def open_session(self, metric_id: int, agent_id: int, feedback_threshold: int) -> Session:
-        query = (select(review_sessions.c.id)
-                 .where(review_sessions.c.metric_id == metric_id, review_sessions.c.agent_id == agent_id,
-                        review_sessions.c.state != "closed", review_sessions.c.owner == owner())
-                 .order_by(review_sessions.c.id.desc()).limit(1))
+        params = {"metric_id": metric_id, "agent_id": agent_id, "owner": owner()}
         # Nearly every call finds its session: a read, without the writers' lock (a team's processes all queue on
         # it); only a new session takes the lock, and looks again under it.
         with self._db.read() as db:
-            found = db.execute(query).scalar()
+            found = db.execute(_OPEN_SESSION, params).scalar()
         if found is None:
             with self._db.write() as db:
-                found = db.execute(query).scalar()
+                found = db.execute(_OPEN_SESSION, params).scalar()
                 if found is None:
                     found = _new_id(db.execute(_INSERT[review_sessions], dict(
                         metric_id=metric_id, agent_id=agent_id, started_at=time.time(),
@@ -736,8 +748,7 @@ class Ledger:
 
     def latest_improvement(self, session_id: int) -> Improvement | None:
         with self._db.read() as db:
-            row = db.execute(select(improvements).where(improvements.c.session_id == session_id)
-                             .order_by(improvements.c.id.desc()).limit(1)).first()
+            row = db.execute(_LATEST_IMPROVEMENT, {"session_id": session_id}).first()
         if row is None:
             return None
         return Improvement(int(row.id), int(row.session_id), str(row.progress_id), json.loads(row.test_set_ids),
@@ -791,7 +802,7 @@ class Ledger:
 
     def overlap_of(self, metric_id: int) -> float:
         with self._db.read() as db:
-            found = db.execute(select(review_plans.c.overlap).where(review_plans.c.metric_id == metric_id)).scalar()
+            found = db.execute(_OVERLAP, {"metric_id": metric_id}).scalar()
         return float(found or 0.0)
 
     def lease_call(self, metric_id: int, reviewer: str, candidates: Sequence[int], *, overlap: float,
@@ -864,8 +875,7 @@ class Ledger:
 
     def leased_calls(self, metric_id: int) -> set[int]:
         with self._db.read() as db:
-            return {int(c) for c in db.execute(select(review_leases.c.call_id).distinct()
-                                               .where(review_leases.c.metric_id == metric_id)).scalars()}
+            return {int(c) for c in db.execute(_LEASED_CALLS, {"metric_id": metric_id}).scalars()}
 
     def leases_of(self, metric_id: int) -> list[Lease]:
         """Every lease on a metric (the load test checks them)."""
@@ -876,11 +886,10 @@ class Ledger:
 
     def reviewers_of(self, metric_id: int, agent_id: int | None) -> set[str]:
         """Everyone with a review session on this metric (of one agent, if given)."""
-        query = select(review_sessions.c.owner).distinct().where(review_sessions.c.metric_id == metric_id)
-        if agent_id is not None:
-            query = query.where(review_sessions.c.agent_id == agent_id)
         with self._db.read() as db:
-            return {str(o) for o in db.execute(query).scalars()}
+            found = db.execute(_REVIEWERS, {"metric_id": metric_id}) if agent_id is None else \
+                db.execute(_AGENT_REVIEWERS, {"metric_id": metric_id, "agent_id": agent_id})
+            return {str(o) for o in found.scalars()}
 
     def team_verdicts(self, metric_id: int, agent_id: int | None) -> list[TeamVerdict]:
         """Every reviewer's sent verdicts on the metric (all owners: the team's agreement is shared)."""
