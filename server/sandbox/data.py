@@ -6,6 +6,7 @@ today's midnight, UTC), so the API's default 30-day window shows all of them.
 
 from __future__ import annotations
 
+import copy
 import random
 import uuid
 from dataclasses import dataclass, replace
@@ -330,10 +331,19 @@ def clone(ds: Dataset) -> Dataset:
     (`Store._seeded`)."""
     metrics = {i: replace(m, enum_values=list(m.enum_values), agents=list(m.agents),
                           configuration=dict(m.configuration)) for i, m in ds.metrics.items()}
-    calls = {i: replace(c, results=dict(c.results), metadata=dict(c.metadata),
-                        dynamic_variables=dict(c.dynamic_variables)) for i, c in ds.calls.items()}
+    calls = {i: _call_copy(c) for i, c in ds.calls.items()}
     truth = {i: dict(table) for i, table in ds.truth.items()}
     return replace(ds, agents=dict(ds.agents), metrics=metrics, calls=calls, truth=truth)
+
+
+def _call_copy(call: Call) -> Call:
+    """`replace(call, ...)` with fresh results, metadata and variables, for half the CPU (every sandbox reset copies
+    every call): a shallow copy of the record, then its three dicts."""
+    copied = copy.copy(call)
+    copied.results = dict(call.results)
+    copied.metadata = dict(call.metadata)
+    copied.dynamic_variables = dict(call.dynamic_variables)
+    return copied
 
 
 def snapshot(ds: Dataset) -> dict[str, Any]:
