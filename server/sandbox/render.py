@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from datetime import UTC, datetime
 from typing import Any
@@ -17,7 +18,10 @@ _RENDERED_LIMIT = 4096
 _rendered: dict[int, tuple[tuple[Turn, ...], str, str]] = {}
 
 
+@functools.lru_cache(maxsize=16384)
 def iso(moment: datetime) -> str:
+    # Cached: a call list writes each call's three moments on every page (equal moments, whatever their zone,
+    # are the same UTC text).
     text = moment.astimezone(UTC).isoformat()
     return text.replace("+00:00", "Z")
 
