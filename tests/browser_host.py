@@ -65,6 +65,12 @@ CHROMIUM_FLAGS = [
     "--disable-component-update",
     "--disable-sync",
     "--disable-dev-shm-usage",
+    # The views in the host page's process: with site isolation each view (a sandboxed frame, an opaque origin)
+    # had a renderer process of its own, one more per view shown (15 a run), each starting up and compiling the
+    # view's script and Playwright's injected one afresh; in one process V8 compiles each script once. The view
+    # stays isolated as the tests need it: the iframe's sandbox (an opaque origin) and its CSP, which Blink enforces
+    # in any process.
+    "--disable-site-isolation-trials",
 ]
 
 
@@ -191,6 +197,12 @@ class HostPage:
         self.console_errors: list[str] = []
         self.served: list[str] = []  # each tools/call the backend answered, how, and in how long
         self.failures: list[str] = []  # tools/call requests the backend could not pass to the server
+        # In the host page and in every view: the MCP SDK's PostMessageTransport console.debug()s each message it
+        # sends and parses, whole tool results included. With DevTools attached, as Playwright is, each call had
+        # Chromium preview the arguments and send the event on to Playwright's driver and to this process, which
+        # wraps each argument in a handle: seconds of CPU a module for lines nothing reads. Errors and warnings
+        # still reach the console, and console_errors.
+        page.add_init_script("console.debug = () => {};")
         page.on("console", self._console)
         page.on("pageerror", lambda error: self.console_errors.append(f"pageerror: {error}"))
         page.route("**/*", self._serve)
@@ -270,9 +282,16 @@ class HostPage:
         spec = {"html": with_csp(html), "tool": tool, "toolInput": arguments, "toolResult": result, "theme": theme,
                 "capabilities": capabilities}
         self.page.evaluate("spec => window.testHost.load(spec)", spec)
-        self.page.wait_for_function("() => window.testHost.log.some(e => e.kind === 'tool-result-sent')",
-                                    timeout=WAIT_MS)
+        if not self.until("() => window.testHost.log.some(e => e.kind === 'tool-result-sent')"):
+            raise AssertionError(f"the view never got its tool result; {self.diagnosis()}")
         return self.view()
+
+    def until(self, check: str, arg: Any = None) -> bool:
+        """Whether `check` (a JavaScript function of `arg`) came to hold on the host page within WAIT_MS. The page
+        re-runs it when its log changes (testHost.until), not on every animation frame for as long as a tool call takes,
+        as wait_for_function does."""
+        return bool(self.page.evaluate(f"([arg, ms]) => window.testHost.until(() => ({check})(arg), ms)",
+                                       [arg, WAIT_MS]))
 
     def view(self) -> Any:
         return self.page.frame_locator("#view")
@@ -285,14 +304,9 @@ class HostPage:
 
     def wait_for_tool_call(self, name: str, count: int = 1) -> dict[str, Any]:
         """Wait until the view's `count`-th call of `name` has its answer; return that call (arguments, result)."""
-        from playwright.sync_api import TimeoutError as PlaywrightTimeout
-
-        try:
-            self.page.wait_for_function(
-                "([name, count]) => window.testHost.toolCalls(name).filter(c => c.done).length >= count",
-                arg=[name, count], timeout=WAIT_MS)
-        except PlaywrightTimeout:
-            raise AssertionError(f"the view never made call {count} of {name}; {self.diagnosis()}") from None
+        if not self.until("([name, count]) => window.testHost.toolCalls(name).filter(c => c.done).length >= count",
+                          [name, count]):
+            raise AssertionError(f"the view never made call {count} of {name}; {self.diagnosis()}")
         return self.tool_calls(name)[count - 1]
 
     def diagnosis(self) -> str:
