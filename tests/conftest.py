@@ -122,7 +122,7 @@ def _compile_the_package() -> None:
         compileall.compile_dir(root / package, quiet=1)
 
 
-# The suite runs in three worker processes (pytest-xdist, `-n 3 --dist loadgroup` in pyproject's addopts); each
+# The suite runs in four worker processes (pytest-xdist, `-n 4 --dist loadgroup` in pyproject's addopts); each
 # worker has its own sandboxes, ledgers and temporary directories, and picks free ports. These tests share one
 # worker: they share something costly to start twice, or state outside the process two workers would race for.
 _ONE_WORKER_MODULES = {
